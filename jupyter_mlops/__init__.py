@@ -1,0 +1,20 @@
+"""jupyter-mlops: a tagged notebook becomes a tracked, parameterized pipeline, without a rewrite.
+
+Importing this package is cheap: everything heavy (papermill, scrapbook, pandas, SQLAlchemy) loads on first use.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only when a metric is logged
+
+_API = {"run", "resume", "runs", "list_runs", "get_run", "validate", "compile_notebook"}
+__all__ = ["log_metrics", *sorted(_API)]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'jupyter_mlops' has no attribute {name!r}")

@@ -1,0 +1,227 @@
+"""The Python API: everything the CLI (and later the magics and the panel) does is one of these functions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import MlopsError, StepFailed
+from .workspace import Workspace, new_run_id
+
+
+def validate(notebook: str | os.PathLike):
+    """The notebook's pipeline; raises NotebookError listing every problem with its cell and a fix."""
+    from .pipeline import build_pipeline
+
+    return build_pipeline(notebook)
+
+
+def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Write `out_dir/pipeline.yaml` and `out_dir/steps/NN-NAME.ipynb`; returns the pipeline.yaml path."""
+    from .compile import compile_pipeline
+
+    compile_pipeline(validate(notebook), out_dir)
+    return Path(out_dir) / "pipeline.yaml"
+
+
+def _effective_parameters(pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {n: (p.default if p.type != "any" else p.source) for n, p in pipeline.parameters.items()}
+    return {**values, **overrides}
+
+
+def step_fingerprints(pipeline, code: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
+    """A step's result is reusable when its code, the parameter values it reads and its inputs are the same."""
+    out: dict[str, str] = {}
+    for step in pipeline.steps:
+        read = sorted(set(step.parameters) | set(pipeline.setup_parameters))
+        digest = hashlib.sha256(code[step.name].encode())
+        digest.update(json.dumps({n: values.get(n) for n in read}, sort_keys=True, default=str).encode())
+        for dep in sorted(step.depends_on):
+            digest.update(out[dep].encode())
+        out[step.name] = digest.hexdigest()
+    return out
+
+
+def _prepare(pipeline, run_dir: Path):
+    """Compile the run's own bundle; returns the step notebook paths and their fingerprints of code."""
+    import nbformat
+
+    from .compile import code_fingerprint, compile_pipeline
+
+    bundle = run_dir / "bundle"
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    paths = compile_pipeline(pipeline, bundle)
+    code = {name: code_fingerprint(nbformat.read(str(p), as_version=4)) for name, p in paths.items()}
+    return paths, code
+
+
+def _execute(ws: Workspace, run_id: str, pipeline, paths, overrides: dict,
+             reuse: set[str], max_parallel: int | None, timeout: float | None,
+             on_update: Callable | None) -> dict:
+    from .engines.local import LocalEngine
+
+    store = ws.store
+
+    def update(result) -> None:
+        values = {"status": result.status, "started": result.started, "finished": result.finished,
+                  "duration": result.duration, "output_notebook": result.output_notebook,
+                  "error": result.error, "cell": result.cell}
+        if result.status == "running":
+            values["attempts"] = 1 + (attempts.get(result.name, 0))
+        if result.status != "reused":
+            store.update_step(run_id, result.name, **{k: v for k, v in values.items() if v is not None or
+                                                       k in ("error", "cell", "finished", "duration")})
+        if result.metrics:
+            store.record_metrics(run_id, result.name, result.metrics)
+        if on_update:
+            on_update(result)
+
+    attempts = {s["name"]: s.get("attempts") or 0 for s in store.get_run(run_id)["steps"]}
+    engine = LocalEngine(pipeline, paths, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
+                         max_parallel=max_parallel, timeout=timeout, on_update=update)
+    try:
+        results = engine.execute(reuse=reuse)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "cancelled", "interrupted by the user")
+        raise
+    failed = [r for r in results.values() if r.status == "failed"]
+    if failed:
+        first = failed[0]
+        where = f" (cell {first.cell} of {os.path.basename(pipeline.notebook)})" if first.cell else ""
+        store.finish_run(run_id, "failed", f"step `{first.name}` failed{where}: {first.error}")
+    elif any(r.status == "cancelled" for r in results.values()):
+        store.finish_run(run_id, "cancelled", "cancelled")
+    else:
+        store.finish_run(run_id, "succeeded")
+    return describe_run(store.get_run(run_id))
+
+
+def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
+        workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
+        on_update: Callable | None = None, check: bool = False, **run_fields: Any) -> dict:
+    """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
+    before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True)."""
+    from .parameters import coerce_parameters
+
+    pipeline = validate(notebook)
+    overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+    ws = Workspace.locate(workspace, notebook)
+    run_id = new_run_id()
+    run_dir = ws.run_dir(run_id)
+    paths, code = _prepare(pipeline, run_dir)
+    values = _effective_parameters(pipeline, overrides)
+    fingerprints = step_fingerprints(pipeline, code, values)
+    steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
+             for i, s in enumerate(pipeline.steps)]
+    ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
+                        steps, **run_fields)
+    _write_run_file(run_dir, overrides)
+    result = _execute(ws, run_id, pipeline, paths, overrides, set(), max_parallel, timeout,
+                      on_update)
+    if check and result["status"] != "succeeded":
+        raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
+    return result
+
+
+def _write_run_file(run_dir: Path, overrides: dict) -> None:
+    """The parameters given on the command line, beside the bundle: what `resume` passes again."""
+    (run_dir / "run.json").write_text(json.dumps({"parameters": overrides}, indent=1, default=str))
+
+
+def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_parallel: int | None = None,
+           timeout: float | None = None, on_update: Callable | None = None) -> dict:
+    """Rerun a failed or cancelled run from its failed steps, reusing every upstream step whose code, parameters
+    and inputs are unchanged. The notebook is read again, so a fix made since the failure is picked up."""
+    from .artifacts import read_manifest
+    from .parameters import coerce_parameters
+
+    ws = Workspace.locate(workspace)
+    record = ws.store.get_run(run_id)
+    run_id = record["id"]
+    if record["status"] == "succeeded":
+        raise MlopsError(f"run {run_id} succeeded: nothing to resume; start a new one with `jupyter-mlops run`")
+    if record["status"] == "running":
+        raise MlopsError(f"run {run_id} is still running; wait for it, or interrupt it first")
+    if not Path(record["notebook"]).is_file():
+        raise MlopsError(f"run {run_id}'s notebook {record['notebook']} no longer exists; put it back to resume")
+    pipeline = validate(record["notebook"])
+    run_dir = Path(record["run_dir"])
+    given = json.loads((run_dir / "run.json").read_text())["parameters"] if (run_dir / "run.json").exists() else {}
+    overrides = coerce_parameters(pipeline.parameters, given)
+    paths, code = _prepare(pipeline, run_dir)
+    fingerprints = step_fingerprints(pipeline, code, _effective_parameters(pipeline, overrides))
+
+    before = {s["name"]: s for s in record["steps"]}
+    reuse: set[str] = set()
+    for step in pipeline.steps:
+        old = before.get(step.name)
+        if (old and old["status"] in ("succeeded", "reused") and old["fingerprint"] == fingerprints[step.name]
+                and all(d in reuse for d in step.depends_on)):
+            try:
+                if step.outputs:
+                    read_manifest(ws.artifacts(run_id), step.name)
+                reuse.add(step.name)
+            except Exception:
+                pass
+    rows = []
+    for i, step in enumerate(pipeline.steps):
+        old = before.get(step.name, {})
+        row = {"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
+               "status": "reused" if step.name in reuse else "pending", "attempts": old.get("attempts") or 0}
+        if step.name in reuse:
+            row.update({k: old.get(k) for k in ("started", "finished", "duration", "output_notebook")})
+        elif old.get("output_notebook") and Path(old["output_notebook"]).exists():
+            kept = Path(old["output_notebook"])  # keep the failed attempt's notebook beside the new one
+            kept.rename(kept.with_suffix(f".attempt{old.get('attempts') or 1}.ipynb"))
+        rows.append(row)
+    ws.store.replace_steps(run_id, rows)
+    ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
+                        finished=None, duration=None)
+    return _execute(ws, run_id, pipeline, paths, overrides, reuse, max_parallel, timeout,
+                    on_update)
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+def describe_run(record: dict) -> dict:
+    """A run as JSON-ready data: id, status, params, metrics, started, duration, steps, ..."""
+    steps = [{"name": s["name"], "kind": s["kind"], "status": s["status"], "started": _iso(s["started"]),
+              "duration": s["duration"], "output_notebook": s["output_notebook"], "error": s["error"],
+              "cell": s["cell"], "attempts": s["attempts"]} for s in record["steps"]]
+    return {"id": record["id"], "notebook": record["notebook"], "notebook_hash": record["notebook_hash"],
+            "status": record["status"], "params": record["params"], "metrics": record["metrics"],
+            "started": _iso(record["started"]), "finished": _iso(record["finished"]),
+            "duration": record["duration"], "error": record["error"], "run_dir": record["run_dir"],
+            "sweep_id": record["sweep_id"], "schedule": record["schedule"],
+            "scheduled_for": record["scheduled_for"], "steps": steps}
+
+
+def list_runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None,
+              sweep_id: str | None = None) -> list[dict]:
+    return [describe_run(r) for r in Workspace.locate(workspace).store.list_runs(limit=limit, sweep_id=sweep_id)]
+
+
+def get_run(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
+    return describe_run(Workspace.locate(workspace).store.get_run(run_id))
+
+
+def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None, sweep_id: str | None = None):
+    """A pandas DataFrame, one row per run, newest first: run, notebook, status, started, duration, then one
+    `params.NAME` column per parameter and one `metrics.NAME` column per metric (MLflow's naming)."""
+    import pandas as pd
+
+    rows = []
+    for r in list_runs(workspace=workspace, limit=limit, sweep_id=sweep_id):
+        row = {"run": r["id"], "notebook": os.path.basename(r["notebook"]), "status": r["status"],
+               "started": pd.Timestamp(r["started"]) if r["started"] else pd.NaT, "duration": r["duration"]}
+        row.update({f"params.{k}": v for k, v in r["params"].items()})
+        row.update({f"metrics.{k}": v for k, v in r["metrics"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["run", "notebook", "status", "started", "duration"])

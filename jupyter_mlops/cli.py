@@ -1,0 +1,216 @@
+"""`jupyter-mlops` (also `jupyter mlops`): a thin layer over the Python API. Imports stay lazy so --help is fast."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+STATUS_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "cancelled", "skipped": "skipped",
+               "reused": "reused", "running": "running", "pending": "pending"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter-mlops", description="Run a tagged notebook as a tracked, parameterized pipeline.",
+        epilog="Tags: parameters, setup, data, train, evaluate, serve, step:NAME, after:NAME, skip "
+               "(Kale's tags work too). See README.md.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def workspace(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workspace", metavar="DIR",
+                       help="workspace folder (default: $MLOPS_WORKSPACE, else .mlops beside the notebook, or in "
+                            "the current folder)")
+
+    p = sub.add_parser("validate", help="check the tags and print the steps and their edges")
+    p.add_argument("notebook")
+    p.add_argument("--json", action="store_true", help="print the pipeline as JSON")
+
+    p = sub.add_parser("compile", help="write pipeline.yaml and one papermill notebook per step")
+    p.add_argument("notebook")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the bundle")
+
+    p = sub.add_parser("run", help="run the notebook as a pipeline and record it")
+    p.add_argument("notebook")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter (typed from the parameters cell); repeatable")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="most steps to run at once (default: number of CPUs)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per cell")
+    p.add_argument("--json", action="store_true", help="print the finished run as JSON")
+    workspace(p)
+
+    p = sub.add_parser("resume", help="rerun a failed run from its failed step, reusing upstream results")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--parallel", type=int, default=None, metavar="N")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--json", action="store_true")
+    workspace(p)
+
+    p = sub.add_parser("runs", help="list runs, newest first")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--limit", type=int, default=None, metavar="N")
+    workspace(p)
+
+    p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    workspace(p)
+    return parser
+
+
+def _parameters(pairs: list[list[str]]) -> dict[str, str]:
+    from .errors import ParameterError
+
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            raise ParameterError(f"parameter `{name}` is given twice; give it once (a sweep over values is "
+                                 "`jupyter-mlops sweep`)")
+        out[name] = value
+    return out
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def _progress(result: Any) -> None:
+    if result.status in ("running", "pending"):
+        return
+    line = f"  {result.name:<20} {STATUS_MARK.get(result.status, result.status):<9} {_duration(result.duration)}"
+    if result.metrics:
+        line += "  " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
+    if result.error and result.status == "failed":
+        line += f"\n    {result.error}" + (f" (cell {result.cell})" if result.cell else "")
+    print(line, file=sys.stderr, flush=True)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] +
+                     [fmt.format(*map(str, r)) for r in rows])
+
+
+def _short(value: Any) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _print_run(run: dict) -> None:
+    print(f"run       {run['id']}  ({run['status']})")
+    print(f"notebook  {run['notebook']}")
+    print(f"started   {run['started']}   duration {_duration(run['duration'])}")
+    if run["params"]:
+        print("params    " + "  ".join(f"{k}={_short(v)}" for k, v in run["params"].items()))
+    if run["metrics"]:
+        print("metrics   " + "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items()))
+    if run["error"]:
+        print(f"error     {run['error']}")
+    rows = [[s["name"], s["kind"], s["status"], _duration(s["duration"]), s["output_notebook"] or "-"]
+            for s in run["steps"]]
+    print(_table(rows, ["step", "kind", "status", "duration", "output notebook"]))
+
+
+def _print_runs(runs: list[dict]) -> None:
+    if not runs:
+        print("no runs yet; start one with `jupyter-mlops run NOTEBOOK`")
+        return
+    params = list(dict.fromkeys(k for r in runs for k in r["params"]))
+    metrics = list(dict.fromkeys(k for r in runs for k in r["metrics"]))
+    rows = [[r["id"], os.path.basename(r["notebook"]), r["status"], (r["started"] or "")[:19].replace("T", " "),
+             _duration(r["duration"])] + [_short(r["params"].get(k, "")) for k in params] +
+            [_short(r["metrics"].get(k, "")) for k in metrics] for r in runs]
+    print(_table(rows, ["run", "notebook", "status", "started", "duration"] + params + metrics))
+
+
+def _print_pipeline(pipeline) -> None:
+    print(f"{pipeline.notebook}: {len(pipeline.steps)} steps, "
+          f"{len(pipeline.parameters)} parameters, {len(pipeline.setup_cells)} setup cells")
+    if pipeline.parameters:
+        print("parameters: " + ", ".join(f"{n} ({p.type}) = {p.source}" for n, p in pipeline.parameters.items()))
+    for step in pipeline.steps:
+        cells = ",".join(str(c + 1) for c in step.cells)
+        print(f"  {step.name} [{step.kind}] cells {cells}")
+        for dep in step.depends_on:
+            names = [n for n, p in step.inputs.items() if p == dep]
+            print(f"    after {dep}" + (f": {', '.join(names)}" if names else " (explicit)"))
+        if step.parameters:
+            print(f"    parameters: {', '.join(step.parameters)}")
+    for warning in pipeline.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 1
+    from .errors import MlopsError
+
+    try:
+        return _dispatch(args)
+    except MlopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the run is recorded as cancelled", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.command == "validate":
+        pipeline = api.validate(args.notebook)
+        if args.json:
+            print(json.dumps(pipeline.to_dict(), indent=1, default=str))
+        else:
+            _print_pipeline(pipeline)
+        return 0
+    if args.command == "compile":
+        path = api.compile_notebook(args.notebook, args.output)
+        print(f"wrote {path} and {path.parent / 'steps'}/")
+        return 0
+    if args.command in ("run", "resume"):
+        if args.parallel is not None and args.parallel < 1:
+            from .errors import MlopsError
+
+            raise MlopsError(f"--parallel must be at least 1, got {args.parallel}")
+        common = dict(workspace=args.workspace, max_parallel=args.parallel, timeout=args.timeout,
+                      on_update=_progress)
+        if args.command == "run":
+            result = api.run(args.notebook, _parameters(args.parameter), **common)
+        else:
+            result = api.resume(args.run_id, **common)
+        if args.json:
+            print(json.dumps(result, indent=1))
+        else:
+            print(result["id"])
+            if result["error"]:
+                print(f"error: {result['error']}", file=sys.stderr)
+        return 0 if result["status"] == "succeeded" else 1
+    if args.command == "runs":
+        runs = api.list_runs(workspace=args.workspace, limit=args.limit)
+        print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
+        return 0
+    if args.command == "show":
+        run = api.get_run(args.run_id, workspace=args.workspace)
+        print(json.dumps(run, indent=1)) if args.json else _print_run(run)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The run store: runs, their steps and metrics, in SQLite (WAL) by default, any SQLAlchemy URL for teams.
+
+Callers see plain dicts; only this module speaks SQL (SQLAlchemy Core), so pointing `MLOPS_STORE_URL` at
+PostgreSQL changes nothing else. On SQLite every write transaction starts with BEGIN IMMEDIATE and waits on a
+busy timeout, so many processes writing at once queue instead of failing with "database is locked".
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+metadata = sa.MetaData()
+runs_table = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("notebook", sa.Text, nullable=False),
+    sa.Column("notebook_hash", sa.String(64), nullable=False),
+    sa.Column("params", sa.Text, nullable=False, default="{}"),  # JSON
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),  # epoch seconds
+    sa.Column("finished", sa.Float),
+    sa.Column("duration", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("run_dir", sa.Text, nullable=False),
+    sa.Column("sweep_id", sa.String(40), index=True),
+    sa.Column("schedule", sa.String(200), index=True),
+    sa.Column("scheduled_for", sa.String(40)),
+)
+steps_table = sa.Table(
+    "steps", metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|running|succeeded|failed|cancelled|skipped|reused
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    sa.Column("duration", sa.Float),
+    sa.Column("output_notebook", sa.Text),
+    sa.Column("fingerprint", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Column("cell", sa.Integer),  # source notebook cell of a failure, 1-based
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+)
+metrics_table = sa.Table(
+    "metrics", metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.String(200)),
+)
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let us issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection):
+        # take the write lock up front: a deferred transaction that upgrades later fails at once when busy
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url)
+        with self.engine.begin() as conn:
+            metadata.create_all(conn)
+            found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
+            version = found.scalar()
+            if version is None:
+                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(version) > SCHEMA_VERSION:
+                from .errors import MlopsError
+
+                raise MlopsError(f"the store at {url} has schema version {version}, newer than this "
+                                 f"jupyter-mlops understands ({SCHEMA_VERSION}); upgrade jupyter-mlops")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    def create_run(self, run_id: str, notebook: str, notebook_hash: str, params: dict, run_dir: str,
+                   steps: list[dict], **extra: Any) -> None:
+        """A new run in state `running` with its steps `pending`, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(runs_table.insert().values(
+                id=run_id, notebook=notebook, notebook_hash=notebook_hash, params=json.dumps(params),
+                status="running", started=time.time(), run_dir=run_dir, **extra))
+            if steps:
+                conn.execute(steps_table.insert(), [{"run_id": run_id, "status": "pending", "attempts": 0, **s}
+                                                    for s in steps])
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        if "params" in values:
+            values["params"] = json.dumps(values["params"])
+        with self.engine.begin() as conn:
+            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        assert status in RUN_STATUSES
+        with self.engine.begin() as conn:
+            started = conn.execute(sa.select(runs_table.c.started).where(runs_table.c.id == run_id)).scalar()
+            now = time.time()
+            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(
+                status=status, finished=now, duration=now - started, error=error))
+
+    def replace_steps(self, run_id: str, steps: list[dict]) -> None:
+        """Set the step rows of a run (resume may change them); rows not named are removed."""
+        with self.engine.begin() as conn:
+            conn.execute(steps_table.delete().where(steps_table.c.run_id == run_id))
+            if steps:
+                conn.execute(steps_table.insert(), [{"run_id": run_id, **s} for s in steps])
+
+    def update_step(self, run_id: str, name: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(steps_table.update().where(
+                (steps_table.c.run_id == run_id) & (steps_table.c.name == name)).values(**values))
+
+    def record_metrics(self, run_id: str, step: str, metrics: dict[str, float]) -> None:
+        if not metrics:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(metrics_table.delete().where(
+                (metrics_table.c.run_id == run_id) & metrics_table.c.name.in_(list(metrics))))
+            conn.execute(metrics_table.insert(), [{"run_id": run_id, "name": n, "value": v, "step": step}
+                                                  for n, v in metrics.items()])
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def _runs(self, where=None, limit: int | None = None) -> list[dict]:
+        query = sa.select(runs_table).order_by(runs_table.c.started.desc(), runs_table.c.id.desc())
+        if where is not None:
+            query = query.where(where)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            ids = [r["id"] for r in rows]
+            steps: dict[str, list[dict]] = {i: [] for i in ids}
+            metrics: dict[str, dict] = {i: {} for i in ids}
+            for chunk in _chunks(ids, 500):
+                for s in conn.execute(sa.select(steps_table).where(steps_table.c.run_id.in_(chunk))
+                                      .order_by(steps_table.c.position)):
+                    steps[s.run_id].append({k: v for k, v in s._mapping.items() if k != "run_id"})
+                for m in conn.execute(sa.select(metrics_table).where(metrics_table.c.run_id.in_(chunk))
+                                      .order_by(metrics_table.c.name)):
+                    metrics[m.run_id][m.name] = m.value
+        for row in rows:
+            row["params"] = json.loads(row["params"] or "{}")
+            row["metrics"] = metrics[row["id"]]
+            row["steps"] = steps[row["id"]]
+        return rows
+
+    def list_runs(self, limit: int | None = None, sweep_id: str | None = None) -> list[dict]:
+        where = runs_table.c.sweep_id == sweep_id if sweep_id else None
+        return self._runs(where, limit)
+
+    def get_run(self, run_id: str) -> dict:
+        """A run by id or unique id prefix; MlopsError when none or several match."""
+        from .errors import MlopsError
+
+        exact = self._runs(runs_table.c.id == run_id)
+        if exact:
+            return exact[0]
+        found = self._runs(runs_table.c.id.startswith(run_id, autoescape=True), limit=3)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise MlopsError(f"no run `{run_id}` in this workspace; `jupyter-mlops runs` lists them")
+        raise MlopsError(f"run id prefix `{run_id}` matches several runs ({', '.join(r['id'] for r in found)}); "
+                         "give more characters")
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

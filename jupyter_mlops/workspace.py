@@ -1,0 +1,52 @@
+"""The workspace: `.mlops/` beside the notebook (or `--workspace`, or `MLOPS_WORKSPACE`), holding the store and
+`runs/<id>/` with each run's compiled bundle, executed step notebooks and artifacts.
+
+`MLOPS_STORE_URL` points the store elsewhere (any SQLAlchemy URL) and `MLOPS_ARTIFACTS_URL` the artifacts
+(any fsspec URL); by default both live in the workspace folder.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from functools import cached_property
+from pathlib import Path
+
+DEFAULT_DIRNAME = ".mlops"
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike, store_url: str | None = None, artifacts_url: str | None = None):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.store_url = store_url or os.environ.get("MLOPS_STORE_URL") or f"sqlite:///{self.root / 'mlops.db'}"
+        self.artifacts_url = (artifacts_url or os.environ.get("MLOPS_ARTIFACTS_URL") or "").rstrip("/")
+
+    @classmethod
+    def locate(cls, workspace: str | os.PathLike | None = None, notebook: str | os.PathLike | None = None):
+        """Explicit path, else $MLOPS_WORKSPACE, else `.mlops` beside the notebook (or in the current folder)."""
+        chosen = workspace or os.environ.get("MLOPS_WORKSPACE")
+        if not chosen:
+            base = Path(notebook).resolve().parent if notebook else Path.cwd()
+            chosen = base / DEFAULT_DIRNAME
+        return cls(chosen)
+
+    @cached_property
+    def store(self):
+        from .store import Store
+
+        return Store(self.store_url)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def artifacts(self, run_id: str) -> str:
+        """Where a run's steps exchange values: a local folder, or under the configured fsspec URL."""
+        if self.artifacts_url:
+            return f"{self.artifacts_url}/{run_id}"
+        return str(self.run_dir(run_id) / "artifacts")
+
+
+def new_run_id() -> str:
+    """Sortable by start time, readable, unique across processes: 20261123-120301-3f9a1c."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
