@@ -168,18 +168,19 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
                 reuse.add(step.name)
             except Exception:
                 pass
-    rows = []
+    rows, superseded = [], []
     for i, step in enumerate(pipeline.steps):
         old = before.get(step.name, {})
-        row = {"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
-               "status": "reused" if step.name in reuse else "pending", "attempts": old.get("attempts") or 0}
-        if step.name in reuse:
-            row.update({k: old.get(k) for k in ("started", "finished", "duration", "output_notebook")})
-        elif old.get("output_notebook") and Path(old["output_notebook"]).exists():
-            kept = Path(old["output_notebook"])  # keep the failed attempt's notebook beside the new one
-            kept.rename(kept.with_suffix(f".attempt{old.get('attempts') or 1}.ipynb"))
-        rows.append(row)
+        kept = step.name in reuse
+        rows.append({"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
+                     "status": "reused" if kept else "pending", "attempts": old.get("attempts") or 0,
+                     **{k: old.get(k) if kept else None for k in ("started", "finished", "duration",
+                                                                  "output_notebook")}})
+        if not kept and old.get("output_notebook") and Path(old["output_notebook"]).exists():
+            superseded.append((Path(old["output_notebook"]), old.get("attempts") or 1))
     ws.store.replace_steps(run_id, rows)
+    for path, attempt in superseded:  # keep the earlier attempt's notebook beside the new one
+        path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
     ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
                         finished=None, duration=None)
     return _execute(ws, run_id, pipeline, paths, overrides, reuse, max_parallel, timeout,

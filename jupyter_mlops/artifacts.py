@@ -28,10 +28,13 @@ def _kind(value: Any) -> str:
     if module == "pandas":
         import pandas as pd
 
+        # parquet stores column names as strings: other names would come back changed, so those frames pickle
         if isinstance(value, pd.DataFrame):
-            return "parquet"
+            names = list(value.columns)
+            return "parquet" if all(isinstance(c, str) for c in names) and len(set(names)) == len(names) \
+                else "cloudpickle"
         if isinstance(value, pd.Series):
-            return "parquet-series"
+            return "parquet-series" if value.name is None or isinstance(value.name, str) else "cloudpickle"
     if module == "numpy":
         import numpy as np
 

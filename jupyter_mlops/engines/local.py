@@ -93,6 +93,7 @@ class LocalEngine:
     def execute(self, reuse: set[str] = frozenset()) -> dict[str, StepResult]:
         """Run every step not in `reuse` (those keep their artifacts from an earlier run)."""
         logging.getLogger("papermill").setLevel(logging.WARNING)
+        logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient's "Kernel died..." : we say why
         for name in reuse:
             self._set(name, status="reused")
         threads = [threading.Thread(target=self._worker, args=(s,), name=f"mlops-step-{s.name}", daemon=True)
@@ -225,7 +226,7 @@ class LocalEngine:
                 progress_bar=False, log_output=False, cwd=self.cwd, km=km,
                 execution_timeout=self.timeout, start_timeout=120)
         except papermill.PapermillExecutionError as exc:
-            status, cell = "failed", self._source_cell(output, exc.cell_index)
+            status, cell = "failed", self._failed_source_cell(output)
             error = f"{exc.ename}: {exc.evalue}"
         except DeadKernelError:
             status, error = "failed", kernel_death_reason(km)
@@ -243,15 +244,18 @@ class LocalEngine:
         self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics)
 
     @staticmethod
-    def _source_cell(output: Path, index: int | None) -> int | None:
-        """Map a cell of the executed step notebook back to the source notebook's cell number."""
-        if index is None or not output.exists():
+    def _failed_source_cell(output: Path) -> int | None:
+        """The source notebook's cell number of the cell that raised (papermill inserts banner cells, so the
+        failing cell is found by its error output, then mapped back through our cell metadata)."""
+        if not output.exists():
             return None
         import nbformat
 
-        nb = nbformat.read(str(output), as_version=4)
-        if 0 <= index < len(nb.cells):
-            return nb.cells[index].metadata.get("mlops", {}).get("source_cell")
+        for cell in nbformat.read(str(output), as_version=4).cells:
+            failed = cell.get("metadata", {}).get("papermill", {}).get("exception") is True or any(
+                o.get("output_type") == "error" for o in cell.get("outputs", []))
+            if cell.cell_type == "code" and failed:
+                return cell.metadata.get("mlops", {}).get("source_cell")
         return None
 
     @staticmethod

@@ -1,0 +1,65 @@
+"""CLI behaviour that needs no kernel: validation output, exit codes, fast start-up."""
+import os
+import subprocess
+import sys
+
+CLI = [sys.executable, "-m", "jupyter_mlops.cli"]
+
+
+def run_cli(*args, **kw):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_validate_prints_steps_and_edges(example):
+    done = run_cli("validate", str(example("digits.ipynb")))
+    assert done.returncode == 0, done.stderr
+    assert "train [train] cells 9" in done.stdout and "after data: X_train, y_train" in done.stdout
+
+
+def test_validate_reports_problems_and_exits_1(make_notebook):
+    nb = make_notebook([("x = 1", "data"), ("y = x", "trian")])
+    done = run_cli("validate", str(nb))
+    assert done.returncode == 1
+    assert "cell 2" in done.stderr and "unknown tag `trian`" in done.stderr and "fix:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_notebook_is_a_clear_error(tmp_path):
+    done = run_cli("validate", str(tmp_path / "nope.ipynb"))
+    assert done.returncode == 1 and "not found" in done.stderr
+
+
+def test_compile_writes_bundle(example, tmp_path):
+    done = run_cli("compile", str(example("digits.ipynb")), "-o", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "b" / "steps").iterdir()) == [
+        "01-data.ipynb", "02-train.ipynb", "03-evaluate.ipynb", "04-serve.ipynb"]
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys, contextlib, io\nfrom jupyter_mlops import cli\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    cli.main(['--help'])\n"
+            "heavy = [m for m in ('papermill', 'scrapbook', 'pandas', 'sqlalchemy', 'nbformat') if m in sys.modules]\n"
+            "print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_jupyter_subcommand_is_installed():
+    # `jupyter mlops` finds the `jupyter-mlops` executable that the package installs
+    bindir = os.path.dirname(sys.executable)
+    assert os.path.exists(os.path.join(bindir, "jupyter-mlops"))
+    done = subprocess.run([os.path.join(bindir, "jupyter"), "mlops", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip()
+
+
+def test_runs_on_empty_workspace(tmp_path):
+    done = run_cli("runs", "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 0 and "no runs yet" in done.stdout
+
+
+def test_parallel_zero_is_refused(example):
+    done = run_cli("run", str(example("digits.ipynb")), "--parallel", "0")
+    assert done.returncode == 1 and "--parallel must be at least 1" in done.stderr

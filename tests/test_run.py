@@ -1,0 +1,184 @@
+"""Whole runs with real kernels, real papermill and the real SQLite store."""
+import json
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+import scrapbook
+
+import jupyter_mlops
+from jupyter_mlops.errors import NotebookError, ParameterError
+
+
+def test_example_runs_end_to_end(example):
+    nb_path = example("digits.ipynb")
+    before = nb_path.read_bytes()
+    run = jupyter_mlops.run(nb_path, {"C": "2"})
+    assert run["status"] == "succeeded", run["error"]
+    assert run["params"]["C"] == 2.0 and run["params"]["seed"] == 0
+    assert run["metrics"]["accuracy"] > 0.9
+    assert [s["name"] for s in run["steps"]] == ["data", "train", "evaluate", "serve"]
+    for step in run["steps"]:
+        assert step["status"] == "succeeded"
+        executed = nbformat.read(step["output_notebook"], as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    # metrics are scrapbook scraps in the output notebook: the record of truth
+    evaluate = next(s for s in run["steps"] if s["name"] == "evaluate")
+    scraps = scrapbook.read_notebook(evaluate["output_notebook"]).scraps
+    assert scraps["mlops.metric.accuracy"].data == run["metrics"]["accuracy"]
+    assert nb_path.read_bytes() == before  # the source notebook is never modified
+    assert (nb_path.parent / ".mlops" / "mlops.db").exists()
+    frame = jupyter_mlops.runs(workspace=nb_path.parent / ".mlops")
+    assert list(frame["run"]) == [run["id"]]
+    assert {"params.C", "metrics.accuracy", "status", "duration"} <= set(frame.columns)
+
+
+def test_kale_notebook_runs_unchanged(example):
+    run = jupyter_mlops.run(example("kale_breast_cancer.ipynb"))
+    assert run["status"] == "succeeded", run["error"]
+    assert set(run["metrics"]) == {"test_accuracy", "train_accuracy"}
+    assert run["metrics"]["test_accuracy"] > 0.9
+
+
+def test_every_compiled_step_runs_under_plain_papermill(example, tmp_path):
+    bundle = tmp_path / "bundle"
+    jupyter_mlops.compile_notebook(example("digits.ipynb"), bundle)
+    import yaml
+
+    spec = yaml.safe_load((bundle / "pipeline.yaml").read_text())
+    assert spec["notebook_hash"] and spec["parameters"]["C"] == {
+        "name": "C", "type": "float", "default": 5.0, "source": "5.0", "help": "SVM regularization: smaller is smoother"}
+    artifacts = tmp_path / "exchange"
+    for step in spec["steps"]:
+        out = tmp_path / "out" / step["notebook"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "papermill", str(bundle / step["notebook"]), str(out),
+                               "-p", "mlops_artifacts", str(artifacts), "-p", "C", "3", "--cwd", str(tmp_path)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    scraps = scrapbook.read_notebook(str(tmp_path / "out" / "steps" / "03-evaluate.ipynb")).scraps
+    assert scraps["mlops.metric.accuracy"].data > 0.9
+
+
+FAILING = [
+    ("import time", "setup"),
+    ("limit = 10", "parameters"),
+    ("values = list(range(5))", "data"),
+    ("if sum(values) > limit:\n    raise ValueError(f'sum {sum(values)} is over the limit {limit}')\ntotal = sum(values)",
+     "train"),
+    ("from jupyter_mlops import log_metrics\nlog_metrics(total=total)", "evaluate"),
+]
+
+
+def test_failure_keeps_partial_notebook_and_resume_reuses_upstream(make_notebook):
+    nb_path = make_notebook(FAILING)
+    run = jupyter_mlops.run(nb_path, {"limit": "3"})
+    assert run["status"] == "failed"
+    assert "step `train` failed (cell 4" in run["error"] and "over the limit 3" in run["error"]
+    steps = {s["name"]: s for s in run["steps"]}
+    assert steps["data"]["status"] == "succeeded" and steps["evaluate"]["status"] == "skipped"
+    assert steps["train"]["status"] == "failed" and steps["train"]["cell"] == 4
+    partial = nbformat.read(steps["train"]["output_notebook"], as_version=4)
+    errors = [o for c in partial.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert errors and errors[0].ename == "ValueError"
+    data_notebook_mtime = (steps["data"]["output_notebook"], _mtime(steps["data"]["output_notebook"]))
+
+    # fix the notebook, resume: data is reused, train and evaluate run
+    nb = nbformat.read(str(nb_path), as_version=4)
+    nb.cells[3].source = "total = sum(values)"
+    nbformat.write(nb, str(nb_path))
+    resumed = jupyter_mlops.resume(run["id"], workspace=nb_path.parent / ".mlops")
+    assert resumed["id"] == run["id"] and resumed["status"] == "succeeded", resumed["error"]
+    steps = {s["name"]: s for s in resumed["steps"]}
+    assert steps["data"]["status"] == "reused" and steps["train"]["status"] == "succeeded"
+    assert steps["train"]["attempts"] == 2
+    assert resumed["metrics"] == {"total": 10.0}
+    assert _mtime(data_notebook_mtime[0]) == data_notebook_mtime[1]  # not rerun
+    kept = list((nb_path.parent / ".mlops" / "runs" / run["id"] / "steps").glob("*.attempt1.ipynb"))
+    assert [p.name for p in kept] == ["02-train.attempt1.ipynb"]
+
+
+def _mtime(path):
+    import os
+
+    return os.stat(path).st_mtime_ns
+
+
+def test_a_killed_kernel_fails_its_step_at_once_with_the_reason(make_notebook):
+    nb_path = make_notebook([("x = 1", "data"),
+                             ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\ny = x", "train"),
+                             ("z = y", "evaluate")])
+    started = time.monotonic()
+    run = jupyter_mlops.run(nb_path)
+    assert time.monotonic() - started < 120  # a generous bound that only catches a hang, not slowness
+    assert run["status"] == "failed"
+    steps = {s["name"]: s for s in run["steps"]}
+    assert steps["train"]["status"] == "failed" and "SIGKILL" in steps["train"]["error"]
+    assert steps["evaluate"]["status"] == "skipped"
+    partial = nbformat.read(steps["train"]["output_notebook"], as_version=4)
+    assert "SIGKILL" in partial.cells[0].source
+
+
+def test_value_that_cannot_be_marshalled_fails_naming_it(make_notebook):
+    nb_path = make_notebook([("rows = (i for i in range(3))", "data"), ("total = sum(rows)", "train")])
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "failed"
+    assert "`rows`" in run["error"] and "generator" in run["error"] and "step `data`" in run["error"]
+
+
+def test_bad_parameters_fail_before_anything_runs(make_notebook):
+    nb_path = make_notebook(FAILING)
+    with pytest.raises(ParameterError, match="unknown parameter `limt`"):
+        jupyter_mlops.run(nb_path, {"limt": "3"})
+    with pytest.raises(ParameterError, match="`limit` is int"):
+        jupyter_mlops.run(nb_path, {"limit": "0.5"})
+    assert not (nb_path.parent / ".mlops" / "runs").exists() or not any(
+        (nb_path.parent / ".mlops" / "runs").iterdir())
+
+
+def test_bad_tags_fail_before_anything_runs(make_notebook):
+    nb_path = make_notebook([("x = 1", "data"), ("y = undefined_name", "train")])
+    with pytest.raises(NotebookError, match="undefined_name"):
+        jupyter_mlops.run(nb_path)
+    assert not (nb_path.parent / ".mlops").exists()
+
+
+def test_independent_steps_run_in_parallel(make_notebook):
+    nb_path = make_notebook([("import time", "setup"),
+                             ("time.sleep(2)\na = 1", "step:left"),
+                             ("time.sleep(2)\nb = 2", "step:right"),
+                             ("c = a + b", "train")])
+    run = jupyter_mlops.run(nb_path, max_parallel=2)
+    assert run["status"] == "succeeded", run["error"]
+    store = jupyter_mlops.api.Workspace.locate(None, nb_path).store
+    rows = {s["name"]: s for s in store.get_run(run["id"])["steps"]}
+    left, right = rows["left"], rows["right"]
+    # each started before the other finished: they overlapped
+    assert left["started"] < right["finished"] and right["started"] < left["finished"]
+    assert rows["train"]["started"] >= max(left["finished"], right["finished"])
+
+
+def test_cli_run_runs_show_json(make_notebook):
+    nb_path = make_notebook(FAILING)
+    ws = nb_path.parent / "ws"
+    cli = [sys.executable, "-m", "jupyter_mlops.cli"]
+    done = subprocess.run(cli + ["run", str(nb_path), "-p", "limit", "100", "--workspace", str(ws)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip().splitlines()[-1]
+    listed = json.loads(subprocess.run(cli + ["runs", "--json", "--workspace", str(ws)], capture_output=True,
+                                       text=True, timeout=60).stdout)
+    assert listed[0]["id"] == run_id
+    assert {"id", "status", "params", "metrics", "started", "duration", "steps"} <= set(listed[0])
+    assert listed[0]["params"] == {"limit": 100} and listed[0]["metrics"] == {"total": 10.0}
+    shown = subprocess.run(cli + ["show", run_id[:15], "--workspace", str(ws)], capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0 and "succeeded" in shown.stdout and "02-train.ipynb" in shown.stdout
+
+    failed = subprocess.run(cli + ["run", str(nb_path), "-p", "limit", "1", "--workspace", str(ws)],
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1
+    assert "step `train` failed (cell 4" in failed.stderr
