@@ -60,19 +60,20 @@ def _prepare(pipeline, run_dir: Path):
     return paths, code
 
 
-def _execute(ws: Workspace, run_id: str, pipeline, paths, overrides: dict,
-             reuse: set[str], max_parallel: int | None, timeout: float | None,
-             on_update: Callable | None) -> dict:
+def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
+            timeout: float | None, fresh_kernels: bool, on_update: Callable | None):
+    """The local engine for a run, reporting into the store; its kernels start warming up at once."""
     from .engines.local import LocalEngine
 
     store = ws.store
+    attempts: dict[str, int] = {}
 
     def update(result) -> None:
         values = {"status": result.status, "started": result.started, "finished": result.finished,
                   "duration": result.duration, "output_notebook": result.output_notebook,
                   "error": result.error, "cell": result.cell}
         if result.status == "running":
-            values["attempts"] = 1 + (attempts.get(result.name, 0))
+            values["attempts"] = attempts.get(result.name, 0) + 1
         if result.status != "reused":
             store.update_step(run_id, result.name, **{k: v for k, v in values.items() if v is not None or
                                                        k in ("error", "cell", "finished", "duration")})
@@ -81,11 +82,18 @@ def _execute(ws: Workspace, run_id: str, pipeline, paths, overrides: dict,
         if on_update:
             on_update(result)
 
-    attempts = {s["name"]: s.get("attempts") or 0 for s in store.get_run(run_id)["steps"]}
-    engine = LocalEngine(pipeline, paths, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
-                         max_parallel=max_parallel, timeout=timeout, on_update=update)
+    engine = LocalEngine(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
+                         max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
+                         on_update=update)
+    engine.attempts = attempts
+    return engine
+
+
+def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]) -> dict:
+    store = ws.store
+    engine.attempts.update({s["name"]: s.get("attempts") or 0 for s in store.get_run(run_id)["steps"]})
     try:
-        results = engine.execute(reuse=reuse)
+        results = engine.execute(paths, reuse=reuse)
     except KeyboardInterrupt:
         store.finish_run(run_id, "cancelled", "interrupted by the user")
         raise
@@ -103,9 +111,11 @@ def _execute(ws: Workspace, run_id: str, pipeline, paths, overrides: dict,
 
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
-        on_update: Callable | None = None, check: bool = False, **run_fields: Any) -> dict:
+        fresh_kernels: bool = False, on_update: Callable | None = None, check: bool = False,
+        **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
-    before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True)."""
+    before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
+    `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one."""
     from .parameters import coerce_parameters
 
     pipeline = validate(notebook)
@@ -113,16 +123,19 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     ws = Workspace.locate(workspace, notebook)
     run_id = new_run_id()
     run_dir = ws.run_dir(run_id)
-    paths, code = _prepare(pipeline, run_dir)
-    values = _effective_parameters(pipeline, overrides)
-    fingerprints = step_fingerprints(pipeline, code, values)
-    steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
-             for i, s in enumerate(pipeline.steps)]
-    ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                        steps, **run_fields)
-    _write_run_file(run_dir, overrides)
-    result = _execute(ws, run_id, pipeline, paths, overrides, set(), max_parallel, timeout,
-                      on_update)
+    engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
+    try:
+        paths, code = _prepare(pipeline, run_dir)
+        values = _effective_parameters(pipeline, overrides)
+        fingerprints = step_fingerprints(pipeline, code, values)
+        steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
+                 for i, s in enumerate(pipeline.steps)]
+        ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
+                            steps, **run_fields)
+        _write_run_file(run_dir, overrides)
+        result = _execute(ws, run_id, pipeline, engine, paths, set())
+    finally:
+        engine.close()
     if check and result["status"] != "succeeded":
         raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
     return result
@@ -134,7 +147,7 @@ def _write_run_file(run_dir: Path, overrides: dict) -> None:
 
 
 def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_parallel: int | None = None,
-           timeout: float | None = None, on_update: Callable | None = None) -> dict:
+           timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None) -> dict:
     """Rerun a failed or cancelled run from its failed steps, reusing every upstream step whose code, parameters
     and inputs are unchanged. The notebook is read again, so a fix made since the failure is picked up."""
     from .artifacts import read_manifest
@@ -183,8 +196,11 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
         path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
     ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
                         finished=None, duration=None)
-    return _execute(ws, run_id, pipeline, paths, overrides, reuse, max_parallel, timeout,
-                    on_update)
+    engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
+    try:
+        return _execute(ws, run_id, pipeline, engine, paths, reuse)
+    finally:
+        engine.close()
 
 
 def _iso(ts: float | None) -> str | None:

@@ -182,3 +182,26 @@ def test_cli_run_runs_show_json(make_notebook):
                             capture_output=True, text=True, timeout=300)
     assert failed.returncode == 1
     assert "step `train` failed (cell 4" in failed.stderr
+
+
+def _kernels_started_by(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if f"MLOPS_PARENT_PID={pid}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_no_kernel_outlives_a_cli_run(example):
+    nb_path = example("digits.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "run", str(nb_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    assert _kernels_started_by(proc.pid) == []

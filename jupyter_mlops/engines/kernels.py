@@ -1,0 +1,252 @@
+"""A pool of warm Jupyter kernels for the steps of one run.
+
+Starting a kernel and importing scikit-learn or pandas into it costs more than most steps take, so the pool starts
+kernels before they are needed and loads every module the notebook imports into each. Between steps a kernel's
+namespace is wiped (IPython `reset`, new session): the next step sees only the inputs it loads, as in a fresh
+kernel, but finds its modules already imported. With `fresh_kernels=True` every step gets a never-used kernel
+(a spare is started while the current steps run) for steps that change process-wide state.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+import threading
+import time
+from queue import Empty
+from typing import Any
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_core.utils import ensure_async
+
+log = logging.getLogger(__name__)
+
+# a new history session would write to IPython's history database on every step; numbering restarts instead
+_RESET = "get_ipython().reset(new_session=False)\nget_ipython().execution_count = 1"
+
+
+class KernelStartError(RuntimeError):
+    pass
+
+
+class PromptClient(AsyncKernelClient):
+    """A kernel client that notices a ready kernel in milliseconds.
+
+    jupyter_client's wait_for_ready sends kernel_info and then waits 0.2 s for an IOPub message; a new
+    subscription usually misses the first one, so every client (papermill makes one per step) paid ~0.2 s.
+    Asking again every 10 ms until IOPub answers gives the same guarantee (no output is lost) at once."""
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            self.kernel_info()
+            try:
+                await ensure_async(self.iopub_channel.get_msg(timeout=0.01))
+                return
+            except Empty:
+                if not await self._async_is_alive():
+                    raise RuntimeError("the kernel died before it answered") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the kernel did not answer in {timeout:.0f} s") from None
+
+    wait_for_ready = _async_wait_for_ready
+
+
+def _run_sync(coroutine_fn):
+    from jupyter_core.utils import run_sync
+
+    return run_sync(coroutine_fn)
+
+
+class KernelPool:
+    def __init__(self, kernel_name: str, cwd: str, size: int, modules: list[str], fresh_kernels: bool = False):
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self.size = max(1, size)
+        self.modules = list(dict.fromkeys(modules))
+        self.fresh_kernels = fresh_kernels
+        self._cond = threading.Condition()
+        self._idle: list[Any] = []
+        self._busy: set[Any] = set()
+        self._warming: set[Any] = set()
+        self._starters: list[threading.Thread] = []
+        self._starting = 0
+        self._closed = False
+        self._error: Exception | None = None
+        # one kernel at once first: on a small machine, kernels starting together slow the first step down
+        self._spawn(1)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def _spawn(self, count: int) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            count = min(count, self.size - len(self._idle) - len(self._busy) - self._starting)
+            self._starting += max(0, count)
+            for _ in range(count):
+                thread = threading.Thread(target=self._start_one, name="mlops-kernel-start", daemon=True)
+                self._starters.append(thread)
+                thread.start()
+
+    def _start_one(self) -> None:
+        km, error = None, None
+        try:
+            km = self._start_kernel()
+            with self._cond:
+                self._warming.add(km)  # close() can reach it from now on
+                closed = self._closed
+            if not closed:
+                self._warm_up(km)
+        except Exception as exc:
+            error = exc
+        with self._cond:
+            self._starting -= 1
+            self._warming.discard(km)
+            if self._closed:
+                pass
+            elif error is not None:
+                self._error = KernelStartError(f"could not start kernel `{self.kernel_name}`: {error}")
+            else:
+                self._idle.append(km)
+                km = None
+            self._cond.notify_all()
+        if km is not None:
+            shutdown_kernel(km)
+        elif error is None:
+            self._spawn(self.size)  # the first is up: start the rest
+
+    def _start_kernel(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+
+        # IPC sockets under a unique prefix: no TCP ports to race for, and no unencrypted-TCP warning per kernel
+        prefix = os.path.join(tempfile.gettempdir(), f"mlops-{secrets.token_hex(6)}")
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=prefix,
+                                client_class=f"{__name__}.PromptClient")
+        # MLOPS_PARENT_PID lets anyone (and our tests) find kernels by the process that started them
+        env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MLOPS_PARENT_PID": str(os.getpid())}
+        _run_sync(km.start_kernel)(cwd=self.cwd, env=env)
+        return km
+
+    def _warm_up(self, km: Any) -> None:
+        """Import the notebook's modules; binds no names, and a module that fails to import is left to the step
+        that imports it to report."""
+        code = ("import importlib as _il\nfor _m in %r:\n    try:\n        _il.import_module(_m)\n"
+                "    except Exception:\n        pass\ndel _il, _m\n") % self.modules
+        kc = km.client()
+        kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        try:
+            run_quietly(km, kc, code, timeout=300)
+        finally:
+            kc.stop_channels()
+
+    # -- use -----------------------------------------------------------------------------------------------------
+    def acquire(self) -> Any:
+        """A warm kernel, waiting for one if all are busy or starting."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise KernelStartError("the run was cancelled")
+                if self._idle:
+                    km = self._idle.pop(0)
+                    self._busy.add(km)
+                    return km
+                if self._starting == 0:
+                    if self._error is not None:
+                        raise self._error
+                    self._spawn(1)  # the condition's lock is re-entrant
+                self._cond.wait(0.5)
+
+    def release(self, km: Any, reusable: bool = True) -> None:
+        """Give a kernel back after a step: wiped and kept, or shut down and replaced."""
+        keep = reusable and not self.fresh_kernels and not self._closed
+        if keep:
+            try:
+                reset_namespace(km)
+            except Exception as exc:
+                log.debug("kernel reset failed, replacing it: %r", exc)
+                keep = False
+        with self._cond:
+            self._busy.discard(km)
+            if keep:
+                self._idle.append(km)
+            self._cond.notify_all()
+        if not keep:
+            shutdown_kernel(km)
+            self._spawn(1)
+
+    def close(self) -> None:
+        """Shut every kernel down, busy and warming ones included (cancel uses this to stop running steps), and
+        wait for kernels still starting, so that none outlives the run."""
+        with self._cond:
+            self._closed = True
+            kernels = self._idle + list(self._busy) + list(self._warming)
+            self._idle = []
+            starters = list(self._starters)
+            self._cond.notify_all()
+        stoppers = [threading.Thread(target=shutdown_kernel, args=(km,), daemon=True) for km in kernels]
+        for t in stoppers:
+            t.start()
+        for t in stoppers + starters:
+            t.join(60)
+
+
+def run_quietly(km: Any, kc: Any, code: str, timeout: float) -> None:
+    """Run code in the kernel without output or history, waiting for its reply on the shell channel only (after
+    papermill, a task of nbclient may still be reading IOPub on this client); raise if it fails."""
+    msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no reply from the kernel in {timeout:.0f} s")
+        try:
+            reply = _run_sync(kc.shell_channel.get_msg)(timeout=min(remaining, 1.0))
+        except Empty:
+            if not _run_sync(km.is_alive)():  # shut down meanwhile (a cancelled run): stop waiting
+                raise RuntimeError("the kernel is gone") from None
+            continue
+        if reply.get("parent_header", {}).get("msg_id") == msg_id:
+            break
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}")
+
+
+def reset_namespace(km: Any, timeout: float = 60) -> None:
+    """Wipe the kernel's user namespace through a shell-only client: no IOPub to subscribe to, so no readiness
+    handshake; the request waits in the socket until the connection is up. (A client papermill has used may
+    still have nbclient tasks listening on it, which would swallow the reply.)"""
+    kc = km.client()
+    kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    try:
+        run_quietly(km, kc, _RESET, timeout)
+    finally:
+        kc.stop_channels()
+
+
+def shutdown_kernel(km: Any) -> None:
+    try:
+        if _run_sync(km.is_alive)():
+            _run_sync(km.shutdown_kernel)(now=True)
+        else:
+            _run_sync(km.cleanup_resources)()
+    except Exception as exc:
+        log.debug("kernel shutdown: %r", exc)
+
+
+def kernel_death_reason(km: Any) -> str:
+    """Why a kernel process is gone, in words a user can act on."""
+    import signal
+
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code is None:
+        return "the kernel died"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (killed: out of memory, or stopped by another process)" if -code == 9 else ""
+        return f"the kernel died: {name}{hint}"
+    return f"the kernel exited with code {code}"
