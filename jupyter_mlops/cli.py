@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="most steps to run at once (default: number of CPUs)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per cell")
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
     workspace(p)
 
     p = sub.add_parser("resume", help="rerun a failed run from its failed step, reusing upstream results")
@@ -47,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=None, metavar="N")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
     workspace(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
@@ -189,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             raise MlopsError(f"--parallel must be at least 1, got {args.parallel}")
         common = dict(workspace=args.workspace, max_parallel=args.parallel, timeout=args.timeout,
-                      on_update=_progress)
+                      fresh_kernels=args.fresh_kernels, on_update=_progress)
         if args.command == "run":
             result = api.run(args.notebook, _parameters(args.parameter), **common)
         else:

@@ -205,3 +205,15 @@ def test_no_kernel_outlives_a_cli_run(example):
     proc.communicate(timeout=300)
     assert proc.returncode == 0
     assert _kernels_started_by(proc.pid) == []
+
+
+def test_steps_start_with_a_clean_namespace_with_warm_or_fresh_kernels(make_notebook):
+    # `leak` is never marshalled to train: if a kernel kept its namespace, train would find it anyway
+    nb_path = make_notebook([("x = 1\nleak = 'from data'", "data"),
+                             ("seen = sorted(k for k in globals() if not k.startswith('_'))\n"
+                              "assert 'leak' not in seen, seen\ny = x + 1", "train"),
+                             ("from jupyter_mlops import log_metrics\nlog_metrics(y=y)", "evaluate")])
+    for fresh in (False, True):
+        run = jupyter_mlops.run(nb_path, max_parallel=1, fresh_kernels=fresh)
+        assert run["status"] == "succeeded", (fresh, run["error"])
+        assert run["metrics"] == {"y": 2.0}
