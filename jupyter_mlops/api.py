@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MlopsError, StepFailed
-from .workspace import Workspace, new_run_id
+from .workspace import Workspace, new_run_id, process_owner
 
 
 def validate(notebook: str | os.PathLike):
@@ -131,7 +131,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
                  for i, s in enumerate(pipeline.steps)]
         ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                            steps, **run_fields)
+                            steps, owner=process_owner(), **run_fields)
         _write_run_file(run_dir, overrides)
         result = _execute(ws, run_id, pipeline, engine, paths, set())
     finally:
@@ -195,7 +195,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
     for path, attempt in superseded:  # keep the earlier attempt's notebook beside the new one
         path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
     ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
-                        finished=None, duration=None)
+                        finished=None, duration=None, owner=process_owner())
     engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
     try:
         return _execute(ws, run_id, pipeline, engine, paths, reuse)

@@ -72,10 +72,11 @@ def step_notebook(pipeline: Pipeline, step: Step) -> Any:
 
 
 def code_fingerprint(nb: Any) -> str:
-    """What a step's result depends on besides its inputs and parameter values: the code it runs."""
+    """What a step's result depends on besides its inputs and parameter values: the code it runs. The parameters
+    cell is left out: the values of the parameters a step reads are part of its fingerprint instead."""
     digest = hashlib.sha256()
     for cell in nb.cells:
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):
             digest.update(cell.source.encode() + b"\0")
     return digest.hexdigest()
 

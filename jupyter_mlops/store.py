@@ -31,6 +31,7 @@ runs_table = sa.Table(
     sa.Column("sweep_id", sa.String(40), index=True),
     sa.Column("schedule", sa.String(200), index=True),
     sa.Column("scheduled_for", sa.String(40)),
+    sa.Column("owner", sa.String(300)),  # host:pid:start of the process executing it, to spot one that died
 )
 steps_table = sa.Table(
     "steps", metadata,
@@ -134,6 +135,23 @@ class Store:
             conn.execute(steps_table.delete().where(steps_table.c.run_id == run_id))
             if steps:
                 conn.execute(steps_table.insert(), [{"run_id": run_id, **s} for s in steps])
+
+    def running_runs(self) -> list[dict]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(runs_table.c.id, runs_table.c.owner).where(runs_table.c.status == "running"))
+            return [dict(r._mapping) for r in rows]
+
+    def fail_abandoned(self, run_id: str, owner: str, error: str) -> bool:
+        """Mark a run failed (and its unfinished steps) if it is still `running` under that owner."""
+        with self.engine.begin() as conn:
+            done = conn.execute(runs_table.update().where(
+                (runs_table.c.id == run_id) & (runs_table.c.status == "running") & (runs_table.c.owner == owner))
+                .values(status="failed", error=error, finished=time.time()))
+            if done.rowcount:
+                conn.execute(steps_table.update().where(
+                    (steps_table.c.run_id == run_id) & steps_table.c.status.in_(["running", "pending"]))
+                    .values(status="failed", error="the process running it died"))
+            return bool(done.rowcount)
 
     def update_step(self, run_id: str, name: str, **values: Any) -> None:
         with self.engine.begin() as conn:

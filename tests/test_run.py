@@ -217,3 +217,69 @@ def test_steps_start_with_a_clean_namespace_with_warm_or_fresh_kernels(make_note
         run = jupyter_mlops.run(nb_path, max_parallel=1, fresh_kernels=fresh)
         assert run["status"] == "succeeded", (fresh, run["error"])
         assert run["metrics"] == {"y": 2.0}
+
+
+def test_ctrl_c_cancels_the_run_and_leaves_no_kernel(make_notebook):
+    import signal
+
+    nb_path = make_notebook([("import time", "setup"), ("x = 1", "data"),
+                             ("time.sleep(60)\ny = x", "train"), ("z = y", "evaluate")])
+    ws = nb_path.parent / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "run", str(nb_path), "--workspace", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    from jupyter_mlops.workspace import Workspace
+
+    store = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until train is running
+        if (ws / "mlops.db").exists():
+            store = store or Workspace(ws).store
+            runs = store.list_runs()
+            if runs and any(s["name"] == "train" and s["status"] == "running" for s in runs[0]["steps"]):
+                break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("train never started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run = store.list_runs()[0]
+    assert run["status"] == "cancelled"
+    steps = {s["name"]: s["status"] for s in run["steps"]}
+    assert steps == {"data": "succeeded", "train": "cancelled", "evaluate": "cancelled"}
+    assert _kernels_started_by(proc.pid) == []
+
+
+def test_a_run_whose_process_died_is_marked_failed_and_can_resume(make_notebook):
+    import signal
+
+    nb_path = make_notebook([("import time", "setup"), ("limit = 60", "parameters"), ("x = 1", "data"),
+                             ("time.sleep(limit)\ny = x", "train")])
+    ws = nb_path.parent / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "run", str(nb_path), "--workspace", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    from jupyter_mlops.workspace import Workspace
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = Workspace(ws).store.list_runs() if (ws / "mlops.db").exists() else []
+        if runs and any(s["name"] == "train" and s["status"] == "running" for s in runs[0]["steps"]):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait(30)
+    run = jupyter_mlops.list_runs(workspace=ws)[0]  # opening the store notices the dead owner
+    assert run["status"] == "failed" and "process running it died" in run["error"]
+    assert {s["name"]: s["status"] for s in run["steps"]}["train"] == "failed"
+    deadline = time.monotonic() + 30  # kernels notice their parent is gone (ipykernel's parent poller)
+    while _kernels_started_by(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _kernels_started_by(proc.pid) == []
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    nb.cells[1].source = "limit = 0"
+    nbformat.write(nb, str(nb_path))
+    resumed = jupyter_mlops.resume(run["id"], workspace=ws)
+    assert resumed["status"] == "succeeded", resumed["error"]
+    assert {s["name"]: s["status"] for s in resumed["steps"]}["data"] == "reused"

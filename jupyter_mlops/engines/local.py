@@ -108,6 +108,10 @@ class LocalEngine:
             self.cancel()
             for t in threads:
                 t.join(30)
+            for result in list(self.results.values()):  # whatever a worker could not report is cancelled too
+                if result.status not in TERMINAL:
+                    self._set(result.name, status="cancelled", error="cancelled",
+                              finished=time.time() if result.started else None)
             raise
         finally:
             self.pool.close()
@@ -177,7 +181,7 @@ class LocalEngine:
         except DeadKernelError:
             status, error, healthy = "failed", kernel_death_reason(km), False
             self._note_in_notebook(output, error)
-        except Exception as exc:  # timeouts, unreadable notebooks, lost kernels
+        except BaseException as exc:  # timeouts, lost kernels; nbclient's tasks may end in CancelledError
             status, error, healthy = "failed", f"{type(exc).__name__}: {exc}", False
             self._note_in_notebook(output, error)
         if self._cancelled and status == "failed":
