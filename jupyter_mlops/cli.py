@@ -83,7 +83,10 @@ def _duration(seconds: float | None) -> str:
 
 
 def _progress(result: Any) -> None:
-    if result.status in ("running", "pending"):
+    if result.status == "pending":
+        return
+    if result.status == "running":
+        print(f"  {result.name:<20} running", file=sys.stderr, flush=True)
         return
     line = f"  {result.name:<20} {STATUS_MARK.get(result.status, result.status):<9} {_duration(result.duration)}"
     if result.metrics:

@@ -12,7 +12,12 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Changes to a store made by an older version, applied in order when it is opened: version -> statements.
+# New tables need nothing here (create_all makes them); new columns on existing tables do.
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE runs ADD COLUMN owner VARCHAR(300)"],
+}
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 metadata = sa.MetaData()
@@ -94,6 +99,12 @@ class Store:
             version = found.scalar()
             if version is None:
                 conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(version) < SCHEMA_VERSION:
+                for step in range(int(version) + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS.get(step, []):
+                        conn.exec_driver_sql(statement)
+                conn.execute(meta_table.update().where(meta_table.c.key == "schema_version")
+                             .values(value=str(SCHEMA_VERSION)))
             elif int(version) > SCHEMA_VERSION:
                 from .errors import MlopsError
 

@@ -46,3 +46,25 @@ def test_run_lookup_by_prefix_and_clear_errors(tmp_path):
         store.get_run("20260101-000000-aaaa")
     with pytest.raises(MlopsError, match="no run `nope`"):
         store.get_run("nope")
+
+
+def test_a_store_from_an_older_version_is_migrated_without_loss(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the version-1 layout: runs without `owner`
+        conn.executescript("""
+            CREATE TABLE runs (id VARCHAR(40) PRIMARY KEY, notebook TEXT NOT NULL, notebook_hash VARCHAR(64) NOT NULL,
+              params TEXT NOT NULL, status VARCHAR(16) NOT NULL, started FLOAT NOT NULL, finished FLOAT,
+              duration FLOAT, error TEXT, run_dir TEXT NOT NULL, sweep_id VARCHAR(40), schedule VARCHAR(200),
+              scheduled_for VARCHAR(40));
+            CREATE TABLE meta (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            INSERT INTO runs (id, notebook, notebook_hash, params, status, started, run_dir)
+              VALUES ('old-run', 'nb.ipynb', 'h', '{"C": 1}', 'succeeded', 1.0, '/tmp');
+        """)
+    store = Store(f"sqlite:///{db}")
+    [run] = store.list_runs()
+    assert run["id"] == "old-run" and run["params"] == {"C": 1} and run["owner"] is None
+    store.create_run("new-run", "nb.ipynb", "h", {}, "/tmp", [], owner="host:1:2")
+    assert store.get_run("new-run")["owner"] == "host:1:2"
