@@ -61,7 +61,7 @@ def _prepare(pipeline, run_dir: Path):
 
 
 def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
-            timeout: float | None, fresh_kernels: bool, on_update: Callable | None):
+            timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None):
     """The local engine for a run, reporting into the store; its kernels start warming up at once."""
     from .engines.local import LocalEngine
 
@@ -84,7 +84,7 @@ def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel:
 
     engine = LocalEngine(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
                          max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
-                         on_update=update)
+                         on_update=update, pool=pool)
     engine.attempts = attempts
     return engine
 
@@ -122,23 +122,29 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
     ws = Workspace.locate(workspace, notebook)
     run_id = new_run_id()
-    run_dir = ws.run_dir(run_id)
     engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
     try:
-        paths, code = _prepare(pipeline, run_dir)
-        values = _effective_parameters(pipeline, overrides)
-        fingerprints = step_fingerprints(pipeline, code, values)
-        steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
-                 for i, s in enumerate(pipeline.steps)]
-        ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                            steps, owner=process_owner(), **run_fields)
-        _write_run_file(run_dir, overrides)
+        paths = _record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
         result = _execute(ws, run_id, pipeline, engine, paths, set())
     finally:
         engine.close()
     if check and result["status"] != "succeeded":
         raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
     return result
+
+
+def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, **run_fields: Any) -> dict:
+    """Compile the run's bundle and record the run with its pending steps; returns the step notebooks."""
+    run_dir = ws.run_dir(run_id)
+    paths, code = _prepare(pipeline, run_dir)
+    values = _effective_parameters(pipeline, overrides)
+    fingerprints = step_fingerprints(pipeline, code, values)
+    steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
+             for i, s in enumerate(pipeline.steps)]
+    ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
+                        steps, owner=process_owner(), **run_fields)
+    _write_run_file(run_dir, overrides)
+    return paths
 
 
 def _write_run_file(run_dir: Path, overrides: dict) -> None:
@@ -242,3 +248,114 @@ def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None
         row.update({f"metrics.{k}": v for k, v in r["metrics"].items()})
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["run", "notebook", "status", "started", "duration"])
+
+
+def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
+          parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
+          workspace: str | os.PathLike | None = None, timeout: float | None = None, fresh_kernels: bool = False,
+          on_trial: Callable | None = None) -> dict:
+    """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see sweep.py),
+    `parallel` steps at a time on shared warm kernels. Steps that no swept parameter reaches run once, for all
+    trials. Each trial is a run grouped under the sweep id; returns {id, trials, best, metric, direction}."""
+    from .engines.local import kernel_pool
+    from .sweep import expand, parse_dimension
+
+    if parallel < 1:
+        raise MlopsError(f"--parallel must be at least 1, got {parallel}")
+    if maximize and minimize:
+        raise MlopsError("give either --maximize or --minimize, not both")
+    pipeline = validate(notebook)
+    dimensions = [parse_dimension(name, spec, pipeline.parameters) for name, spec in space.items()]
+    fixed = {d.name: d.values[0] for d in dimensions if not d.swept}
+    swept = [d for d in dimensions if d.swept]
+    if not swept:
+        raise MlopsError("nothing to sweep: give at least one parameter several values, e.g. -p C 0.1,1,10")
+    trials = [{**fixed, **point} for point in expand(swept, samples, seed)]
+    metric, direction = (maximize, "maximize") if maximize else (minimize, "minimize") if minimize else (None, None)
+    known = pipeline.logged_metrics()
+    if metric and known is not None and metric not in known:
+        listed = ", ".join(sorted(known)) or "none (call jupyter_mlops.log_metrics in a step)"
+        raise MlopsError(f"no step logs the metric `{metric}`; the notebook logs: {listed}")
+
+    ws = Workspace.locate(workspace, notebook)
+    sweep_id = "sweep-" + new_run_id()
+    shared = {s.name for s in pipeline.steps} - pipeline.reached_by({d.name for d in swept})
+    pool = kernel_pool(pipeline, parallel, fresh_kernels)
+    ws.store.create_sweep(sweep_id, str(Path(notebook).resolve()), dict(space), len(trials), metric, direction)
+    engines: list = []
+    try:
+        for point in trials:
+            run_id = new_run_id()
+            engine = _engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
+            engines.append((run_id, engine, _record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id)))
+        if shared:  # the first trial runs the shared steps; the others read its outputs
+            owner_id, owner, paths = engines[0]
+            owner.execute(paths, only=shared)
+            _share_steps(ws, owner_id, owner, [e[0] for e in engines[1:]], shared)
+        finished = _run_trials(ws, pipeline, engines, shared, on_trial)
+    except KeyboardInterrupt:
+        for _, engine, _ in engines:
+            engine.cancel()
+        pool.close()
+        ws.store.finish_sweep(sweep_id, "cancelled", None)
+        raise
+    finally:
+        pool.close()
+    best = _best(finished, metric, direction)
+    status = "succeeded" if any(r["status"] == "succeeded" for r in finished) else "failed"
+    ws.store.finish_sweep(sweep_id, status, best["id"] if best else None)
+    return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
+            "shared_steps": sorted(shared), "best": best, "trials": finished}
+
+
+def _share_steps(ws: Workspace, owner_id: str, owner, others: list[str], shared: set[str]) -> None:
+    """Point the other trials at the shared steps' outputs, notebooks and metrics (or mark them skipped)."""
+    from .artifacts import share_step
+
+    store = ws.store
+    for name in shared:
+        result = owner.results[name]
+        for run_id in others:
+            if result.status == "succeeded":
+                share_step(ws.artifacts(owner_id), ws.artifacts(run_id), name)
+                store.update_step(run_id, name, status="reused", started=result.started, finished=result.finished,
+                                  duration=result.duration, output_notebook=result.output_notebook)
+                store.record_metrics(run_id, name, result.metrics)
+            else:
+                store.update_step(run_id, name, status=result.status, error=f"shared step `{name}` of run "
+                                  f"{owner_id}: {result.error}", cell=result.cell)
+
+
+def _run_trials(ws: Workspace, pipeline, engines: list, shared: set[str], on_trial: Callable | None) -> list[dict]:
+    import threading
+
+    finished: dict[str, dict] = {}
+    failed_shared = [n for n in shared if engines[0][1].results[n].status != "succeeded"]
+
+    def trial(run_id: str, engine, paths) -> None:
+        if failed_shared and run_id != engines[0][0]:
+            first = engines[0][1].results[failed_shared[0]]
+            ws.store.finish_run(run_id, first.status if first.status == "cancelled" else "failed",
+                                f"shared step `{first.name}` failed in run {engines[0][0]}: {first.error}")
+            result = describe_run(ws.store.get_run(run_id))
+        else:
+            result = _execute(ws, run_id, pipeline, engine, paths, reuse=shared)
+        finished[run_id] = result
+        if on_trial:
+            on_trial(result)
+
+    threads = [threading.Thread(target=trial, args=e, name=f"mlops-trial-{e[0]}", daemon=True) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)  # short joins keep Ctrl-C responsive
+    return [finished[run_id] for run_id, _, _ in engines if run_id in finished]
+
+
+def _best(trials: list[dict], metric: str | None, direction: str | None) -> dict | None:
+    scored = [t for t in trials if t["status"] == "succeeded" and metric in t["metrics"]]
+    if not metric or not scored:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(scored, key=lambda t: t["metrics"][metric])

@@ -153,3 +153,24 @@ def load_inputs(artifacts: str, inputs: dict[str, str]) -> tuple:
         with fs.open(posixpath.join(root, step, entry["file"]), "rb") as f:
             values.append(_read(entry["format"], f))
     return tuple(values)
+
+
+def share_step(source: str, target: str, step: str) -> None:
+    """Make a step's outputs saved under `source` readable under `target` too (a sweep runs a step that no swept
+    parameter reaches once, for all its trials): a symlink on local disk, a copy elsewhere."""
+    import os
+
+    src_fs, src_root = _fs(source)
+    dst_fs, dst_root = _fs(target)
+    src, dst = posixpath.join(src_root, step), posixpath.join(dst_root, step)
+    local = {"file", "local"}
+    if set(src_fs.protocol if isinstance(src_fs.protocol, tuple) else (src_fs.protocol,)) & local and \
+            set(dst_fs.protocol if isinstance(dst_fs.protocol, tuple) else (dst_fs.protocol,)) & local:
+        os.makedirs(dst_root, exist_ok=True)
+        if not os.path.lexists(dst):
+            os.symlink(src, dst, target_is_directory=True)
+        return
+    dst_fs.makedirs(dst, exist_ok=True)
+    for path in src_fs.ls(src, detail=False):
+        with src_fs.open(path, "rb") as f_in, dst_fs.open(posixpath.join(dst, posixpath.basename(path)), "wb") as f_out:
+            f_out.write(f_in.read())

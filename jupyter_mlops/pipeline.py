@@ -73,6 +73,28 @@ class Pipeline:
             return {s.name for s in self.steps}
         return self.downstream({s.name for s in self.steps if set(s.parameters) & parameter_names})
 
+    def logged_metrics(self) -> set[str] | None:
+        """Metric names the steps log with `log_metrics(name=...)`; None when a call hides them (`**values`)."""
+        import ast
+
+        from .analysis import to_python
+
+        names = {m for s in self.steps for m in s.metrics}
+        for step in self.steps:
+            for i in step.cells:
+                try:
+                    tree = ast.parse(to_python(_source(self.cells[i])))
+                except SyntaxError:
+                    continue
+                for node in ast.walk(tree):
+                    func = getattr(node, "func", None)
+                    called = getattr(func, "id", None) or getattr(func, "attr", None)
+                    if isinstance(node, ast.Call) and called == "log_metrics":
+                        if node.args or any(k.arg is None for k in node.keywords):
+                            return None
+                        names |= {k.arg for k in node.keywords}
+        return names
+
     def to_dict(self) -> dict:
         return {
             "notebook": self.notebook, "notebook_hash": self.notebook_hash, "kernel": self.kernel_name,

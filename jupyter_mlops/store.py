@@ -61,6 +61,19 @@ metrics_table = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("step", sa.String(200)),
 )
+sweeps_table = sa.Table(
+    "sweeps", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("notebook", sa.Text, nullable=False),
+    sa.Column("space", sa.Text, nullable=False),  # JSON: {parameter: spec as given}
+    sa.Column("trials", sa.Integer, nullable=False),
+    sa.Column("metric", sa.String(200)),
+    sa.Column("direction", sa.String(8)),  # maximize | minimize
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("finished", sa.Float),
+    sa.Column("best_run", sa.String(40)),
+)
 meta_table = sa.Table(
     "meta", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
@@ -177,6 +190,29 @@ class Store:
                 (metrics_table.c.run_id == run_id) & metrics_table.c.name.in_(list(metrics))))
             conn.execute(metrics_table.insert(), [{"run_id": run_id, "name": n, "value": v, "step": step}
                                                   for n, v in metrics.items()])
+
+    def create_sweep(self, sweep_id: str, notebook: str, space: dict, trials: int, metric: str | None,
+                     direction: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sweeps_table.insert().values(
+                id=sweep_id, notebook=notebook, space=json.dumps(space, default=str), trials=trials, metric=metric,
+                direction=direction, status="running", started=time.time()))
+
+    def finish_sweep(self, sweep_id: str, status: str, best_run: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sweeps_table.update().where(sweeps_table.c.id == sweep_id).values(
+                status=status, best_run=best_run, finished=time.time()))
+
+    def get_sweep(self, sweep_id: str) -> dict:
+        from .errors import MlopsError
+
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(sweeps_table).where(sweeps_table.c.id == sweep_id)).first()
+        if row is None:
+            raise MlopsError(f"no sweep `{sweep_id}` in this workspace")
+        sweep = dict(row._mapping)
+        sweep["space"] = json.loads(sweep["space"])
+        return sweep
 
     # -- reading -------------------------------------------------------------------------------------------------
     def _runs(self, where=None, limit: int | None = None) -> list[dict]:

@@ -66,12 +66,19 @@ def dag_width(pipeline: Pipeline) -> int:
     return max(counts.values(), default=1)
 
 
+def kernel_pool(pipeline: Pipeline, size: int, fresh_kernels: bool = False) -> KernelPool:
+    """Warm kernels for this pipeline's steps (a spare one when every step takes a fresh kernel)."""
+    cwd = str(Path(pipeline.notebook).resolve().parent)
+    return KernelPool(pipeline.kernel_name, cwd, size + 1 if fresh_kernels else size, notebook_modules(pipeline),
+                      fresh_kernels=fresh_kernels)
+
+
 class LocalEngine:
     """Runs one pipeline's steps; reports progress through `on_update(StepResult)`."""
 
     def __init__(self, pipeline: Pipeline, output_dir: Path, artifacts: str, parameters: dict[str, Any],
                  max_parallel: int | None = None, timeout: float | None = None, fresh_kernels: bool = False,
-                 on_update: Callable[[StepResult], None] = lambda r: None):
+                 on_update: Callable[[StepResult], None] = lambda r: None, pool: KernelPool | None = None):
         self.pipeline = pipeline
         self.output_dir = Path(output_dir)
         self.artifacts = artifacts
@@ -83,21 +90,25 @@ class LocalEngine:
         self.results: dict[str, StepResult] = {s.name: StepResult(s.name) for s in pipeline.steps}
         self._state = threading.Condition()
         self._cancelled = False
-        width = min(self.max_parallel, dag_width(pipeline))
+        self._owns_pool = pool is None
         # start kernels now: they warm up while the caller compiles the bundle and records the run
-        self.pool = KernelPool(pipeline.kernel_name, self.cwd, width + 1 if fresh_kernels else width,
-                               notebook_modules(pipeline), fresh_kernels=fresh_kernels)
+        self.pool = pool or kernel_pool(pipeline, min(self.max_parallel, dag_width(pipeline)), fresh_kernels)
 
     # -- public ------------------------------------------------------------------------------------------------
-    def execute(self, step_notebooks: dict[str, Path], reuse: set[str] = frozenset()) -> dict[str, StepResult]:
-        """Run every step not in `reuse` (those keep their artifacts from an earlier run)."""
+    def execute(self, step_notebooks: dict[str, Path], reuse: set[str] = frozenset(),
+                only: set[str] | None = None) -> dict[str, StepResult]:
+        """Run every step not in `reuse` (those keep their artifacts from an earlier run), or just those in
+        `only`; a later call runs the rest (a sweep runs its shared steps first, once)."""
         logging.getLogger("papermill").setLevel(logging.WARNING)
         logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient's "Kernel died...": we say why
         self.step_notebooks = step_notebooks
         for name in reuse:
-            self._set(name, status="reused")
+            if self.results[name].status != "succeeded":
+                self._set(name, status="reused")
+        todo = [s for s in self.pipeline.steps if s.name not in reuse and (only is None or s.name in only)
+                and self.results[s.name].status == "pending"]
         threads = [threading.Thread(target=self._worker, args=(s,), name=f"mlops-step-{s.name}", daemon=True)
-                   for s in self.pipeline.steps if s.name not in reuse]
+                   for s in todo]
         for t in threads:
             t.start()
         try:
@@ -108,14 +119,21 @@ class LocalEngine:
             self.cancel()
             for t in threads:
                 t.join(30)
-            for result in list(self.results.values()):  # whatever a worker could not report is cancelled too
-                if result.status not in TERMINAL:
-                    self._set(result.name, status="cancelled", error="cancelled",
-                              finished=time.time() if result.started else None)
+            self._settle()
             raise
         finally:
-            self.pool.close()
+            if self._owns_pool and only is None:
+                self.pool.close()
+        if self._cancelled:
+            self._settle()
         return self.results
+
+    def _settle(self) -> None:
+        """After a cancel: whatever a worker could not report is cancelled too."""
+        for result in list(self.results.values()):
+            if result.status not in TERMINAL:
+                self._set(result.name, status="cancelled", error="cancelled",
+                          finished=time.time() if result.started else None)
 
     def cancel(self) -> None:
         """Stop everything: no new step starts, every kernel is shut down."""
@@ -125,7 +143,8 @@ class LocalEngine:
         self.pool.close()
 
     def close(self) -> None:
-        self.pool.close()
+        if self._owns_pool:
+            self.pool.close()
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _set(self, name: str, **values: Any) -> None:
