@@ -254,11 +254,11 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
           parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
           workspace: str | os.PathLike | None = None, timeout: float | None = None, fresh_kernels: bool = False,
           on_trial: Callable | None = None) -> dict:
-    """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see sweep.py),
+    """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see search_space.py),
     `parallel` steps at a time on shared warm kernels. Steps that no swept parameter reaches run once, for all
     trials. Each trial is a run grouped under the sweep id; returns {id, trials, best, metric, direction}."""
     from .engines.local import kernel_pool
-    from .sweep import expand, parse_dimension
+    from .search_space import expand, parse_dimension
 
     if parallel < 1:
         raise MlopsError(f"--parallel must be at least 1, got {parallel}")
@@ -294,9 +294,10 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
             _share_steps(ws, owner_id, owner, [e[0] for e in engines[1:]], shared)
         finished = _run_trials(ws, pipeline, engines, shared, on_trial)
     except KeyboardInterrupt:
-        for _, engine, _ in engines:
+        for run_id, engine, _ in engines:
             engine.cancel()
-        pool.close()
+            if ws.store.get_run(run_id)["status"] == "running":  # interrupted before its trial began
+                ws.store.finish_run(run_id, "cancelled", "interrupted by the user")
         ws.store.finish_sweep(sweep_id, "cancelled", None)
         raise
     finally:
@@ -347,9 +348,16 @@ def _run_trials(ws: Workspace, pipeline, engines: list, shared: set[str], on_tri
     threads = [threading.Thread(target=trial, args=e, name=f"mlops-trial-{e[0]}", daemon=True) for e in engines]
     for t in threads:
         t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)  # short joins keep Ctrl-C responsive
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins keep Ctrl-C responsive
+    except KeyboardInterrupt:
+        for _, engine, _ in engines:  # every trial stops; each records itself as cancelled
+            engine.cancel()
+        for t in threads:
+            t.join(30)
+        raise
     return [finished[run_id] for run_id, _, _ in engines if run_id in finished]
 
 

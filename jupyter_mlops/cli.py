@@ -44,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
     workspace(p)
 
+    p = sub.add_parser("sweep", help="run the notebook over a grid or random sample of parameters, in parallel",
+                       description="Swept parameters: -p C 0.01,0.1,1 (list), -p C 0.01..10:5 (5 points), "
+                                   "-p C 1e-4..1:5:log (log-spaced), -p n 1..5 (every int); several form a grid.")
+    p.add_argument("notebook")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "SPEC"),
+                   help="a parameter and its values; repeatable")
+    p.add_argument("--samples", type=int, default=None, metavar="N", help="N random points instead of the grid")
+    p.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
+    p.add_argument("--parallel", type=int, default=2, metavar="N", help="steps running at once (default 2)")
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--maximize", metavar="METRIC", help="the best trial has the highest METRIC")
+    goal.add_argument("--minimize", metavar="METRIC", help="the best trial has the lowest METRIC")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per cell")
+    p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
+    p.add_argument("--json", action="store_true", help="print the sweep and its trials as JSON")
+    workspace(p)
+
     p = sub.add_parser("resume", help="rerun a failed run from its failed step, reusing upstream results")
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--parallel", type=int, default=None, metavar="N")
@@ -54,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--sweep", metavar="ID", help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=None, metavar="N")
     workspace(p)
 
@@ -135,6 +153,24 @@ def _print_runs(runs: list[dict]) -> None:
     print(_table(rows, ["run", "notebook", "status", "started", "duration"] + params + metrics))
 
 
+def _print_sweep(result: dict) -> None:
+    trials, metric = result["trials"], result["metric"]
+    if metric:
+        sign = -1 if result["direction"] == "maximize" else 1
+        trials = sorted(trials, key=lambda t: (metric not in t["metrics"], sign * t["metrics"].get(metric, 0)))
+    best = result["best"]["id"] if result["best"] else None
+    print(f"sweep {result['id']}: {len(trials)} trials, "
+          f"{sum(t['status'] == 'succeeded' for t in trials)} succeeded"
+          + (f"; shared steps (run once): {', '.join(result['shared_steps'])}" if result["shared_steps"] else ""))
+    _print_runs([dict(t, id=("* " if t["id"] == best else "  ") + t["id"]) for t in trials])
+    if best:
+        b = result["best"]
+        print(f"best ({result['direction']} {metric}): {b['id']}  {metric}={b['metrics'][metric]:.4g}  " +
+              "  ".join(f"{k}={_short(v)}" for k, v in b["params"].items()))
+    elif metric:
+        print(f"no trial succeeded with a `{metric}` metric")
+
+
 def _print_pipeline(pipeline) -> None:
     print(f"{pipeline.notebook}: {len(pipeline.steps)} steps, "
           f"{len(pipeline.parameters)} parameters, {len(pipeline.setup_cells)} setup cells")
@@ -207,8 +243,33 @@ def _dispatch(args: argparse.Namespace) -> int:
             if result["error"]:
                 print(f"error: {result['error']}", file=sys.stderr)
         return 0 if result["status"] == "succeeded" else 1
+    if args.command == "sweep":
+        space = _parameters(args.parameter)
+        done: list[dict] = []
+        total = [0]
+
+        def on_trial(run: dict) -> None:
+            done.append(run)
+            metrics = "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items())
+            params = "  ".join(f"{k}={_short(run['params'][k])}" for k in space if k in run["params"])
+            print(f"[{len(done)}/{total[0] or '?'}] {run['id']}  {run['status']:<9} {params}  {metrics}  "
+                  f"{_duration(run['duration'])}", file=sys.stderr, flush=True)
+
+        from .search_space import expand, parse_dimension  # count the trials up front for the progress line
+        pipeline = api.validate(args.notebook)
+        dims = [parse_dimension(n, v, pipeline.parameters) for n, v in space.items()]
+        swept = [d for d in dims if d.swept]
+        total[0] = len(expand(swept, args.samples, args.seed)) if swept else 0
+        result = api.sweep(args.notebook, space, samples=args.samples, seed=args.seed, parallel=args.parallel,
+                           maximize=args.maximize, minimize=args.minimize, workspace=args.workspace,
+                           timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_trial=on_trial)
+        if args.json:
+            print(json.dumps(result, indent=1))
+        else:
+            _print_sweep(result)
+        return 0 if result["status"] == "succeeded" else 1
     if args.command == "runs":
-        runs = api.list_runs(workspace=args.workspace, limit=args.limit)
+        runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
         print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
         return 0
     if args.command == "show":

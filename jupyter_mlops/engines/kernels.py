@@ -140,6 +140,10 @@ class KernelPool:
         finally:
             kc.stop_channels()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     # -- use -----------------------------------------------------------------------------------------------------
     def acquire(self) -> Any:
         """A warm kernel, waiting for one if all are busy or starting."""

@@ -167,7 +167,7 @@ class LocalEngine:
             try:
                 km = self.pool.acquire()
             except KernelStartError as exc:
-                status = "cancelled" if self._cancelled else "failed"
+                status = "cancelled" if self._cancelled or self.pool.closed else "failed"
                 return self._set(step.name, status=status, error=str(exc), finished=time.time())
             healthy = False
             try:
@@ -203,7 +203,7 @@ class LocalEngine:
         except BaseException as exc:  # timeouts, lost kernels; nbclient's tasks may end in CancelledError
             status, error, healthy = "failed", f"{type(exc).__name__}: {exc}", False
             self._note_in_notebook(output, error)
-        if self._cancelled and status == "failed":
+        if (self._cancelled or self.pool.closed) and status == "failed":
             status, error = "cancelled", "cancelled"
         metrics: dict[str, float] = {}
         if status == "succeeded":
