@@ -18,3 +18,10 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'jupyter_mlops' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext jupyter_mlops`: registers `%mlops` (see magics.py)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

@@ -235,6 +235,27 @@ def get_run(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
     return describe_run(Workspace.locate(workspace).store.get_run(run_id))
 
 
+def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, all_rows: bool = False):
+    """Runs side by side (one column each): status, duration, notebook version, then `params.NAME` and
+    `metrics.NAME` rows; only the rows where they differ unless `all_rows`."""
+    import pandas as pd
+
+    if len(run_ids) < 2:
+        raise MlopsError("compare needs at least two runs, e.g. `jupyter-mlops compare RUN1 RUN2`")
+    found = [get_run(r, workspace=workspace) for r in run_ids]
+    rows: dict[str, list] = {"status": [r["status"] for r in found], "duration": [r["duration"] for r in found],
+                             "notebook_hash": [r["notebook_hash"][:12] for r in found]}
+    for kind in ("params", "metrics"):
+        for name in dict.fromkeys(k for r in found for k in r[kind]):
+            rows[f"{kind}.{name}"] = [r[kind].get(name) for r in found]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=[r["id"] for r in found])
+    if not all_rows:
+        differ = [name for name, values in rows.items() if name != "duration" and
+                  len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1]
+        table = table.loc[differ]
+    return table
+
+
 def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None, sweep_id: str | None = None):
     """A pandas DataFrame, one row per run, newest first: run, notebook, status, started, duration, then one
     `params.NAME` column per parameter and one `metrics.NAME` column per metric (MLflow's naming)."""

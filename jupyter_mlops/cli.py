@@ -11,9 +11,9 @@ STATUS_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "cancelled", 
                "reused": "reused", "running": "running", "pending": "pending"}
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jupyter-mlops", description="Run a tagged notebook as a tracked, parameterized pipeline.",
+        prog=prog, description="Run a tagged notebook as a tracked, parameterized pipeline.",
         epilog="Tags: parameters, setup, data, train, evaluate, serve, step:NAME, after:NAME, skip "
                "(Kale's tags work too). See README.md.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -25,15 +25,15 @@ def _parser() -> argparse.ArgumentParser:
                             "the current folder)")
 
     p = sub.add_parser("validate", help="check the tags and print the steps and their edges")
-    p.add_argument("notebook")
+    p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("--json", action="store_true", help="print the pipeline as JSON")
 
     p = sub.add_parser("compile", help="write pipeline.yaml and one papermill notebook per step")
-    p.add_argument("notebook")
+    p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the bundle")
 
     p = sub.add_parser("run", help="run the notebook as a pipeline and record it")
-    p.add_argument("notebook")
+    p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="set a parameter (typed from the parameters cell); repeatable")
     p.add_argument("--parallel", type=int, default=None, metavar="N",
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run the notebook over a grid or random sample of parameters, in parallel",
                        description="Swept parameters: -p C 0.01,0.1,1 (list), -p C 0.01..10:5 (5 points), "
                                    "-p C 1e-4..1:5:log (log-spaced), -p n 1..5 (every int); several form a grid.")
-    p.add_argument("notebook")
+    p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "SPEC"),
                    help="a parameter and its values; repeatable")
     p.add_argument("--samples", type=int, default=None, metavar="N", help="N random points instead of the grid")
@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--sweep", metavar="ID", help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=None, metavar="N")
+    workspace(p)
+
+    p = sub.add_parser("compare", help="parameters and metrics of runs side by side, differences first")
+    p.add_argument("run_ids", nargs="+", metavar="RUN")
+    p.add_argument("--all", action="store_true", help="also the rows where every run agrees")
+    p.add_argument("--json", action="store_true")
     workspace(p)
 
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
@@ -213,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from . import api
+    from .errors import MlopsError
+
+    if getattr(args, "notebook", "") is None:
+        raise MlopsError(f"give the notebook: jupyter-mlops {args.command} NOTEBOOK.ipynb")
 
     if args.command == "validate":
         pipeline = api.validate(args.notebook)
@@ -271,6 +281,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "runs":
         runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
         print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
+        return 0
+    if args.command == "compare":
+        table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
+        if args.json:
+            print(table.to_json(orient="columns", indent=1, default_handler=str))
+        else:
+            rows = [[name] + [_short(v) for v in row] for name, row in zip(table.index, table.values.tolist())]
+            print(_table(rows, [""] + list(table.columns)) if rows else "the runs agree on every parameter and metric")
         return 0
     if args.command == "show":
         run = api.get_run(args.run_id, workspace=args.workspace)

@@ -10,12 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from .pipeline import Pipeline, Step, _source
 
 ARTIFACTS_PARAMETER = "mlops_artifacts"
+
+
+_OWN_MAGIC = re.compile(r"^(\s*)(%mlops\b|%load_ext\s+jupyter_mlops\b|%reload_ext\s+jupyter_mlops\b)",
+                        re.MULTILINE)
+
+
+def _code(source: str) -> str:
+    """A cell's code for a step: `%mlops` lines are left out, or a step would start the pipeline again."""
+    return _OWN_MAGIC.sub(r"\1# (not run inside the pipeline) \2", source)
 
 
 def step_filename(position: int, step: Step) -> str:
@@ -46,7 +56,7 @@ def step_notebook(pipeline: Pipeline, step: Step) -> Any:
     params = (params.rstrip() + "\n" if params.strip() else "") + \
         f'{ARTIFACTS_PARAMETER} = "artifacts"  # where steps save and load values: a folder or an fsspec URL\n'
     nb_cells.append(_cell("code", params, pipeline.parameters_cell, ["parameters"]))
-    nb_cells += [_cell("code", _source(cells[i]), i) for i in pipeline.setup_cells]
+    nb_cells += [_cell("code", _code(_source(cells[i])), i) for i in pipeline.setup_cells]
     load = list(dict.fromkeys(step.imports.values()))
     if step.inputs:
         names = ", ".join(step.inputs) + ("," if len(step.inputs) == 1 else "")
@@ -54,7 +64,7 @@ def step_notebook(pipeline: Pipeline, step: Step) -> Any:
                  f"{names} = load_inputs({ARTIFACTS_PARAMETER}, {json.dumps(step.inputs)})"]
     if load:
         nb_cells.append(_cell("code", "# inputs from upstream steps\n" + "\n".join(load)))
-    nb_cells += [_cell("code", _source(cells[i]), i) for i in step.cells]
+    nb_cells += [_cell("code", _code(_source(cells[i])), i) for i in step.cells]
     if step.metrics:  # Kale's pipeline-metrics cell: the variables it names become metrics
         logged = ", ".join(f"{n}={n}" for n in step.metrics)
         nb_cells.append(_cell("code", f"from jupyter_mlops import log_metrics\nlog_metrics({logged})"))

@@ -1,0 +1,148 @@
+"""`%load_ext jupyter_mlops` then `%mlops VERB ...`: the CLI's verbs and words, answered with Python objects.
+
+    %mlops run [NB] [-p NAME VALUE]...      the run (a dict), printing steps as they finish
+    %mlops sweep [NB] -p C 0.1,1,10 ...     a DataFrame of the trials, best first, with a live table meanwhile
+    %mlops runs [--sweep ID] [--limit N]    a DataFrame: one row per run, params.* and metrics.* columns
+    %mlops show RUN | compare RUN RUN...    one run (a dict) | a DataFrame of what differs
+    %mlops validate [NB]                    the steps and edges
+
+Without a notebook, the notebook this kernel belongs to is meant (Jupyter sets JPY_SESSION_NAME for kernels).
+Loading the extension imports nothing heavy; each verb loads what it needs.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import MlopsError
+
+
+def current_notebook() -> str:
+    """The notebook of this kernel, from JPY_SESSION_NAME (absolute, or relative to the server's root)."""
+    name = os.environ.get("JPY_SESSION_NAME", "")
+    if name.endswith(".ipynb"):
+        for candidate in (Path(name), Path.cwd() / name, Path.cwd() / Path(name).name):
+            if candidate.is_file():
+                return str(candidate)
+    raise MlopsError("cannot tell which notebook this kernel belongs to (JPY_SESSION_NAME is "
+                     f"{'not set' if not name else repr(name)}); name it: %mlops run my_notebook.ipynb")
+
+
+class RunResult(dict):
+    """A run as returned by the API, shown as one readable line instead of a wall of nested dicts."""
+
+    def __repr__(self) -> str:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in self.get("metrics", {}).items())
+        error = f" error: {self['error']}" if self.get("error") else ""
+        return f"<run {self.get('id')} {self.get('status')} {metrics}{error}>".replace("  ", " ")
+
+
+def _live_table(total: int, space: list[str], metric: str | None, maximize: bool = True):
+    """An ipywidgets HTML table updated per trial; without ipywidgets, plain progress lines."""
+    try:
+        import ipywidgets
+        from IPython.display import display
+    except ImportError:
+        ipywidgets = None
+    done: list[dict] = []
+    widget = ipywidgets.HTML() if ipywidgets else None
+    if widget is not None:
+        display(widget)
+
+    def render() -> str:
+        best = None
+        scored = [t for t in done if t["status"] == "succeeded" and metric in t["metrics"]]
+        if metric and scored:
+            best = (max if maximize else min)(scored, key=lambda t: t["metrics"][metric])["id"]
+        head = "".join(f"<th>{h}</th>" for h in ["run", "status", *space, metric or "", "duration"])
+        rows = []
+        for t in done:
+            style = ' style="font-weight:bold"' if t["id"] == best else ""
+            cells = [t["id"], t["status"], *[t["params"].get(p) for p in space],
+                     f"{t['metrics'][metric]:.4g}" if metric in t["metrics"] else "",
+                     f"{t['duration']:.1f}s" if t["duration"] else ""]
+            rows.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return (f"<b>sweep: {len(done)}/{total} trials done</b><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
+    def on_trial(run: dict) -> None:
+        done.append(run)
+        if widget is not None:
+            widget.value = render()
+        else:
+            print(f"[{len(done)}/{total}] {run['id']} {run['status']}", flush=True)
+
+    return on_trial
+
+
+def _step_line(result: Any) -> None:
+    if result.status not in ("pending", "running"):
+        extra = f"  {result.error}" if result.error and result.status == "failed" else ""
+        print(f"  {result.name:<16} {result.status:<9}{extra}", flush=True)
+
+
+def mlops(line: str) -> Any:
+    """The `%mlops` line magic."""
+    from . import api
+    from .cli import _parameters, _parser
+
+    parser = _parser(prog="%mlops")
+    try:
+        args = parser.parse_args(shlex.split(line))
+    except SystemExit:  # argparse already printed the usage and the problem
+        return None
+    try:
+        if getattr(args, "notebook", "") is None:
+            args.notebook = current_notebook()
+        if args.command == "run":
+            return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
+                                     max_parallel=args.parallel, timeout=args.timeout,
+                                     fresh_kernels=args.fresh_kernels, on_update=_step_line))
+        if args.command == "sweep":
+            from .search_space import expand, parse_dimension
+
+            space = _parameters(args.parameter)
+            pipeline = api.validate(args.notebook)
+            swept = [d for d in (parse_dimension(n, v, pipeline.parameters) for n, v in space.items()) if d.swept]
+            total = len(expand(swept, args.samples, args.seed)) if swept else 0
+            metric = args.maximize or args.minimize
+            result = api.sweep(args.notebook, space, samples=args.samples, seed=args.seed, parallel=args.parallel,
+                               maximize=args.maximize, minimize=args.minimize, workspace=args.workspace,
+                               timeout=args.timeout, fresh_kernels=args.fresh_kernels,
+                               on_trial=_live_table(total, [d.name for d in swept], metric,
+                                                   maximize=args.minimize is None))
+            table = api.runs(workspace=args.workspace, sweep_id=result["id"])
+            if metric and f"metrics.{metric}" in table:
+                table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)
+            if result["best"]:
+                print(f"best ({result['direction']} {metric}): {result['best']['id']}", flush=True)
+            return table.reset_index(drop=True)
+        if args.command == "runs":
+            return api.runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
+        if args.command == "show":
+            return RunResult(api.get_run(args.run_id, workspace=args.workspace))
+        if args.command == "compare":
+            return api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
+        if args.command == "resume":
+            return RunResult(api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
+                                        timeout=args.timeout, fresh_kernels=args.fresh_kernels,
+                                        on_update=_step_line))
+        if args.command == "validate":
+            from .cli import _print_pipeline
+
+            _print_pipeline(api.validate(args.notebook))
+            return None
+        if args.command == "compile":
+            return str(api.compile_notebook(args.notebook, args.output))
+        parser.print_help()
+        return None
+    except MlopsError as exc:  # the user's mistake: say it plainly, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magic_function(mlops, magic_kind="line", magic_name="mlops")

@@ -1,0 +1,50 @@
+"""%mlops executed in a real kernel through nbclient (no widget frontend), as a notebook would."""
+import nbformat
+import nbformat.v4 as v4
+from nbclient import NotebookClient
+
+from conftest import write_notebook
+from test_sweep import SWEPT
+
+
+def execute(path, cells):
+    nb = v4.new_notebook(cells=[v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path)}}).execute()
+    return nb
+
+
+def outputs(cell):
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+
+
+def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
+    write_notebook(tmp_path / "target.ipynb", SWEPT)
+    nb = execute(tmp_path, [
+        "%load_ext jupyter_mlops",
+        "r = %mlops run target.ipynb -p C 2\nassert r['status'] == 'succeeded', r\nassert r['metrics'] == {'score': 90.0}\nr",
+        "df = %mlops sweep target.ipynb -p C 1,3 --maximize score\n"
+        "assert list(df['metrics.score']) == [135.0, 45.0], df\nassert list(df['params.C']) == [3.0, 1.0]",
+        "table = %mlops runs\nassert len(table) == 3 and {'params.C', 'metrics.score', 'status'} <= set(table.columns)",
+        "first, second = df.run[0], df.run[1]\ndiff = %mlops compare {first} {second}\n"
+        "assert {'params.C', 'metrics.score'} <= set(diff.index), diff",
+        "import os\nos.environ['JPY_SESSION_NAME'] = 'target.ipynb'\n%mlops validate",
+        "del os.environ['JPY_SESSION_NAME']\n%mlops run",
+    ])
+    assert "<run " in outputs(nb.cells[1]) and "succeeded" in outputs(nb.cells[1])
+    assert "best (maximize score)" in outputs(nb.cells[2])
+    # the sweep's live table is an ipywidgets HTML model, even with no frontend to show it
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in nb.cells[2].outputs)
+    assert "train [train]" in outputs(nb.cells[5])
+    assert "cannot tell which notebook" in outputs(nb.cells[6])
+
+
+def test_a_notebook_that_drives_itself_does_not_recurse(make_notebook, tmp_path):
+    from jupyter_mlops.compile import step_notebook
+    from jupyter_mlops.pipeline import build_pipeline
+
+    nb = make_notebook([("x = 1", "data"), "%load_ext jupyter_mlops\n%mlops run\ny = x"])
+    step = step_notebook(build_pipeline(nb), build_pipeline(nb).step("data"))
+    code = "\n".join(c.source for c in step.cells if c.cell_type == "code")
+    assert "# (not run inside the pipeline) %mlops run" in code
+    assert "# (not run inside the pipeline) %load_ext jupyter_mlops" in code
