@@ -271,120 +271,53 @@ def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None
     return pd.DataFrame(rows, columns=None if rows else ["run", "notebook", "status", "started", "duration"])
 
 
-def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
-          parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
-          workspace: str | os.PathLike | None = None, timeout: float | None = None, fresh_kernels: bool = False,
-          on_trial: Callable | None = None) -> dict:
-    """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see search_space.py),
-    `parallel` steps at a time on shared warm kernels. Steps that no swept parameter reaches run once, for all
-    trials. Each trial is a run grouped under the sweep id; returns {id, trials, best, metric, direction}."""
-    from .engines.local import kernel_pool
+def planned_trials(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None,
+                   seed: int = 0, search: str = "grid", trials: int | None = None) -> int:
+    """How many trials `sweep` will run with these arguments (for progress displays)."""
     from .search_space import expand, parse_dimension
+
+    if search == "bayes":
+        return trials or 0
+    declared = validate(notebook).parameters
+    swept = [d for d in (parse_dimension(n, v, declared) for n, v in space.items()) if d.swept]
+    return len(expand(swept, samples, seed)) if swept else 0
+
+
+def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
+          search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
+          minimize: str | None = None, workspace: str | os.PathLike | None = None, timeout: float | None = None,
+          fresh_kernels: bool = False, on_trial: Callable | None = None) -> dict:
+    """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see
+    search_space.py): every combination (`search="grid"`), `samples` random points, or `trials` points chosen by
+    Optuna (`search="bayes"`). Steps run `parallel` at a time on shared warm kernels; steps that no swept parameter
+    reaches run once, for all trials. Each trial is a run grouped under the sweep id; returns
+    {id, status, metric, direction, shared_steps, best, trials}."""
+    from .search_space import parse_dimension
+    from .trials import FixedPoints, OptunaPoints, run_sweep
 
     if parallel < 1:
         raise MlopsError(f"--parallel must be at least 1, got {parallel}")
     if maximize and minimize:
         raise MlopsError("give either --maximize or --minimize, not both")
+    if search not in ("grid", "random", "bayes"):
+        raise MlopsError(f"unknown search `{search}`; use grid, random (with --samples N) or bayes (with --trials N)")
     pipeline = validate(notebook)
     dimensions = [parse_dimension(name, spec, pipeline.parameters) for name, spec in space.items()]
     fixed = {d.name: d.values[0] for d in dimensions if not d.swept}
     swept = [d for d in dimensions if d.swept]
     if not swept:
         raise MlopsError("nothing to sweep: give at least one parameter several values, e.g. -p C 0.1,1,10")
-    trials = [{**fixed, **point} for point in expand(swept, samples, seed)]
     metric, direction = (maximize, "maximize") if maximize else (minimize, "minimize") if minimize else (None, None)
     known = pipeline.logged_metrics()
     if metric and known is not None and metric not in known:
         listed = ", ".join(sorted(known)) or "none (call jupyter_mlops.log_metrics in a step)"
         raise MlopsError(f"no step logs the metric `{metric}`; the notebook logs: {listed}")
-
+    if search == "bayes":
+        points = OptunaPoints(swept, fixed, trials, metric, direction, seed)
+    else:
+        if search == "random" and samples is None:
+            raise MlopsError("a random search needs --samples N")
+        points = FixedPoints(swept, fixed, samples, seed)
     ws = Workspace.locate(workspace, notebook)
-    sweep_id = "sweep-" + new_run_id()
-    shared = {s.name for s in pipeline.steps} - pipeline.reached_by({d.name for d in swept})
-    pool = kernel_pool(pipeline, parallel, fresh_kernels)
-    ws.store.create_sweep(sweep_id, str(Path(notebook).resolve()), dict(space), len(trials), metric, direction)
-    engines: list = []
-    try:
-        for point in trials:
-            run_id = new_run_id()
-            engine = _engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
-            engines.append((run_id, engine, _record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id)))
-        if shared:  # the first trial runs the shared steps; the others read its outputs
-            owner_id, owner, paths = engines[0]
-            owner.execute(paths, only=shared)
-            _share_steps(ws, owner_id, owner, [e[0] for e in engines[1:]], shared)
-        finished = _run_trials(ws, pipeline, engines, shared, on_trial)
-    except KeyboardInterrupt:
-        for run_id, engine, _ in engines:
-            engine.cancel()
-            if ws.store.get_run(run_id)["status"] == "running":  # interrupted before its trial began
-                ws.store.finish_run(run_id, "cancelled", "interrupted by the user")
-        ws.store.finish_sweep(sweep_id, "cancelled", None)
-        raise
-    finally:
-        pool.close()
-    best = _best(finished, metric, direction)
-    status = "succeeded" if any(r["status"] == "succeeded" for r in finished) else "failed"
-    ws.store.finish_sweep(sweep_id, status, best["id"] if best else None)
-    return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
-            "shared_steps": sorted(shared), "best": best, "trials": finished}
-
-
-def _share_steps(ws: Workspace, owner_id: str, owner, others: list[str], shared: set[str]) -> None:
-    """Point the other trials at the shared steps' outputs, notebooks and metrics (or mark them skipped)."""
-    from .artifacts import share_step
-
-    store = ws.store
-    for name in shared:
-        result = owner.results[name]
-        for run_id in others:
-            if result.status == "succeeded":
-                share_step(ws.artifacts(owner_id), ws.artifacts(run_id), name)
-                store.update_step(run_id, name, status="reused", started=result.started, finished=result.finished,
-                                  duration=result.duration, output_notebook=result.output_notebook)
-                store.record_metrics(run_id, name, result.metrics)
-            else:
-                store.update_step(run_id, name, status=result.status, error=f"shared step `{name}` of run "
-                                  f"{owner_id}: {result.error}", cell=result.cell)
-
-
-def _run_trials(ws: Workspace, pipeline, engines: list, shared: set[str], on_trial: Callable | None) -> list[dict]:
-    import threading
-
-    finished: dict[str, dict] = {}
-    failed_shared = [n for n in shared if engines[0][1].results[n].status != "succeeded"]
-
-    def trial(run_id: str, engine, paths) -> None:
-        if failed_shared and run_id != engines[0][0]:
-            first = engines[0][1].results[failed_shared[0]]
-            ws.store.finish_run(run_id, first.status if first.status == "cancelled" else "failed",
-                                f"shared step `{first.name}` failed in run {engines[0][0]}: {first.error}")
-            result = describe_run(ws.store.get_run(run_id))
-        else:
-            result = _execute(ws, run_id, pipeline, engine, paths, reuse=shared)
-        finished[run_id] = result
-        if on_trial:
-            on_trial(result)
-
-    threads = [threading.Thread(target=trial, args=e, name=f"mlops-trial-{e[0]}", daemon=True) for e in engines]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)  # short joins keep Ctrl-C responsive
-    except KeyboardInterrupt:
-        for _, engine, _ in engines:  # every trial stops; each records itself as cancelled
-            engine.cancel()
-        for t in threads:
-            t.join(30)
-        raise
-    return [finished[run_id] for run_id, _, _ in engines if run_id in finished]
-
-
-def _best(trials: list[dict], metric: str | None, direction: str | None) -> dict | None:
-    scored = [t for t in trials if t["status"] == "succeeded" and metric in t["metrics"]]
-    if not metric or not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda t: t["metrics"][metric])
+    return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
+                     parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)

@@ -50,7 +50,10 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "SPEC"),
                    help="a parameter and its values; repeatable")
+    p.add_argument("--search", choices=["grid", "random", "bayes"], default=None,
+                   help="grid (default), random (with --samples N) or bayes (Optuna, with --trials N)")
     p.add_argument("--samples", type=int, default=None, metavar="N", help="N random points instead of the grid")
+    p.add_argument("--trials", type=int, default=None, metavar="N", help="number of trials for --search bayes")
     p.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
     p.add_argument("--parallel", type=int, default=2, metavar="N", help="steps running at once (default 2)")
     goal = p.add_mutually_exclusive_group()
@@ -265,14 +268,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"[{len(done)}/{total[0] or '?'}] {run['id']}  {run['status']:<9} {params}  {metrics}  "
                   f"{_duration(run['duration'])}", file=sys.stderr, flush=True)
 
-        from .search_space import expand, parse_dimension  # count the trials up front for the progress line
-        pipeline = api.validate(args.notebook)
-        dims = [parse_dimension(n, v, pipeline.parameters) for n, v in space.items()]
-        swept = [d for d in dims if d.swept]
-        total[0] = len(expand(swept, args.samples, args.seed)) if swept else 0
-        result = api.sweep(args.notebook, space, samples=args.samples, seed=args.seed, parallel=args.parallel,
-                           maximize=args.maximize, minimize=args.minimize, workspace=args.workspace,
-                           timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_trial=on_trial)
+        search = args.search or ("random" if args.samples else "grid")
+        options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials)
+        total[0] = api.planned_trials(args.notebook, space, **options)
+        result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                           minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
+                           fresh_kernels=args.fresh_kernels, on_trial=on_trial, **options)
         if args.json:
             print(json.dumps(result, indent=1))
         else:

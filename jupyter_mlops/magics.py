@@ -102,18 +102,16 @@ def mlops(line: str) -> Any:
                                      max_parallel=args.parallel, timeout=args.timeout,
                                      fresh_kernels=args.fresh_kernels, on_update=_step_line))
         if args.command == "sweep":
-            from .search_space import expand, parse_dimension
-
             space = _parameters(args.parameter)
-            pipeline = api.validate(args.notebook)
-            swept = [d for d in (parse_dimension(n, v, pipeline.parameters) for n, v in space.items()) if d.swept]
-            total = len(expand(swept, args.samples, args.seed)) if swept else 0
+            search = args.search or ("random" if args.samples else "grid")
+            options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials)
             metric = args.maximize or args.minimize
-            result = api.sweep(args.notebook, space, samples=args.samples, seed=args.seed, parallel=args.parallel,
-                               maximize=args.maximize, minimize=args.minimize, workspace=args.workspace,
-                               timeout=args.timeout, fresh_kernels=args.fresh_kernels,
-                               on_trial=_live_table(total, [d.name for d in swept], metric,
-                                                   maximize=args.minimize is None))
+            swept = [n for n in space if "," in str(space[n]) or ".." in str(space[n])]
+            live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,
+                               maximize=args.minimize is None)
+            result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                               minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
+                               fresh_kernels=args.fresh_kernels, on_trial=live, **options)
             table = api.runs(workspace=args.workspace, sweep_id=result["id"])
             if metric and f"metrics.{metric}" in table:
                 table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)

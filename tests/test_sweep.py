@@ -143,3 +143,25 @@ def test_ctrl_c_cancels_every_trial(make_notebook):
     runs = jupyter_mlops.list_runs(workspace=ws)
     assert len(runs) == 4 and all(r["status"] == "cancelled" for r in runs)
     assert _kernels_started_by(proc.pid) == []
+
+
+def test_bayes_search_through_optuna(make_notebook):
+    nb = make_notebook(SWEPT)
+    result = jupyter_mlops.sweep(nb, {"C": "1..40:log"}, search="bayes", trials=6, parallel=2, maximize="score",
+                                 seed=3)
+    assert len(result["trials"]) == 6 and result["status"] == "succeeded"
+    scores = [t["metrics"]["score"] for t in result["trials"]]
+    assert result["best"]["metrics"]["score"] == max(scores)
+    assert all(1 <= t["params"]["C"] <= 40 for t in result["trials"])
+    assert len({t["params"]["C"] for t in result["trials"]}) == 6
+
+
+def test_bayes_needs_a_metric_a_trial_count_and_optuna(make_notebook, monkeypatch):
+    nb = make_notebook(SWEPT)
+    with pytest.raises(MlopsError, match="--maximize METRIC or --minimize METRIC"):
+        jupyter_mlops.sweep(nb, {"C": "1..4"}, search="bayes", trials=3)
+    with pytest.raises(MlopsError, match="--trials N"):
+        jupyter_mlops.sweep(nb, {"C": "1..4"}, search="bayes", maximize="score")
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed
+    with pytest.raises(MlopsError, match=r"pip install 'jupyter-mlops\[bayes\]'"):
+        jupyter_mlops.sweep(nb, {"C": "1..4"}, search="bayes", trials=3, maximize="score")

@@ -1,0 +1,178 @@
+"""Running the trials of a sweep: each a run in the store, grouped by the sweep id, on one shared pool of warm
+kernels; the steps that no swept parameter reaches run once, in the first trial, and the others read their
+outputs. Points come from a fixed list (grid, random samples) or from Optuna, asked one at a time as trials end.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import MlopsError
+from .search_space import Dimension, expand
+
+
+class FixedPoints:
+    """A grid, or random samples: known up front."""
+
+    def __init__(self, swept: list[Dimension], fixed: dict, samples: int | None, seed: int):
+        self.points = [{**fixed, **p} for p in expand(swept, samples, seed)]
+        self.total = len(self.points)
+        self.in_flight = self.total  # nothing to learn from finished trials: start them all
+
+    def ask(self) -> tuple[dict, Any] | None:
+        return (self.points.pop(0), None) if self.points else None
+
+    def tell(self, token: Any, run: dict) -> None:
+        pass
+
+
+class OptunaPoints:
+    """Bayesian optimisation (Optuna's TPE): each new point learns from the trials finished before it."""
+
+    def __init__(self, swept: list[Dimension], fixed: dict, trials: int | None, metric: str | None,
+                 direction: str | None, seed: int):
+        try:
+            import optuna
+        except ImportError:
+            raise MlopsError("--search bayes needs Optuna: pip install 'jupyter-mlops[bayes]' (or pip install "
+                             "optuna), or use a grid or --samples N") from None
+        if not metric:
+            raise MlopsError("--search bayes needs the metric to optimise: add --maximize METRIC or --minimize METRIC")
+        if not trials or trials < 1:
+            raise MlopsError("--search bayes needs the number of trials: --trials N (N >= 1)")
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna = optuna
+        self.study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
+        self.distributions = {}
+        for d in swept:
+            if d.low is None:
+                self.distributions[d.name] = CategoricalDistribution(list(d.values))
+            elif d.integer:
+                self.distributions[d.name] = IntDistribution(int(d.low), int(d.high), log=d.log)
+            else:
+                self.distributions[d.name] = FloatDistribution(d.low, d.high, log=d.log)
+        self.fixed, self.total, self.metric, self.asked = fixed, trials, metric, 0
+        self.in_flight = None  # set by the runner: as many as run at once
+        self._lock = threading.Lock()
+
+    def ask(self) -> tuple[dict, Any] | None:
+        with self._lock:
+            if self.asked >= self.total:
+                return None
+            self.asked += 1
+            trial = self.study.ask(self.distributions)
+            return {**self.fixed, **trial.params}, trial
+
+    def tell(self, token: Any, run: dict) -> None:
+        value = run["metrics"].get(self.metric) if run["status"] == "succeeded" else None
+        with self._lock:
+            if value is None:
+                self.study.tell(token, state=self.optuna.trial.TrialState.FAIL)
+            else:
+                self.study.tell(token, value)
+
+
+@dataclass
+class _Trial:
+    run_id: str
+    engine: Any
+    paths: dict
+    token: Any
+
+
+def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None, direction: str | None,
+              parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None) -> dict:
+    from .api import _engine, _execute, _record_run, describe_run
+    from .engines.local import kernel_pool
+    from .workspace import new_run_id
+
+    store = ws.store
+    sweep_id = "sweep-" + new_run_id()
+    shared = {s.name for s in pipeline.steps} - pipeline.reached_by(set(space))
+    pool = kernel_pool(pipeline, parallel, fresh_kernels)
+    store.create_sweep(sweep_id, str(Path(notebook).resolve()), space, points.total, metric, direction)
+    trials: list[_Trial] = []
+    finished: dict[str, dict] = {}
+    threads: list[threading.Thread] = []
+    room = threading.Semaphore(points.in_flight or parallel)
+
+    def new_trial(point: dict, token: Any) -> _Trial:
+        run_id = new_run_id()
+        engine = _engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
+        trial = _Trial(run_id, engine, _record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id), token)
+        trials.append(trial)
+        return trial
+
+    def run_trial(trial: _Trial) -> None:
+        try:
+            result = _execute(ws, trial.run_id, pipeline, trial.engine, trial.paths, reuse=shared)
+            finished[trial.run_id] = result
+            points.tell(trial.token, result)
+            if on_trial:
+                on_trial(result)
+        finally:
+            room.release()
+
+    try:
+        first = points.ask()
+        owner = new_trial(*first)
+        if shared:  # the first trial runs the shared steps; the others read its outputs
+            owner.engine.execute(owner.paths, only=shared)
+        broken = [n for n in shared if owner.engine.results[n].status != "succeeded"]
+        next_point: tuple | None = first
+        while next_point is not None:
+            room.acquire()
+            trial = owner if next_point is first else new_trial(*next_point)
+            if trial is not owner:
+                _share_steps(ws, owner.run_id, owner.engine, trial.run_id, shared)
+            thread = threading.Thread(target=run_trial, args=(trial,), name=f"mlops-trial-{trial.run_id}",
+                                      daemon=True)
+            threads.append(thread)
+            thread.start()
+            next_point = None if broken else points.ask()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins keep Ctrl-C responsive
+    except KeyboardInterrupt:
+        for trial in trials:  # every trial stops; each records itself as cancelled
+            trial.engine.cancel()
+        for t in threads:
+            t.join(30)
+        for trial in trials:
+            if store.get_run(trial.run_id)["status"] == "running":  # interrupted before its trial began
+                store.finish_run(trial.run_id, "cancelled", "interrupted by the user")
+        store.finish_sweep(sweep_id, "cancelled", None)
+        raise
+    finally:
+        pool.close()
+    results = [finished.get(t.run_id) or describe_run(store.get_run(t.run_id)) for t in trials]
+    best = best_trial(results, metric, direction)
+    status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+    store.finish_sweep(sweep_id, status, best["id"] if best else None)
+    return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
+            "shared_steps": sorted(shared), "best": best, "trials": results}
+
+
+def _share_steps(ws, owner_id: str, owner, run_id: str, shared: set[str]) -> None:
+    """Point a trial at the shared steps' outputs, notebooks and metrics."""
+    from .artifacts import share_step
+
+    store = ws.store
+    for name in shared:
+        result = owner.results[name]
+        share_step(ws.artifacts(owner_id), ws.artifacts(run_id), name)
+        store.update_step(run_id, name, status="reused", started=result.started, finished=result.finished,
+                          duration=result.duration, output_notebook=result.output_notebook)
+        store.record_metrics(run_id, name, result.metrics)
+
+
+def best_trial(trials: list[dict], metric: str | None, direction: str | None) -> dict | None:
+    scored = [t for t in trials if t["status"] == "succeeded" and metric in t["metrics"]]
+    if not metric or not scored:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(scored, key=lambda t: t["metrics"][metric])
