@@ -321,3 +321,76 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
     ws = Workspace.locate(workspace, notebook)
     return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
                      parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)
+
+
+# -- the model registry -------------------------------------------------------------------------------------------
+def register(run: str, name: str, *, metric: str | None = None, maximize: bool = True,
+             require: list[str] | None = None, sweep_id: str | None = None,
+             workspace: str | os.PathLike | None = None) -> dict:
+    """Register a run's model (`run` is a run id, or "best": the succeeded run with the best `metric`, within
+    `sweep_id` if given) as the next version of `name`, if it passes every `require` gate ("accuracy>=0.9").
+    Raises GateFailed, registering nothing, when a gate fails."""
+    from .registry import parse_gate
+    from .registry import register as register_version
+
+    for gate in require or []:
+        parse_gate(gate)  # a malformed gate is an error before anything else
+    ws = Workspace.locate(workspace)
+    if run == "best":
+        if not metric:
+            raise MlopsError("`best` needs the metric that ranks runs: --metric accuracy (with --maximize or "
+                             "--minimize)")
+        candidates = [r for r in list_runs(workspace=ws.root, sweep_id=sweep_id)
+                      if r["status"] == "succeeded" and metric in r["metrics"]]
+        if not candidates:
+            raise MlopsError(f"no succeeded run logged `{metric}`" + (f" in sweep {sweep_id}" if sweep_id else ""))
+        chosen = (max if maximize else min)(candidates, key=lambda r: r["metrics"][metric])
+    else:
+        chosen = get_run(run, workspace=ws.root)
+    return register_version(ws, chosen, name, list(require or []))
+
+
+def models(*, workspace: str | os.PathLike | None = None) -> list[dict]:
+    """Every registered model: its versions (with run, metrics, created) and its aliases."""
+    store = Workspace.locate(workspace).store
+    out: dict[str, dict] = {}
+    for v in store.model_versions():
+        entry = out.setdefault(v["name"], {"name": v["name"], "versions": [], "aliases": {}})
+        entry["versions"].append({"version": v["version"], "run_id": v["run_id"], "metrics": v["metrics"],
+                                  "params": v["params"], "created": _iso(v["created"]), "package": v["package"],
+                                  "data_fingerprint": v["data_fingerprint"], "notebook_hash": v["notebook_hash"]})
+    for a in store.aliases():
+        if a["name"] in out:
+            out[a["name"]]["aliases"][a["alias"]] = a["version"]
+    return list(out.values())
+
+
+def promote(name: str, version: int, *, alias: str = "production",
+            workspace: str | os.PathLike | None = None) -> dict:
+    """Point `alias` (production, staging, any name) at a version; the change is kept in the alias history."""
+    from .registry import check_name, resolve
+
+    store = Workspace.locate(workspace).store
+    resolve(store, f"{check_name(name)}:{int(version)}")  # the version must exist
+    previous = store.set_alias(name, alias, int(version), "promote")
+    return {"name": name, "alias": alias, "version": int(version), "previous": previous}
+
+
+def rollback(name: str, *, alias: str = "production", workspace: str | os.PathLike | None = None) -> dict:
+    """Point `alias` back at the version it held before the current one."""
+    store = Workspace.locate(workspace).store
+    current = next((a["version"] for a in store.aliases(name) if a["alias"] == alias), None)
+    if current is None:
+        raise MlopsError(f"model `{name}` has no alias `{alias}` to roll back")
+    # walk the history back: the version held before `current` was set the last time
+    history = store.alias_history(name, alias)
+    last_set = max(i for i, h in enumerate(history) if h["version"] == current)
+    previous = history[last_set]["previous"]
+    if previous is None:
+        raise MlopsError(f"`{name}@{alias}` has had no other version before {current}; nothing to roll back to")
+    store.set_alias(name, alias, previous, "rollback")
+    return {"name": name, "alias": alias, "version": previous, "previous": current}
+
+
+def alias_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:
+    return [{**h, "at": _iso(h["at"])} for h in Workspace.locate(workspace).store.alias_history(name)]

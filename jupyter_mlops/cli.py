@@ -16,7 +16,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
         prog=prog, description="Run a tagged notebook as a tracked, parameterized pipeline.",
         epilog="Tags: parameters, setup, data, train, evaluate, serve, step:NAME, after:NAME, skip "
                "(Kale's tags work too). See README.md.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--version", dest="show_version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def workspace(p: argparse.ArgumentParser) -> None:
@@ -82,6 +82,34 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("run_ids", nargs="+", metavar="RUN")
     p.add_argument("--all", action="store_true", help="also the rows where every run agrees")
     p.add_argument("--json", action="store_true")
+    workspace(p)
+
+    p = sub.add_parser("register", help="register a run's model as a new version, behind quality gates")
+    p.add_argument("run_id", metavar="RUN|best", help="a run id, or `best` (the best run by --metric)")
+    p.add_argument("--name", required=True, help="the model's name in the registry")
+    p.add_argument("--metric", help="ranks the runs for `best`")
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--maximize", action="store_true", help="best = highest --metric (default)")
+    direction.add_argument("--minimize", action="store_true", help="best = lowest --metric")
+    p.add_argument("--require", action="append", default=[], metavar="GATE",
+                   help='a quality gate, e.g. "accuracy>=0.9"; repeatable; a failed gate registers nothing')
+    p.add_argument("--sweep", metavar="ID", help="choose `best` among this sweep's trials")
+    p.add_argument("--json", action="store_true")
+    workspace(p)
+
+    p = sub.add_parser("models", help="registered models, their versions and aliases")
+    p.add_argument("--json", action="store_true")
+    workspace(p)
+
+    p = sub.add_parser("promote", help="point an alias (default: production) at a model version")
+    p.add_argument("name")
+    p.add_argument("model_version", type=int, metavar="VERSION")
+    p.add_argument("--alias", default="production")
+    workspace(p)
+
+    p = sub.add_parser("rollback", help="point an alias back at the version it held before")
+    p.add_argument("name")
+    p.add_argument("--alias", default="production")
     workspace(p)
 
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
@@ -200,7 +228,7 @@ def _print_pipeline(pipeline) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.version:
+    if args.show_version:
         from . import __version__
 
         print(__version__)
@@ -282,6 +310,48 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "runs":
         runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
         print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
+        return 0
+    if args.command == "register":
+        from .registry import GateFailed
+
+        try:
+            version = api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
+                                   require=args.require, sweep_id=args.sweep, workspace=args.workspace)
+        except GateFailed as exc:
+            print(f"gate failed: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(version, indent=1, default=str))
+        else:
+            metrics = "  ".join(f"{k}={v:.4g}" for k, v in version["metrics"].items())
+            print(f"registered {version['name']} version {version['version']} from run {version['run_id']}  "
+                  f"{metrics}\n  package {version['package']}")
+        return 0
+    if args.command == "models":
+        found = api.models(workspace=args.workspace)
+        if args.json:
+            print(json.dumps(found, indent=1))
+        elif not found:
+            print("no models yet; register one with `jupyter-mlops register RUN --name NAME`")
+        else:
+            rows = []
+            for model in found:
+                by_version: dict[int, list[str]] = {}
+                for alias, version in model["aliases"].items():
+                    by_version.setdefault(version, []).append(alias)
+                for v in model["versions"]:
+                    rows.append([model["name"], v["version"], ",".join(by_version.get(v["version"], [])) or "-",
+                                 v["run_id"], (v["created"] or "")[:19].replace("T", " "),
+                                 "  ".join(f"{k}={x:.4g}" for k, x in v["metrics"].items())])
+            print(_table(rows, ["model", "version", "aliases", "run", "created", "metrics"]))
+        return 0
+    if args.command in ("promote", "rollback"):
+        if args.command == "promote":
+            done = api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
+        else:
+            done = api.rollback(args.name, alias=args.alias, workspace=args.workspace)
+        was = f" (was {done['previous']})" if done["previous"] is not None else ""
+        print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
         return 0
     if args.command == "compare":
         table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)

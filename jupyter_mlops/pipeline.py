@@ -325,6 +325,8 @@ def _resolve_steps(order: list[Step], names: dict[int, CellNames], cells: list, 
         step.inputs = {n: p for n, p in step.inputs.items() if p != step.name}
     by_name = {s.name: s for s in order}
     for step in order:
+        if step.kind == "serve" and "predict" not in step.outputs:
+            step.outputs.append("predict")  # saved (with what it reads) for the model registry
         for name, producer in step.inputs.items():
             if name not in by_name[producer].outputs:
                 by_name[producer].outputs.append(name)

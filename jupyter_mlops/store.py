@@ -12,11 +12,12 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner VARCHAR(300)"],
+    3: [],  # the model registry's tables: new, made by create_all
 }
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
@@ -73,6 +74,36 @@ sweeps_table = sa.Table(
     sa.Column("started", sa.Float, nullable=False),
     sa.Column("finished", sa.Float),
     sa.Column("best_run", sa.String(40)),
+)
+model_versions_table = sa.Table(
+    "model_versions", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("notebook", sa.Text, nullable=False),
+    sa.Column("notebook_hash", sa.String(64), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("metrics", sa.Text, nullable=False),  # JSON
+    sa.Column("data_fingerprint", sa.String(64)),
+    sa.Column("package", sa.Text, nullable=False),  # folder with predict.pkl, schema.json, reference.json
+    sa.Column("created", sa.Float, nullable=False),
+)
+aliases_table = sa.Table(
+    "aliases", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+alias_history_table = sa.Table(
+    "alias_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("alias", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("previous", sa.Integer),
+    sa.Column("action", sa.String(16), nullable=False),  # promote | rollback
+    sa.Column("at", sa.Float, nullable=False),
 )
 meta_table = sa.Table(
     "meta", metadata,
@@ -213,6 +244,61 @@ class Store:
         sweep = dict(row._mapping)
         sweep["space"] = json.loads(sweep["space"])
         return sweep
+
+    # -- the model registry ----------------------------------------------------------------------------------------
+    def add_model_version(self, name: str, build_package, **fields: Any) -> int:
+        """Allocate the next version of `name` and record it; `build_package(version)` puts the package in place
+        inside the same transaction, so a failure leaves neither a row nor a folder."""
+        with self.engine.begin() as conn:
+            latest = conn.execute(sa.select(sa.func.max(model_versions_table.c.version))
+                                  .where(model_versions_table.c.name == name)).scalar()
+            version = (latest or 0) + 1
+            package = build_package(version)
+            conn.execute(model_versions_table.insert().values(
+                name=name, version=version, package=str(package), created=time.time(),
+                params=json.dumps(fields.pop("params"), default=str),
+                metrics=json.dumps(fields.pop("metrics")), **fields))
+        return version
+
+    def model_versions(self, name: str | None = None) -> list[dict]:
+        query = sa.select(model_versions_table).order_by(model_versions_table.c.name,
+                                                         model_versions_table.c.version)
+        if name is not None:
+            query = query.where(model_versions_table.c.name == name)
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["params"], row["metrics"] = json.loads(row["params"]), json.loads(row["metrics"])
+        return rows
+
+    def aliases(self, name: str | None = None) -> list[dict]:
+        query = sa.select(aliases_table).order_by(aliases_table.c.name, aliases_table.c.alias)
+        if name is not None:
+            query = query.where(aliases_table.c.name == name)
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def set_alias(self, name: str, alias: str, version: int, action: str) -> int | None:
+        """Point `alias` at `version`; returns the version it pointed at before (None if new)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            where = (aliases_table.c.name == name) & (aliases_table.c.alias == alias)
+            previous = conn.execute(sa.select(aliases_table.c.version).where(where)).scalar()
+            if previous is None:
+                conn.execute(aliases_table.insert().values(name=name, alias=alias, version=version, updated=now))
+            else:
+                conn.execute(aliases_table.update().where(where).values(version=version, updated=now))
+            conn.execute(alias_history_table.insert().values(name=name, alias=alias, version=version,
+                                                             previous=previous, action=action, at=now))
+        return previous
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[dict]:
+        query = sa.select(alias_history_table).where(alias_history_table.c.name == name) \
+            .order_by(alias_history_table.c.id)
+        if alias is not None:
+            query = query.where(alias_history_table.c.alias == alias)
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- reading -------------------------------------------------------------------------------------------------
     def _runs(self, where=None, limit: int | None = None) -> list[dict]:

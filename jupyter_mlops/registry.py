@@ -1,0 +1,221 @@
+"""The model registry: versions with lineage, quality gates, aliases with history.
+
+A model version is a package folder `<workspace>/models/<name>/v<N>/`:
+- `predict.pkl`: the serve step's `predict`, saved by the pipeline with cloudpickle together with everything it
+  reads (the fitted model, feature names...);
+- `schema.json`: the input columns and their types, from the training inputs;
+- `reference.json`: statistics of the training inputs, the baseline for drift detection;
+- `model.json`: lineage: run, notebook and its hash, parameters, metrics, a fingerprint of the training data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import MlopsError
+
+_GATE = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+0-9.eE]+)\s*$")
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+        "!=": operator.ne}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class GateFailed(MlopsError):
+    """A quality gate refused the model; nothing was registered."""
+
+
+def parse_gate(text: str) -> tuple[str, str, float]:
+    match = _GATE.match(text)
+    if not match:
+        raise MlopsError(f"gate `{text}` is not METRIC OP NUMBER; write e.g. --require \"accuracy>=0.9\" "
+                         "(OP is one of >= <= > < == !=)")
+    return match["metric"], match["op"], float(match["value"])
+
+
+def check_gates(run: dict, gates: list[str]) -> list[str]:
+    """The gates the run fails, each as `accuracy = 0.87, required >= 0.9`; an empty list passes."""
+    failures = []
+    for metric, op, threshold in (parse_gate(g) for g in gates):
+        value = run["metrics"].get(metric)
+        if value is None:
+            failures.append(f"{metric} was not logged by run {run['id']} (required {op} {threshold:g})")
+        elif not _OPS[op](value, threshold):
+            failures.append(f"{metric} = {value:.6g}, required {op} {threshold:g}")
+    return failures
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise MlopsError(f"model name `{name}` is not usable; use letters, digits, `_`, `-` or `.`, e.g. digits-svc")
+    return name
+
+
+def _serve_step(pipeline) -> Any:
+    serve = [s for s in pipeline.steps if s.kind == "serve"]
+    if not serve:
+        raise MlopsError("the notebook has no `serve` step: tag a cell `serve` that defines `def predict(X):`")
+    return serve[0]
+
+
+def _training_input(pipeline, artifacts: str) -> tuple[str, str, dict] | None:
+    """(name, producing step, manifest entry) of the training features: the first table or array a train step
+    reads (else the first one the serve step's producers saved)."""
+    from .artifacts import read_manifest
+
+    steps = [s for s in pipeline.steps if s.kind == "train"] or pipeline.steps
+    for step in steps:
+        for name, producer in step.inputs.items():
+            entry = read_manifest(artifacts, producer).get(name, {})
+            if entry.get("format") in ("parquet", "npy") or entry.get("type", "").startswith("pandas.core.frame"):
+                return name, producer, entry
+    return None
+
+
+def describe_inputs(values: Any) -> tuple[list[dict], dict]:
+    """Input schema (column names and types) and reference statistics of a table of training inputs."""
+    import numpy as np
+    import pandas as pd
+
+    frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame(np.asarray(values))
+    frame.columns = [str(c) for c in frame.columns]
+    schema, reference = [], {"rows": int(len(frame)), "columns": {}}
+    for column in frame.columns:
+        series = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        schema.append({"name": column, "type": str(series.dtype), "kind": "numeric" if numeric else "categorical"})
+        if numeric:
+            clean = series.dropna().astype(float)
+            edges = np.unique(np.quantile(clean, np.linspace(0, 1, 11))) if len(clean) else np.array([])
+            counts = np.histogram(clean, bins=edges)[0] if len(edges) > 1 else np.array([len(clean)])
+            sample = clean.sample(min(len(clean), 1000), random_state=0) if len(clean) else clean
+            reference["columns"][column] = {
+                "kind": "numeric", "mean": float(clean.mean()) if len(clean) else None,
+                "std": float(clean.std()) if len(clean) > 1 else 0.0,
+                "min": float(clean.min()) if len(clean) else None, "max": float(clean.max()) if len(clean) else None,
+                "bin_edges": edges.tolist(), "bin_fractions": (counts / max(counts.sum(), 1)).tolist(),
+                "sample": sample.round(10).tolist(), "missing": int(series.isna().sum())}
+        else:
+            frequencies = series.astype(str).value_counts(normalize=True).head(100)
+            reference["columns"][column] = {"kind": "categorical", "frequencies": frequencies.to_dict(),
+                                            "missing": int(series.isna().sum())}
+    return schema, reference
+
+
+def _fingerprint(artifacts: str, steps: set[str]) -> str:
+    """sha256 over the saved outputs of the steps that produce the training data."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(artifacts)
+    digest = hashlib.sha256()
+    for step in sorted(steps):
+        for path in sorted(fs.find(f"{root}/{step}")):
+            digest.update(path.rsplit("/", 1)[-1].encode())
+            with fs.open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def register(ws, run: dict, name: str, gates: list[str]) -> dict:
+    """Gate, package and record a run's model as the next version of `name`."""
+    from .artifacts import load_inputs, read_manifest
+
+    check_name(name)
+    if run["status"] != "succeeded":
+        raise MlopsError(f"run {run['id']} {run['status']}; only a succeeded run can be registered")
+    failures = check_gates(run, gates)
+    if failures:
+        raise GateFailed(f"run {run['id']} did not pass the quality gate, nothing was registered:\n  " +
+                         "\n  ".join(failures))
+    if not Path(run["run_dir"], "bundle").exists():
+        raise MlopsError(f"run {run['id']}'s files are gone from {run['run_dir']}; run the notebook again")
+    pipeline = _pipeline_of_run(run)  # as the run was compiled: the notebook may have changed since
+    serve = _serve_step(pipeline)
+    artifacts = ws.artifacts(run["id"])
+    try:
+        entry = read_manifest(artifacts, serve.name)["predict"]
+    except (KeyError, Exception) as exc:
+        raise MlopsError(f"run {run['id']} saved no `predict` from its serve step ({exc}); run the notebook again "
+                         "with this version of jupyter-mlops") from None
+    training = _training_input(pipeline, artifacts)
+    schema, reference = describe_inputs(load_inputs(artifacts, {training[0]: training[1]})[0]) if training \
+        else ([], {"rows": 0, "columns": {}})
+    data_steps = {p for s in pipeline.steps if s.kind == "train" for p in s.inputs.values()}
+    lineage = {"name": name, "run_id": run["id"], "notebook": run["notebook"],
+               "notebook_hash": run["notebook_hash"], "params": run["params"], "metrics": run["metrics"],
+               "data_fingerprint": _fingerprint(artifacts, data_steps) if data_steps else None,
+               "training_input": training[0] if training else None, "serve_step": serve.name}
+    root = ws.root / "models" / name
+
+    def build(version: int) -> Path:
+        target = root / f"v{version}"
+        staging = root / f".staging-v{version}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        import fsspec
+
+        fs, base = fsspec.core.url_to_fs(artifacts)
+        with fs.open(f"{base}/{serve.name}/{entry['file']}", "rb") as src, open(staging / "predict.pkl", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        (staging / "schema.json").write_text(json.dumps(schema, indent=1))
+        (staging / "reference.json").write_text(json.dumps(reference))
+        (staging / "model.json").write_text(json.dumps({**lineage, "version": version}, indent=1, default=str))
+        staging.rename(target)
+        return target
+
+    version = ws.store.add_model_version(
+        name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
+        params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
+    return {**lineage, "version": version, "package": str(root / f"v{version}"), "schema": schema}
+
+
+def _pipeline_of_run(run: dict):
+    """The pipeline as compiled for the run (its bundle's pipeline.yaml), when the notebook has changed since."""
+    import yaml
+
+    from .pipeline import Pipeline, Step
+
+    spec = yaml.safe_load(Path(run["run_dir"], "bundle", "pipeline.yaml").read_text())
+    steps = [Step(s["name"], s["kind"], [c - 1 for c in s["cells"]], [], s["inputs"], s["imports"], s["outputs"],
+                  s["parameters"], s["depends_on"], s["metrics"]) for s in spec["steps"]]
+    return Pipeline(run["notebook"], spec["notebook_hash"], spec["kernel"], [], {}, None, [], [], steps)
+
+
+def resolve(store, ref: str) -> dict:
+    """A model version from `NAME`, `NAME:VERSION` or `NAME@ALIAS` (plain NAME: the latest version)."""
+    name, version, alias = ref, None, None
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+    elif ":" in ref:
+        name, text = ref.split(":", 1)
+        if not text.isdigit():
+            raise MlopsError(f"`{ref}`: the version after `:` must be a number, e.g. {name}:3")
+        version = int(text)
+    versions = store.model_versions(name)
+    if not versions:
+        known = sorted({v["name"] for v in store.model_versions()})
+        raise MlopsError(f"no model `{name}` in the registry" + (f"; registered: {', '.join(known)}" if known
+                                                                  else "; register one with `jupyter-mlops register`"))
+    if alias is not None:
+        found = [a for a in store.aliases(name) if a["alias"] == alias]
+        if not found:
+            raise MlopsError(f"model `{name}` has no alias `{alias}`; set one with "
+                             f"`jupyter-mlops promote {name} VERSION --alias {alias}`")
+        version = found[0]["version"]
+    chosen = versions[-1] if version is None else next((v for v in versions if v["version"] == version), None)
+    if chosen is None:
+        raise MlopsError(f"model `{name}` has no version {version}; it has {', '.join(str(v['version']) for v in versions)}")
+    return chosen
+
+
+def load_predict(package: str | Path):
+    """The registered `predict` function, ready to call."""
+    import cloudpickle
+
+    with open(Path(package) / "predict.pkl", "rb") as f:
+        return cloudpickle.load(f)
