@@ -112,6 +112,12 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--alias", default="production")
     workspace(p)
 
+    p = sub.add_parser("serve", help="serve a registered model over HTTP (Open Inference Protocol v2 and MLflow)")
+    p.add_argument("model", metavar="NAME[:VERSION|@ALIAS]")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    workspace(p)
+
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--json", action="store_true")
@@ -352,6 +358,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             done = api.rollback(args.name, alias=args.alias, workspace=args.workspace)
         was = f" (was {done['previous']})" if done["previous"] is not None else ""
         print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
+        return 0
+    if args.command == "serve":
+        from .serving.app import create_app
+        from .serving.server import load, serve_forever
+        from .workspace import Workspace
+
+        model = load(Workspace.locate(args.workspace), args.model)
+        print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port} "
+              f"(POST /v2/models/{model.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
+        serve_forever(create_app(model), args.host, args.port)
         return 0
     if args.command == "compare":
         table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)

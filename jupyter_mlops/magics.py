@@ -133,6 +133,24 @@ def mlops(line: str) -> Any:
 
             _print_pipeline(api.validate(args.notebook))
             return None
+        if args.command == "serve":
+            from .serving.app import create_app
+            from .serving.server import load, serve_in_background
+            from .workspace import Workspace
+
+            model = load(Workspace.locate(args.workspace), args.model)
+            server = serve_in_background(create_app(model), args.host, args.port)
+            print(f"serving {model.name} version {model.version} at {server.url}; `.stop()` ends it", flush=True)
+            return server
+        if args.command == "register":
+            return api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
+                                require=args.require, sweep_id=args.sweep, workspace=args.workspace)
+        if args.command == "models":
+            return api.models(workspace=args.workspace)
+        if args.command == "promote":
+            return api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
+        if args.command == "rollback":
+            return api.rollback(args.name, alias=args.alias, workspace=args.workspace)
         if args.command == "compile":
             return str(api.compile_notebook(args.notebook, args.output))
         parser.print_help()

@@ -1,0 +1,320 @@
+"""The model server: an ASGI app (Starlette) speaking the protocols clients already use.
+
+- Open Inference Protocol v2 (KServe, Triton, Seldon): `/v2/health/live`, `/v2/health/ready`, `/v2/models/{name}`,
+  `/v2/models/{name}/ready`, `POST /v2/models/{name}/infer` with one 2-D tensor or one input per column;
+- MLflow's scoring server: `POST /invocations` (`dataframe_split`, `dataframe_records`, `instances`, `inputs`) and
+  `GET /ping`;
+- `/metrics` for Prometheus: requests by model, version, variant and status code, request and predict latency
+  histograms, requests in flight.
+
+Every client mistake is a 4xx with a JSON body naming the problem; `predict` gets a pandas DataFrame with the
+training columns, in order. `predict` runs on the event loop: a worker thread hop would cost more than most
+predictions, and one process serves one model.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+class ClientError(Exception):
+    """A request the client must fix: answered 4xx with the message."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    predict: Callable
+    schema: list[dict]  # [{"name", "type", "kind"}]
+    variant: str = "primary"
+    columns: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.columns = [c["name"] for c in self.schema]
+
+    @classmethod
+    def from_package(cls, name: str, version: int, package: str | Path, variant: str = "primary"):
+        from ..registry import load_predict
+
+        schema = json.loads((Path(package) / "schema.json").read_text())
+        return cls(name, version, load_predict(package), schema, variant)
+
+
+# -- request decoding ---------------------------------------------------------------------------------------------
+_OIP_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+                "FP64"}
+
+
+def _frame(model: ServedModel, rows: Any = None, columns: dict[str, list] | None = None):
+    """A DataFrame in the model's column order, from rows (lists or dicts) or from columns; checks names, widths
+    and numeric values."""
+    import pandas as pd
+
+    expected = model.columns
+    if columns is not None:
+        missing = [c for c in expected if c not in columns]
+        extra = [c for c in columns if c not in expected]
+        if expected and (missing or extra):
+            raise ClientError(_column_message(missing, extra, expected))
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ClientError(f"columns have different lengths: {sorted(lengths)}; send one value per row in each")
+        frame = pd.DataFrame(columns, columns=expected or list(columns))
+    else:
+        if not isinstance(rows, list) or not rows:
+            raise ClientError("no rows: send at least one row of inputs")
+        if all(isinstance(r, dict) for r in rows):
+            keys = set().union(*rows)
+            missing = [c for c in expected if c not in keys]
+            extra = sorted(keys - set(expected)) if expected else []
+            if missing or extra:
+                raise ClientError(_column_message(missing, extra, expected))
+            frame = pd.DataFrame.from_records(rows, columns=expected)
+        else:
+            array = rows
+            if all(not isinstance(r, (list, tuple)) for r in rows):
+                array = [rows]  # one row given flat
+            widths = {len(r) if isinstance(r, (list, tuple)) else -1 for r in array}
+            if widths == {-1} or len(widths) > 1 or (expected and widths != {len(expected)}):
+                want = f"{len(expected)} values per row ({', '.join(expected[:5])}{', ...' if len(expected) > 5 else ''})" \
+                    if expected else "rows of equal length"
+                raise ClientError(f"wrong shape: got rows of {sorted(w for w in widths if w >= 0) or 'scalars'} "
+                                  f"values; the model takes {want}")
+            frame = pd.DataFrame(array, columns=expected or None)
+    numeric = [c["name"] for c in model.schema if c.get("kind") == "numeric"]
+    if numeric:
+        try:
+            frame[numeric] = frame[numeric].astype(float)
+        except (TypeError, ValueError):
+            bad = next(c for c in numeric if not _is_numeric(frame[c]))
+            raise ClientError(f"column `{bad}` must be numeric; got {frame[bad].tolist()[:3]}") from None
+        if frame[numeric].isna().any().any():
+            bad = next(c for c in numeric if frame[c].isna().any())
+            raise ClientError(f"column `{bad}` has missing values (null); send a number for every row")
+    return frame
+
+
+def _is_numeric(series) -> bool:
+    try:
+        series.astype(float)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _column_message(missing: list, extra: list, expected: list) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(map(str, missing[:10]))}")
+    if extra:
+        parts.append(f"unknown column(s) {', '.join(map(str, extra[:10]))}")
+    return "; ".join(parts) + f"; the model takes {len(expected)} columns: {', '.join(expected[:10])}" + \
+        (", ..." if len(expected) > 10 else "")
+
+
+def decode_oip(model: ServedModel, body: Any):
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise ClientError('an inference request needs "inputs": a list of tensors, each with "name", "shape", '
+                          '"datatype" and "data"')
+    tensors = body["inputs"]
+    for t in tensors:
+        if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
+            raise ClientError('each input needs "name", "shape", "datatype" and "data"')
+        if not isinstance(t["shape"], list) or not all(isinstance(d, int) and d >= 0 for d in t["shape"]):
+            raise ClientError(f'input `{t["name"]}`: "shape" must be a list of sizes, e.g. [2, 64]')
+        if t["datatype"] not in _OIP_NUMERIC | {"BYTES"}:
+            raise ClientError(f'input `{t["name"]}`: unknown datatype {t["datatype"]!r}')
+        if not isinstance(t["data"], list):
+            raise ClientError(f'input `{t["name"]}`: "data" must be a list')
+    flat = [_flatten(t["data"]) for t in tensors]
+    for t, values in zip(tensors, flat):
+        size = 1
+        for d in t["shape"]:
+            size *= d
+        if size != len(values):
+            raise ClientError(f'input `{t["name"]}`: shape {t["shape"]} holds {size} values but "data" has '
+                              f"{len(values)}")
+    if len(tensors) == 1 and len(tensors[0]["shape"]) == 2:  # one 2-D tensor: rows x columns
+        rows, width = tensors[0]["shape"]
+        values = flat[0]
+        return _frame(model, rows=[values[i * width:(i + 1) * width] for i in range(rows)])
+    for t in tensors:
+        if len(t["shape"]) > 2 or (len(t["shape"]) == 2 and t["shape"][1] != 1):
+            raise ClientError(f'input `{t["name"]}`: send one 2-D tensor [rows, columns], or one input per column '
+                              "with shape [rows]")
+    return _frame(model, columns={t["name"]: v for t, v in zip(tensors, flat)})
+
+
+def _flatten(data: list) -> list:
+    out: list = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def decode_mlflow(model: ServedModel, body: Any):
+    if not isinstance(body, dict):
+        raise ClientError('send a JSON object with one of "dataframe_split", "dataframe_records", "instances" or '
+                          '"inputs" (MLflow\'s formats)')
+    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in body]
+    if len(keys) != 1:
+        raise ClientError('send exactly one of "dataframe_split", "dataframe_records", "instances" or "inputs"')
+    value = body[keys[0]]
+    if keys[0] == "dataframe_split":
+        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+            raise ClientError('"dataframe_split" needs "columns" and "data" (a list of rows)')
+        columns = value.get("columns")
+        if columns is not None:
+            if not isinstance(columns, list) or not all(isinstance(r, list) for r in value["data"]):
+                raise ClientError('"dataframe_split": "columns" is a list of names and "data" a list of rows')
+            if any(len(r) != len(columns) for r in value["data"]):
+                raise ClientError(f'"dataframe_split": every row needs {len(columns)} values, one per column')
+            rows = [dict(zip(columns, r)) for r in value["data"]]
+            return _frame(model, rows=rows)
+        return _frame(model, rows=value["data"])
+    if isinstance(value, dict):  # {"col": [values...]}
+        if not all(isinstance(v, list) for v in value.values()):
+            raise ClientError(f'"{keys[0]}" as an object maps each column to a list of values')
+        return _frame(model, columns=value)
+    return _frame(model, rows=value)
+
+
+# -- the app ------------------------------------------------------------------------------------------------------
+def _json_ready(predictions: Any) -> list:
+    if hasattr(predictions, "tolist"):
+        predictions = predictions.tolist()
+    return list(predictions)
+
+
+def _datatype(values: list) -> str:
+    if values and all(isinstance(v, bool) for v in values):
+        return "BOOL"
+    if values and all(isinstance(v, int) for v in values):
+        return "INT64"
+    if values and all(isinstance(v, (int, float)) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
+    from .metrics import ServerMetrics
+
+    metrics = registry_metrics or ServerMetrics()
+
+    def error(message: str, status: int) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def body_of(request: Request) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ClientError(f"the body is not valid JSON ({exc})") from None
+
+    def predict(frame) -> list:
+        started = time.perf_counter()
+        try:
+            result = _json_ready(model.predict(frame))
+        finally:
+            metrics.predict_seconds.labels(model.name, str(model.version)).observe(time.perf_counter() - started)
+        if len(result) != len(frame):
+            raise RuntimeError(f"predict returned {len(result)} values for {len(frame)} rows")
+        return result
+
+    def instrumented(handler):
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            metrics.in_flight.inc()
+            try:
+                response = await handler(request)
+            except ClientError as exc:
+                response = error(str(exc), exc.status)
+            except Exception as exc:  # the model itself failed: our 5xx, named
+                response = error(f"predict failed: {type(exc).__name__}: {exc}", 500)
+            finally:
+                metrics.in_flight.dec()
+            response.headers["x-mlops-variant"] = model.variant
+            response.headers["x-mlops-model-version"] = str(model.version)
+            metrics.observe(model.name, str(model.version), model.variant, response.status_code,
+                            time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    def check_name(request: Request) -> None:
+        name = request.path_params["name"]
+        if name != model.name:
+            raise ClientError(f"no model `{name}` here; this server serves `{model.name}`", 404)
+
+    async def infer(request: Request) -> Response:
+        check_name(request)
+        body = await body_of(request)
+        values = predict(decode_oip(model, body))
+        request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
+        return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
+                             "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
+                                          "data": values}]})
+
+    async def invocations(request: Request) -> Response:
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind != "application/json":
+            raise ClientError(f"content type {kind} is not supported; send application/json", 415)
+        return JSONResponse({"predictions": predict(decode_mlflow(model, await body_of(request)))})
+
+    async def metadata(request: Request) -> Response:
+        check_name(request)
+        inputs = [{"name": c["name"], "datatype": "FP64" if c.get("kind") == "numeric" else "BYTES",
+                   "shape": [-1]} for c in model.schema]
+        return JSONResponse({"name": model.name, "versions": [str(model.version)], "platform": "jupyter-mlops",
+                             "inputs": inputs, "outputs": [{"name": "predict", "datatype": "BYTES",
+                                                             "shape": [-1]}]})
+
+    async def model_ready(request: Request) -> Response:
+        check_name(request)
+        return JSONResponse({"name": model.name, "ready": True})
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def ping(request: Request) -> Response:
+        return Response("\n", media_type="text/plain")
+
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    routes = [
+        Route("/v2/health/live", instrumented(live)),
+        Route("/v2/health/ready", instrumented(ready)),
+        Route("/v2/models/{name}", instrumented(metadata)),
+        Route("/v2/models/{name}/ready", instrumented(model_ready)),
+        Route("/v2/models/{name}/infer", instrumented(infer), methods=["POST"]),
+        Route("/invocations", instrumented(invocations), methods=["POST"]),
+        Route("/ping", instrumented(ping)),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes)

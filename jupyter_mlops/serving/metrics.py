@@ -1,0 +1,27 @@
+"""Prometheus metrics of one model server, in a registry of its own (several servers can share a process)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# fine buckets at the low end: a served prediction takes about a millisecond
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ServerMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mlops_requests", "Requests answered", ["model", "version", "variant", "code"],
+                                registry=self.registry)
+        self.request_seconds = Histogram("mlops_request_seconds", "Time to answer a request",
+                                         ["model", "version", "variant"], buckets=_BUCKETS, registry=self.registry)
+        self.predict_seconds = Histogram("mlops_predict_seconds", "Time spent in predict", ["model", "version"],
+                                         buckets=_BUCKETS, registry=self.registry)
+        self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry)
+
+    def observe(self, model: str, version: str, variant: str, code: int, seconds: float) -> None:
+        self.requests.labels(model, version, variant, str(code)).inc()
+        self.request_seconds.labels(model, version, variant).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
