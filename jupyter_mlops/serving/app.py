@@ -62,6 +62,7 @@ _OIP_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", 
 def _frame(model: ServedModel, rows: Any = None, columns: dict[str, list] | None = None):
     """A DataFrame in the model's column order, from rows (lists or dicts) or from columns; checks names, widths
     and numeric values."""
+    import numpy as np
     import pandas as pd
 
     expected = model.columns
@@ -102,9 +103,11 @@ def _frame(model: ServedModel, rows: Any = None, columns: dict[str, list] | None
         except (TypeError, ValueError):
             bad = next(c for c in numeric if not _is_numeric(frame[c]))
             raise ClientError(f"column `{bad}` must be numeric; got {frame[bad].tolist()[:3]}") from None
-        if frame[numeric].isna().any().any():
-            bad = next(c for c in numeric if frame[c].isna().any())
-            raise ClientError(f"column `{bad}` has missing values (null); send a number for every row")
+        finite = np.isfinite(frame[numeric].to_numpy())
+        if not finite.all():
+            bad = numeric[int(np.argwhere(~finite)[0][1])]
+            raise ClientError(f"column `{bad}` has a missing or infinite value (null, NaN, Infinity); send a finite "
+                              "number for every row")
     return frame
 
 

@@ -1,0 +1,163 @@
+"""The model server over real HTTP on 127.0.0.1: both protocols, client mistakes, fuzzed bodies, a bounded load."""
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_digits
+
+import jupyter_mlops
+from jupyter_mlops.serving.app import create_app
+from jupyter_mlops.serving.server import load, serve_in_background
+from jupyter_mlops.workspace import Workspace
+
+from conftest import EXAMPLES
+
+DIGITS = load_digits()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serving")
+    nb = folder / "digits.ipynb"
+    shutil.copy(EXAMPLES / "digits.ipynb", nb)
+    run = jupyter_mlops.run(nb)
+    ws = folder / ".mlops"
+    jupyter_mlops.register(run["id"], "digits", require=["accuracy>=0.9"], workspace=ws)
+    jupyter_mlops.promote("digits", 1, workspace=ws)
+    model = load(Workspace(ws), "digits@production")
+    server = serve_in_background(create_app(model))
+    yield server.url, model, ws
+    server.stop()
+
+
+def test_open_inference_protocol(served):
+    url, model, _ = served
+    assert requests.get(f"{url}/v2/health/live").json() == {"live": True}
+    assert requests.get(f"{url}/v2/health/ready").status_code == 200
+    meta = requests.get(f"{url}/v2/models/digits").json()
+    assert meta["name"] == "digits" and meta["versions"] == ["1"] and len(meta["inputs"]) == 64
+    tensor = {"inputs": [{"name": "pixels", "shape": [3, 64], "datatype": "FP64", "data": DIGITS.data[:3].tolist()}],
+              "id": "req-1"}
+    reply = requests.post(f"{url}/v2/models/digits/infer", json=tensor)
+    assert reply.status_code == 200 and reply.headers["x-mlops-variant"] == "primary"
+    body = reply.json()
+    assert body["id"] == "req-1" and body["model_version"] == "1"
+    assert body["outputs"][0]["data"] == DIGITS.target[:3].tolist() and body["outputs"][0]["shape"] == [3]
+    columns = {"inputs": [{"name": c, "shape": [2], "datatype": "FP64", "data": DIGITS.data[:2, i].tolist()}
+                          for i, c in enumerate(model.columns)]}
+    assert requests.post(f"{url}/v2/models/digits/infer", json=columns).json()["outputs"][0]["data"] == [0, 1]
+
+
+def test_mlflow_formats(served):
+    url, model, _ = served
+    rows = DIGITS.data[:4].tolist()
+    expected = DIGITS.target[:4].tolist()
+    for body in ({"dataframe_split": {"columns": model.columns, "data": rows}},
+                 {"dataframe_records": [dict(zip(model.columns, r)) for r in rows]},
+                 {"instances": rows},
+                 {"inputs": rows},
+                 {"inputs": {c: [r[i] for r in rows] for i, c in enumerate(model.columns)}}):
+        reply = requests.post(f"{url}/invocations", json=body)
+        assert reply.status_code == 200, (body.keys(), reply.text)
+        assert reply.json() == {"predictions": expected}
+    assert requests.get(f"{url}/ping").status_code == 200
+
+
+@pytest.mark.parametrize("path, body, status, words", [
+    ("/invocations", b"{not json", 400, "not valid JSON"),
+    ("/invocations", {"instances": [[1, 2, 3]]}, 400, "64 values per row"),
+    ("/invocations", {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}, 400, "missing column"),
+    ("/invocations", {"instances": [["x"] * 64]}, 400, "must be numeric"),
+    ("/invocations", {"instances": [[None] * 64]}, 400, "missing or infinite"),
+    ("/invocations", {"rows": []}, 400, "dataframe_split"),
+    ("/invocations", [1, 2], 400, "JSON object"),
+    ("/v2/models/digits/infer", {"inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP64", "data": [1]}]}, 400,
+     "holds 128 values"),
+    ("/v2/models/digits/infer", {"inputs": [{"name": "x"}]}, 400, '"shape"'),
+    ("/v2/models/digits/infer", {}, 400, '"inputs"'),
+    ("/v2/models/cats/infer", {"inputs": []}, 404, "serves `digits`"),
+])
+def test_client_mistakes_are_4xx_naming_the_problem(served, path, body, status, words):
+    url, _, _ = served
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    reply = requests.post(url + path, data=data, headers={"content-type": "application/json"})
+    assert reply.status_code == status and words in reply.json()["error"], reply.text
+
+
+def test_wrong_content_type_is_415(served):
+    url, _, _ = served
+    reply = requests.post(f"{url}/invocations", data="a,b\n1,2", headers={"content-type": "text/csv"})
+    assert reply.status_code == 415 and "application/json" in reply.json()["error"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=5),
+                    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children,
+                                                                                       max_size=5), max_leaves=40)
+KEYS = st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs", "columns", "data", "name",
+                        "shape", "datatype", "id"])
+BODIES = JSON | st.dictionaries(KEYS, JSON, max_size=3) | st.fixed_dictionaries(
+    {"inputs": st.lists(st.dictionaries(KEYS, JSON, max_size=4), max_size=3)})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=BODIES, path=st.sampled_from(["/invocations", "/v2/models/digits/infer"]))
+def test_fuzzed_bodies_never_get_a_5xx(served, body, path):
+    url, _, _ = served
+    reply = requests.post(url + path, data=json.dumps(body), headers={"content-type": "application/json"})
+    assert reply.status_code < 500, (body, reply.text)
+
+
+def test_bounded_load_has_no_errors_and_is_counted(served):
+    url, _, _ = served
+    body = json.dumps({"instances": DIGITS.data[:1].tolist()})
+    failures: list = []
+
+    def client() -> None:
+        with requests.Session() as session:
+            for _ in range(50):
+                reply = session.post(f"{url}/invocations", data=body, headers={"content-type": "application/json"},
+                                     timeout=30)
+                if reply.status_code != 200 or reply.json() != {"predictions": [0]}:
+                    failures.append(reply.text)
+
+    threads = [threading.Thread(target=client) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    metrics = requests.get(f"{url}/metrics").text
+    count = next(float(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith('mlops_requests_total{code="200",model="digits"'))
+    assert count >= 500
+    assert "mlops_predict_seconds_bucket" in metrics and "mlops_requests_in_flight" in metrics
+
+
+def test_cli_serve(served):
+    _, _, ws = served
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "serve", "digits:1", "--port", str(port),
+                             "--workspace", str(ws)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        reply = requests.post(f"http://127.0.0.1:{port}/invocations", json={"instances": DIGITS.data[:2].tolist()})
+        assert reply.json() == {"predictions": [0, 1]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
