@@ -18,10 +18,23 @@ class ServerMetrics:
         self.predict_seconds = Histogram("mlops_predict_seconds", "Time spent in predict", ["model", "version"],
                                          buckets=_BUCKETS, registry=self.registry)
         self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry)
+        self._children: dict = {}
+        self._predict: dict = {}
 
     def observe(self, model: str, version: str, variant: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, version, variant, str(code)).inc()
-        self.request_seconds.labels(model, version, variant).observe(seconds)
+        key = (model, version, variant, code)
+        children = self._children.get(key)
+        if children is None:  # label lookups cost more than the increments: resolve each combination once
+            children = self._children[key] = (self.requests.labels(model, version, variant, str(code)),
+                                              self.request_seconds.labels(model, version, variant))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def predict_timer(self, model: str, version: str):
+        key = (model, version)
+        if key not in self._predict:
+            self._predict[key] = self.predict_seconds.labels(model, version)
+        return self._predict[key]
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
