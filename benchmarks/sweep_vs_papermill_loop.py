@@ -61,7 +61,7 @@ def main() -> None:
     if args.scaling:
         workers = 1
         while workers <= (os.cpu_count() or 1):
-            t = statistics.median(timed(lambda: sweep(workers)) for _ in range(args.repeat))
+            t = statistics.median(timed(lambda w=workers: sweep(w)) for _ in range(args.repeat))
             print(f"  jupyter-mlops sweep --parallel {workers:<3}    {t:6.2f} s   ratio {t / base:.2f}")
             workers *= 2
     shutil.rmtree(work, ignore_errors=True)

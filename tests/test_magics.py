@@ -1,5 +1,4 @@
 """%mlops executed in a real kernel through nbclient (no widget frontend), as a notebook would."""
-import nbformat
 import nbformat.v4 as v4
 from nbclient import NotebookClient
 

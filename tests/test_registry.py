@@ -14,7 +14,7 @@ from jupyter_mlops.errors import MlopsError
 from jupyter_mlops.registry import GateFailed, load_predict, resolve
 from jupyter_mlops.workspace import Workspace
 
-from conftest import EXAMPLES, write_notebook
+from conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")
