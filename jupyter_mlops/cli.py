@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 STATUS_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "cancelled", "skipped": "skipped",
@@ -118,6 +119,36 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     workspace(p)
 
+    p = sub.add_parser("schedule", help="cron schedules of notebook runs: add, list, pause, resume, delete, run, "
+                                        "history")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("add", help="schedule a notebook")
+    a.add_argument("notebook")
+    a.add_argument("--name", required=True)
+    a.add_argument("--cron", required=True, help='five fields, e.g. "0 3 * * *"')
+    a.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    a.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
+    a.add_argument("--missed", choices=["skip", "latest"], default="skip",
+                   help="ticks missed while no scheduler ran: skip them, or run the latest once")
+    a.add_argument("--retries", type=int, default=0, help="reruns of a failed run (default 0)")
+    a.add_argument("--backoff", type=float, default=60.0, help="seconds before the first retry; doubles each time")
+    workspace(a)
+    a = actions.add_parser("list", help="schedules with their next tick")
+    a.add_argument("--json", action="store_true")
+    workspace(a)
+    for action, text in (("pause", "stop firing"), ("resume", "fire again"), ("delete", "remove the schedule"),
+                         ("run", "run it once now"), ("history", "its ticks and their runs")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("name")
+        if action == "history":
+            a.add_argument("--json", action="store_true")
+        workspace(a)
+
+    p = sub.add_parser("scheduler", help="the scheduler daemon: fires due schedules, exactly once per tick")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
+    workspace(p)
+
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--json", action="store_true")
@@ -229,6 +260,58 @@ def _print_pipeline(pipeline) -> None:
             print(f"    parameters: {', '.join(step.parameters)}")
     for warning in pipeline.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from . import schedule
+    from .workspace import Workspace
+
+    ws = Workspace.locate(args.workspace, getattr(args, "notebook", None))
+    if args.command == "scheduler":
+        scheduler = schedule.Scheduler(ws)
+        if args.once:
+            for fired in scheduler.tick(wait=True):
+                print(f"{fired['schedule']} {fired['tick']} {fired['status']}")
+        else:
+            print(f"scheduler on {ws.root}: a pass every {args.interval:g} s; Ctrl-C stops it", file=sys.stderr)
+            scheduler.run_forever(args.interval)
+        return 0
+    store = ws.store
+    if args.action == "add":
+        added = schedule.add(ws, args.notebook, args.name, args.cron, _parameters(args.parameter),
+                             timezone=args.timezone, missed=args.missed, retries=args.retries, backoff=args.backoff)
+        print(f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next {added['next_tick']}")
+    elif args.action == "list":
+        rows = [schedule.describe(r, time.time()) for r in store.schedules()]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        elif not rows:
+            print("no schedules; add one with `jupyter-mlops schedule add NOTEBOOK --name N --cron \"0 3 * * *\"`")
+        else:
+            print(_table([[r["name"], r["status"], r["cron"], r["timezone"], r["next_tick"] or "-",
+                           os.path.basename(r["notebook"])] for r in rows],
+                         ["schedule", "status", "cron", "timezone", "next tick", "notebook"]))
+    elif args.action in ("pause", "resume"):
+        store.set_schedule_status(args.name, "paused" if args.action == "pause" else "active")
+        print(f"schedule {args.name} {'paused' if args.action == 'pause' else 'active'}")
+    elif args.action == "delete":
+        store.delete_schedule(args.name)
+        print(f"schedule {args.name} deleted (its runs stay in the store)")
+    elif args.action == "run":
+        done = schedule.Scheduler(ws).fire_now(args.name)
+        print(f"{args.name}: run {done['run_id']} {done['status']}")
+        return 0 if done["status"] == "succeeded" else 1
+    elif args.action == "history":
+        store.get_schedule(args.name)
+        ticks = [{**t, "tick": schedule.iso(t["tick"]), "claimed_at": schedule.iso(t["claimed_at"])}
+                 for t in store.tick_history(args.name)]
+        if args.json:
+            print(json.dumps(ticks, indent=1))
+        else:
+            print(_table([[t["tick"], t["status"], t["run_id"] or "-", t["attempts"], t["error"] or ""]
+                          for t in ticks], ["tick", "status", "run", "attempts", "error"]) if ticks
+                  else f"schedule {args.name} has not fired yet")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +452,8 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"(POST /v2/models/{model.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
         serve_forever(create_app(model), args.host, args.port)
         return 0
+    if args.command in ("schedule", "scheduler"):
+        return _schedule(args)
     if args.command == "compare":
         table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
         if args.json:

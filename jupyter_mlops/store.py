@@ -12,12 +12,13 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner VARCHAR(300)"],
     3: [],  # the model registry's tables: new, made by create_all
+    4: [],  # schedules and their ticks: new tables
 }
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
@@ -104,6 +105,32 @@ alias_history_table = sa.Table(
     sa.Column("previous", sa.Integer),
     sa.Column("action", sa.String(16), nullable=False),  # promote | rollback
     sa.Column("at", sa.Float, nullable=False),
+)
+schedules_table = sa.Table(
+    "schedules", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("notebook", sa.Text, nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("status", sa.String(16), nullable=False),  # active | paused
+    sa.Column("missed", sa.String(16), nullable=False),  # skip | latest
+    sa.Column("retries", sa.Integer, nullable=False),
+    sa.Column("backoff", sa.Float, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("last_tick", sa.Float),  # the latest tick already considered
+)
+schedule_ticks_table = sa.Table(
+    "schedule_ticks", metadata,
+    # the primary key is the exactly-once lock: a tick can be inserted, so claimed, once
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("tick", sa.Float, primary_key=True),
+    sa.Column("claimed_by", sa.String(300), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed | skipped
+    sa.Column("error", sa.Text),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
 )
 meta_table = sa.Table(
     "meta", metadata,
@@ -299,6 +326,79 @@ class Store:
             query = query.where(alias_history_table.c.alias == alias)
         with self.engine.begin() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- schedules ---------------------------------------------------------------------------------------------------
+    def add_schedule(self, **values: Any) -> None:
+        from .errors import MlopsError
+
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(schedules_table.c.name).where(schedules_table.c.name == values["name"])).first():
+                raise MlopsError(f"a schedule `{values['name']}` exists already; delete it first or pick another name")
+            conn.execute(schedules_table.insert().values(status="active", last_tick=None, **values))
+
+    def schedules(self) -> list[dict]:
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(schedules_table).order_by(schedules_table.c.name))]
+
+    def get_schedule(self, name: str) -> dict:
+        from .errors import MlopsError
+
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(schedules_table).where(schedules_table.c.name == name)).first()
+        if row is None:
+            raise MlopsError(f"no schedule `{name}`; `jupyter-mlops schedule list` shows them")
+        return dict(row._mapping)
+
+    def set_schedule_status(self, name: str, status: str) -> None:
+        self.get_schedule(name)
+        with self.engine.begin() as conn:
+            conn.execute(schedules_table.update().where(schedules_table.c.name == name).values(status=status))
+
+    def delete_schedule(self, name: str) -> None:
+        self.get_schedule(name)
+        with self.engine.begin() as conn:
+            conn.execute(schedules_table.delete().where(schedules_table.c.name == name))
+
+    def advance_schedule(self, name: str, tick: float) -> None:
+        """Remember that ticks up to `tick` were considered (never moves back)."""
+        with self.engine.begin() as conn:
+            conn.execute(schedules_table.update().where(
+                (schedules_table.c.name == name) &
+                ((schedules_table.c.last_tick.is_(None)) | (schedules_table.c.last_tick < tick))).values(last_tick=tick))
+
+    def claim_tick(self, name: str, tick: float, now: float) -> bool:
+        """True for exactly one caller per (schedule, tick), whatever the number of schedulers."""
+        from .workspace import process_owner
+
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(schedule_ticks_table.insert().values(
+                    name=name, tick=tick, claimed_by=process_owner(), claimed_at=now, status="running", attempts=0))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def record_tick_run(self, name: str, tick: float, run_id: str | None, attempts: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(schedule_ticks_table.update().where(
+                (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick))
+                .values(run_id=run_id, attempts=attempts))
+
+    def finish_tick(self, name: str, tick: float, status: str, error: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(schedule_ticks_table.update().where(
+                (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick))
+                .values(status=status, error=error))
+
+    def schedule_is_running(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.select(runs_table.c.id).where(
+                (runs_table.c.schedule == name) & (runs_table.c.status == "running")).limit(1)).first() is not None
+
+    def tick_history(self, name: str) -> list[dict]:
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(schedule_ticks_table).where(
+                schedule_ticks_table.c.name == name).order_by(schedule_ticks_table.c.tick))]
 
     # -- reading -------------------------------------------------------------------------------------------------
     def _runs(self, where=None, limit: int | None = None) -> list[dict]:

@@ -1,0 +1,182 @@
+"""Scheduled notebook runs: cron schedules whose ticks fire exactly once.
+
+A schedule names a notebook, a cron expression (croniter) in a timezone, parameters and policies. The scheduler
+(`jupyter-mlops scheduler`) wakes up every few seconds and, for each active schedule, works out the ticks that came
+due since it last looked. Exactly once: a tick fires only for the scheduler whose INSERT of (schedule, tick) into
+the store succeeds; any other scheduler on the same workspace gets a uniqueness error and moves on. A scheduler
+that dies mid-run leaves a run owned by a dead process, which the store marks failed when next opened.
+
+Policies: `missed` ticks (older than the grace period, e.g. while no scheduler ran): `skip` them, or run the
+`latest` once; `overlap`: a tick is skipped while the previous run of the same schedule still runs; `retries` with
+exponential `backoff`. The clock is injectable, so tests move time instead of sleeping.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import MlopsError
+
+MISSED_POLICIES = ("skip", "latest")
+
+
+def _zone(name: str):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MlopsError(f"unknown timezone `{name}`; use an IANA name such as UTC, Europe/Berlin or "
+                         "America/New_York") from None
+
+
+def check_cron(expression: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(expression):
+        raise MlopsError(f"`{expression}` is not a cron expression; five fields: minute hour day month weekday, "
+                         "e.g. \"0 3 * * *\" (every day at 03:00) or \"*/15 * * * *\"")
+    return expression
+
+
+def ticks_between(expression: str, zone: str, after: float, until: float) -> list[float]:
+    """The cron ticks t with after < t <= until, as epoch seconds, computed in the schedule's timezone."""
+    from croniter import croniter
+
+    start = datetime.fromtimestamp(after, _zone(zone))
+    found = []
+    iterator = croniter(expression, start)
+    while True:
+        tick = iterator.get_next(float)
+        if tick > until:
+            return found
+        found.append(tick)
+        if len(found) > 10000:  # a scheduler down for years on a per-minute cron: the latest ticks suffice
+            found = found[-1:]
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, dt_timezone.utc).isoformat(timespec="seconds")
+
+
+def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
+        timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
+        clock: Callable[[], float] = time.time) -> dict:
+    """Check everything (cron, timezone, notebook, parameters, policies) and store the schedule."""
+    from .parameters import coerce_parameters
+    from .pipeline import build_pipeline
+
+    from .registry import check_name
+
+    check_name(name)
+    check_cron(cron)
+    _zone(timezone)
+    if missed not in MISSED_POLICIES:
+        raise MlopsError(f"--missed must be one of {', '.join(MISSED_POLICIES)}, got `{missed}`")
+    if retries < 0 or backoff < 0:
+        raise MlopsError("--retries and --backoff must not be negative")
+    path = Path(notebook).resolve()
+    pipeline = build_pipeline(path)  # unknown notebook or bad tags: an error now, not at 3 a.m.
+    values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+    ws.store.add_schedule(name=name, notebook=str(path), cron=cron, timezone=timezone,
+                          params=json.dumps(values, default=str), missed=missed, retries=retries, backoff=backoff,
+                          created=clock())
+    return describe(ws.store.get_schedule(name), clock())
+
+
+def describe(row: dict, now: float | None = None) -> dict:
+    after = max(row["last_tick"] or row["created"], now or 0)
+    upcoming = ticks_between(row["cron"], row["timezone"], after, after + 366 * 86400)[:1]
+    return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"], "timezone": row["timezone"],
+            "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
+            "retries": row["retries"], "backoff": row["backoff"],
+            "last_tick": iso(row["last_tick"]) if row["last_tick"] else None,
+            "next_tick": iso(upcoming[0]) if upcoming and row["status"] == "active" else None}
+
+
+class Scheduler:
+    """Fires due ticks; `tick(now)` is one pass (tests drive it), `run_forever` loops."""
+
+    def __init__(self, ws, *, grace: float = 60.0, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, run: Callable | None = None):
+        from . import api
+
+        self.ws = ws
+        self.grace = grace
+        self.clock = clock
+        self.sleep = sleep
+        self.run = run or api.run
+        self.threads: list[threading.Thread] = []
+
+    def tick(self, now: float | None = None, wait: bool = False) -> list[dict]:
+        """One pass over the active schedules; returns the ticks this scheduler claimed (and what it did)."""
+        now = self.clock() if now is None else now
+        store = self.ws.store
+        claimed = []
+        for row in store.schedules():
+            if row["status"] != "active":
+                continue
+            ticks = ticks_between(row["cron"], row["timezone"], row["last_tick"] or row["created"], now)
+            if not ticks:
+                continue
+            recent = [t for t in ticks if now - t <= self.grace]
+            chosen = recent[-1] if recent else (ticks[-1] if row["missed"] == "latest" else None)
+            store.advance_schedule(row["name"], ticks[-1])
+            if chosen is None:
+                continue
+            if not store.claim_tick(row["name"], chosen, now):
+                continue  # another scheduler has it: exactly once
+            if store.schedule_is_running(row["name"]):
+                store.finish_tick(row["name"], chosen, "skipped", "the previous run of this schedule is still running")
+                claimed.append({"schedule": row["name"], "tick": iso(chosen), "status": "skipped"})
+                continue
+            thread = threading.Thread(target=self._fire, args=(row, chosen), name=f"mlops-schedule-{row['name']}",
+                                      daemon=True)
+            self.threads.append(thread)
+            thread.start()
+            claimed.append({"schedule": row["name"], "tick": iso(chosen), "status": "fired"})
+        if wait:
+            self.join()
+        return claimed
+
+    def fire_now(self, name: str) -> dict:
+        """Run a schedule once, now, outside its cron (`schedule run NAME`); waits for the run."""
+        row = self.ws.store.get_schedule(name)
+        now = self.clock()
+        if not self.ws.store.claim_tick(name, now, now):
+            raise MlopsError(f"schedule `{name}` was just fired; try again")
+        self._fire(row, now)
+        return self.ws.store.tick_history(name)[-1]
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+        self.threads = []
+
+    def _fire(self, row: dict, tick: float) -> None:
+        store = self.ws.store
+        attempt, result = 0, None
+        while True:
+            try:
+                result = self.run(row["notebook"], json.loads(row["params"]), workspace=self.ws.root,
+                                  schedule=row["name"], scheduled_for=iso(tick))
+                status, error = result["status"], result["error"]
+            except Exception as exc:  # the notebook changed into something that no longer validates
+                status, error = "failed", str(exc)
+            store.record_tick_run(row["name"], tick, result["id"] if result else None, attempt + 1)
+            if status == "succeeded" or attempt >= row["retries"]:
+                break
+            self.sleep(row["backoff"] * (2 ** attempt))
+            attempt += 1
+        store.finish_tick(row["name"], tick, status, error)
+
+    def run_forever(self, interval: float = 5.0, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.tick()
+            self.threads = [t for t in self.threads if t.is_alive()]
+            stop.wait(interval)
