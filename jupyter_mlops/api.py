@@ -89,14 +89,33 @@ def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel:
     return engine
 
 
-def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]) -> dict:
+def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str],
+             run_timeout: float | None = None) -> dict:
+    import threading
+
     store = ws.store
     engine.attempts.update({s["name"]: s.get("attempts") or 0 for s in store.get_run(run_id)["steps"]})
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        engine.cancel()
+
+    timer = threading.Timer(run_timeout, expire) if run_timeout else None
+    if timer:
+        timer.daemon = True
+        timer.start()
     try:
         results = engine.execute(paths, reuse=reuse)
     except KeyboardInterrupt:
         store.finish_run(run_id, "cancelled", "interrupted by the user")
         raise
+    finally:
+        if timer:
+            timer.cancel()
+    if expired.is_set():
+        store.finish_run(run_id, "failed", f"timed out after {run_timeout:g} s; steps still running were stopped")
+        return describe_run(store.get_run(run_id))
     failed = [r for r in results.values() if r.status == "failed"]
     if failed:
         first = failed[0]
@@ -111,11 +130,12 @@ def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str
 
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
-        fresh_kernels: bool = False, on_update: Callable | None = None, check: bool = False,
-        **run_fields: Any) -> dict:
+        run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
+        check: bool = False, **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
-    `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one."""
+    `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
+    cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so)."""
     from .parameters import coerce_parameters
 
     pipeline = validate(notebook)
@@ -125,7 +145,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
     try:
         paths = _record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
-        result = _execute(ws, run_id, pipeline, engine, paths, set())
+        result = _execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
     finally:
         engine.close()
     if check and result["status"] != "succeeded":

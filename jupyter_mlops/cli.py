@@ -132,6 +132,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                    help="ticks missed while no scheduler ran: skip them, or run the latest once")
     a.add_argument("--retries", type=int, default=0, help="reruns of a failed run (default 0)")
     a.add_argument("--backoff", type=float, default=60.0, help="seconds before the first retry; doubles each time")
+    a.add_argument("--timeout", type=float, default=None, help="seconds a run may take before it is stopped")
     workspace(a)
     a = actions.add_parser("list", help="schedules with their next tick")
     a.add_argument("--json", action="store_true")
@@ -279,7 +280,8 @@ def _schedule(args: argparse.Namespace) -> int:
     store = ws.store
     if args.action == "add":
         added = schedule.add(ws, args.notebook, args.name, args.cron, _parameters(args.parameter),
-                             timezone=args.timezone, missed=args.missed, retries=args.retries, backoff=args.backoff)
+                             timezone=args.timezone, missed=args.missed, retries=args.retries, backoff=args.backoff,
+                             timeout=args.timeout)
         print(f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next {added['next_tick']}")
     elif args.action == "list":
         rows = [schedule.describe(r, time.time()) for r in store.schedules()]

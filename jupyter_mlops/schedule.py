@@ -6,7 +6,7 @@ due since it last looked. Exactly once: a tick fires only for the scheduler whos
 the store succeeds; any other scheduler on the same workspace gets a uniqueness error and moves on. A scheduler
 that dies mid-run leaves a run owned by a dead process, which the store marks failed when next opened.
 
-Policies: `missed` ticks (older than the grace period, e.g. while no scheduler ran): `skip` them, or run the
+Policies: `timeout` (a run taking longer is stopped and fails); `missed` ticks (older than the grace period, e.g. while no scheduler ran): `skip` them, or run the
 `latest` once; `overlap`: a tick is skipped while the previous run of the same schedule still runs; `retries` with
 exponential `backoff`. The clock is injectable, so tests move time instead of sleeping.
 """
@@ -65,7 +65,7 @@ def iso(ts: float) -> str:
 
 def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
         timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
-        clock: Callable[[], float] = time.time) -> dict:
+        timeout: float | None = None, clock: Callable[[], float] = time.time) -> dict:
     """Check everything (cron, timezone, notebook, parameters, policies) and store the schedule."""
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
@@ -77,14 +77,14 @@ def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | No
     _zone(timezone)
     if missed not in MISSED_POLICIES:
         raise MlopsError(f"--missed must be one of {', '.join(MISSED_POLICIES)}, got `{missed}`")
-    if retries < 0 or backoff < 0:
-        raise MlopsError("--retries and --backoff must not be negative")
+    if retries < 0 or backoff < 0 or (timeout is not None and timeout <= 0):
+        raise MlopsError("--retries and --backoff must not be negative, --timeout must be positive")
     path = Path(notebook).resolve()
     pipeline = build_pipeline(path)  # unknown notebook or bad tags: an error now, not at 3 a.m.
     values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
     ws.store.add_schedule(name=name, notebook=str(path), cron=cron, timezone=timezone,
                           params=json.dumps(values, default=str), missed=missed, retries=retries, backoff=backoff,
-                          created=clock())
+                          timeout=timeout, created=clock())
     return describe(ws.store.get_schedule(name), clock())
 
 
@@ -93,7 +93,7 @@ def describe(row: dict, now: float | None = None) -> dict:
     upcoming = ticks_between(row["cron"], row["timezone"], after, after + 366 * 86400)[:1]
     return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"], "timezone": row["timezone"],
             "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
-            "retries": row["retries"], "backoff": row["backoff"],
+            "retries": row["retries"], "backoff": row["backoff"], "timeout": row["timeout"],
             "last_tick": iso(row["last_tick"]) if row["last_tick"] else None,
             "next_tick": iso(upcoming[0]) if upcoming and row["status"] == "active" else None}
 
@@ -163,7 +163,7 @@ class Scheduler:
         while True:
             try:
                 result = self.run(row["notebook"], json.loads(row["params"]), workspace=self.ws.root,
-                                  schedule=row["name"], scheduled_for=iso(tick))
+                                  run_timeout=row["timeout"], schedule=row["name"], scheduled_for=iso(tick))
                 status, error = result["status"], result["error"]
             except Exception as exc:  # the notebook changed into something that no longer validates
                 status, error = "failed", str(exc)

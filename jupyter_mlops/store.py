@@ -117,6 +117,7 @@ schedules_table = sa.Table(
     sa.Column("missed", sa.String(16), nullable=False),  # skip | latest
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("backoff", sa.Float, nullable=False),
+    sa.Column("timeout", sa.Float),  # seconds a fired run may take
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("last_tick", sa.Float),  # the latest tick already considered
 )

@@ -134,3 +134,14 @@ def test_cli_schedule_verbs(ws):
     assert call("schedule", "delete", "nightly").returncode == 0
     gone = call("schedule", "history", "nightly")
     assert gone.returncode == 1 and "no schedule `nightly`" in gone.stderr
+
+
+def test_a_run_over_its_timeout_is_stopped_and_fails(make_notebook):
+    nb = make_notebook([("import time", "setup"), ("x = 1", "data"), ("time.sleep(60)\ny = x", "train")])
+    workspace = Workspace(nb.parent / ".mlops")
+    schedule.add(workspace, nb, "slow", "*/5 * * * *", timeout=3, clock=lambda: T0)
+    schedule.Scheduler(workspace).tick(now=T0 + 300, wait=True)
+    [tick] = workspace.store.tick_history("slow")
+    [run] = jupyter_mlops.list_runs(workspace=workspace.root)
+    assert tick["status"] == "failed" and "timed out after 3 s" in tick["error"]
+    assert run["status"] == "failed" and {s["name"]: s["status"] for s in run["steps"]}["train"] == "cancelled"
