@@ -5,6 +5,7 @@
     %mlops runs [--sweep ID] [--limit N]    a DataFrame: one row per run, params.* and metrics.* columns
     %mlops show RUN | compare RUN RUN...    one run (a dict) | a DataFrame of what differs
     %mlops validate [NB]                    the steps and edges
+    %mlops register | models | promote | rollback | serve | schedule ...   as on the command line
 
 Without a notebook, the notebook this kernel belongs to is meant (Jupyter sets JPY_SESSION_NAME for kernels).
 Loading the extension imports nothing heavy; each verb loads what it needs.
@@ -151,6 +152,11 @@ def mlops(line: str) -> Any:
             return api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
         if args.command == "rollback":
             return api.rollback(args.name, alias=args.alias, workspace=args.workspace)
+        if args.command in ("schedule", "scheduler"):
+            from .cli import _schedule
+
+            _schedule(args)  # prints what it did, as on the command line
+            return None
         if args.command == "compile":
             return str(api.compile_notebook(args.notebook, args.output))
         parser.print_help()

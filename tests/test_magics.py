@@ -29,6 +29,7 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
         "assert {'params.C', 'metrics.score'} <= set(diff.index), diff",
         "import os\nos.environ['JPY_SESSION_NAME'] = 'target.ipynb'\n%mlops validate",
         "del os.environ['JPY_SESSION_NAME']\n%mlops run",
+        "%mlops schedule add target.ipynb --name weekly --cron '0 6 * * 1'\n%mlops schedule list",
     ])
     assert "<run " in outputs(nb.cells[1]) and "succeeded" in outputs(nb.cells[1])
     assert "best (maximize score)" in outputs(nb.cells[2])
@@ -36,6 +37,7 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in nb.cells[2].outputs)
     assert "train [train]" in outputs(nb.cells[5])
     assert "cannot tell which notebook" in outputs(nb.cells[6])
+    assert "weekly" in outputs(nb.cells[7]) and "0 6 * * 1" in outputs(nb.cells[7])
 
 
 def test_a_notebook_that_drives_itself_does_not_recurse(make_notebook, tmp_path):
