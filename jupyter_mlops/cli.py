@@ -119,6 +119,17 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     workspace(p)
 
+    p = sub.add_parser("deploy", help="serve a model's production version with a canary and/or a shadow version")
+    p.add_argument("name")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--canary", type=int, metavar="VERSION", help="a version that takes --weight percent of requests")
+    p.add_argument("--weight", type=float, default=10.0, help="the canary's share of requests, percent (default 10)")
+    p.add_argument("--shadow", type=int, metavar="VERSION",
+                   help="a version that gets a copy of every request; its answers are compared, never returned")
+    p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
+    workspace(p)
+
     p = sub.add_parser("schedule", help="cron schedules of notebook runs: add, list, pause, resume, delete, run, "
                                         "history")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -444,15 +455,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         was = f" (was {done['previous']})" if done["previous"] is not None else ""
         print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
         return 0
-    if args.command == "serve":
+    if args.command in ("serve", "deploy"):
         from .serving.app import create_app
-        from .serving.server import load, serve_forever
+        from .serving.server import deployment, load, serve_forever
         from .workspace import Workspace
 
-        model = load(Workspace.locate(args.workspace), args.model)
-        print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port} "
-              f"(POST /v2/models/{model.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-        serve_forever(create_app(model), args.host, args.port)
+        ws = Workspace.locate(args.workspace)
+        if args.command == "serve":
+            target = load(ws, args.model)
+            what = f"{target.name} version {target.version}"
+        else:
+            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)
+            what = f"{target.name} version {target.primary.version}" + "".join(
+                f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
+                f", shadow version {m.version}" for m in target.shadows)
+        print(f"serving {what} on http://{args.host}:{args.port} (POST /v2/models/{target.name}/infer, "
+              "POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
+        serve_forever(create_app(target), args.host, args.port)
         return 0
     if args.command in ("schedule", "scheduler"):
         return _schedule(args)

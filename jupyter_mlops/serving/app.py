@@ -13,9 +13,13 @@ predictions, and one process serves one model.
 """
 from __future__ import annotations
 
+import collections
 import json
+import random
+import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -271,11 +275,78 @@ def _json_loader():
         return json.loads
 
 
-def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
+@dataclass
+class Deployment:
+    """What one server answers with: a primary, canaries taking a share of traffic (percent), and shadows that get
+    a mirrored copy of each request after the answer has gone out. With `sticky_header`, the header's value picks
+    the variant by hash, so one user stays on one variant (A-B); without it, each request is drawn at random."""
+
+    primary: ServedModel
+    canaries: list[tuple[ServedModel, float]] = field(default_factory=list)
+    shadows: list[ServedModel] = field(default_factory=list)
+    sticky_header: str | None = None
+
+    def __post_init__(self):
+        total = sum(w for _, w in self.canaries)
+        if any(w <= 0 for _, w in self.canaries) or total >= 100:
+            raise ValueError(f"canary weights must be above 0 and add up to less than 100 (got {total:g})")
+
+    @property
+    def name(self) -> str:
+        return self.primary.name
+
+    def route(self, headers) -> ServedModel:
+        if not self.canaries:
+            return self.primary
+        key = headers.get(self.sticky_header) if self.sticky_header else None
+        bucket = (zlib.crc32(key.encode()) % 10000) / 100 if key is not None else random.random() * 100
+        edge = 0.0
+        for model, weight in self.canaries:
+            edge += weight
+            if bucket < edge:
+                return model
+        return self.primary
+
+
+class ShadowReport:
+    """Mirrored answers compared with the primary's: agreement per row and latency difference, the latest kept."""
+
+    def __init__(self, keep: int = 1000):
+        self.records: collections.deque = collections.deque(maxlen=keep)
+        self.rows = self.agreeing = 0
+        self._lock = threading.Lock()
+
+    def add(self, record: dict) -> None:
+        with self._lock:
+            self.records.append(record)
+            self.rows += record["rows"]
+            self.agreeing += record["agreeing"]
+
+    def summary(self) -> dict:
+        with self._lock:
+            deltas = [r["latency_delta_ms"] for r in self.records]
+            by_variant: dict[str, dict] = {}
+            for r in self.records:
+                v = by_variant.setdefault(r["variant"], {"requests": 0, "rows": 0, "agreeing": 0})
+                v["requests"] += 1
+                v["rows"] += r["rows"]
+                v["agreeing"] += r["agreeing"]
+            return {"rows": self.rows, "agreement": self.agreeing / self.rows if self.rows else None,
+                    "mean_latency_delta_ms": sum(deltas) / len(deltas) if deltas else None,
+                    "variants": {k: {**v, "agreement": v["agreeing"] / v["rows"] if v["rows"] else None}
+                                 for k, v in by_variant.items()},
+                    "latest": list(self.records)[-20:]}
+
+
+def create_app(target: ServedModel | Deployment, registry_metrics=None) -> Starlette:
+    from starlette.background import BackgroundTask
+
     from .metrics import ServerMetrics
 
+    deployment = target if isinstance(target, Deployment) else Deployment(target)
+    name = deployment.name
     metrics = registry_metrics or ServerMetrics()
-    predict_timer = metrics.predict_timer(model.name, str(model.version))
+    shadows = ShadowReport()
     loads = _json_loader()
 
     def error(message: str, status: int) -> JSONResponse:
@@ -288,22 +359,48 @@ def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ClientError(f"the body is not valid JSON ({exc})") from None
 
-    def predict(frame) -> list:
+    def predict(model: ServedModel, frame) -> list:
         started = time.perf_counter()
         try:
             result = _json_ready(model.predict(frame))
         finally:
-            predict_timer.observe(time.perf_counter() - started)
+            metrics.predict_timer(model.name, str(model.version)).observe(time.perf_counter() - started)
         if len(result) != len(frame):
             raise RuntimeError(f"predict returned {len(result)} values for {len(frame)} rows")
         return result
 
+    def mirror(frame, primary_values: list, primary_seconds: float) -> None:
+        """Runs after the answer was sent: shadows never change or delay the primary's response."""
+        for shadow in deployment.shadows:
+            started = time.perf_counter()
+            try:
+                values = _json_ready(shadow.predict(frame))
+            except Exception as exc:  # a broken shadow is reported, never raised
+                values, failure = [], f"{type(exc).__name__}: {exc}"
+            else:
+                failure = None
+            seconds = time.perf_counter() - started
+            agreeing = sum(a == b for a, b in zip(values, primary_values))
+            metrics.shadow_rows.labels(shadow.name, str(shadow.version), "agree").inc(agreeing)
+            metrics.shadow_rows.labels(shadow.name, str(shadow.version), "disagree").inc(len(primary_values) - agreeing)
+            shadows.add({"variant": shadow.variant, "version": shadow.version, "rows": len(primary_values),
+                         "agreeing": agreeing, "latency_delta_ms": (seconds - primary_seconds) * 1000,
+                         "error": failure, "at": time.time()})
+
+    def answer(model: ServedModel, frame) -> tuple[list, BackgroundTask | None]:
+        started = time.perf_counter()
+        values = predict(model, frame)
+        if not deployment.shadows or model is not deployment.primary:
+            return values, None
+        return values, BackgroundTask(mirror, frame, values, time.perf_counter() - started)
+
     def instrumented(handler):
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
+            model = deployment.route(request.headers)
             metrics.in_flight.inc()
             try:
-                response = await handler(request)
+                response = await handler(request, model)
             except ClientError as exc:
                 response = error(str(exc), exc.status)
             except Exception as exc:  # the model itself failed: our 5xx, named
@@ -319,26 +416,30 @@ def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
         return endpoint
 
     def check_name(request: Request) -> None:
-        name = request.path_params["name"]
-        if name != model.name:
-            raise ClientError(f"no model `{name}` here; this server serves `{model.name}`", 404)
+        asked = request.path_params["name"]
+        if asked != name:
+            raise ClientError(f"no model `{asked}` here; this server serves `{name}`", 404)
 
-    async def infer(request: Request) -> Response:
+    async def infer(request: Request, model: ServedModel) -> Response:
         check_name(request)
         body = await body_of(request)
-        values = predict(decode_oip(model, body))
+        values, background = answer(model, decode_oip(model, body))
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
-                                          "data": values}]})
+                                          "data": values}]}, background=background)
 
-    async def invocations(request: Request) -> Response:
+    async def invocations(request: Request, model: ServedModel) -> Response:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind != "application/json":
             raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        return JSONResponse({"predictions": predict(decode_mlflow(model, await body_of(request)))})
+        values, background = answer(model, decode_mlflow(model, await body_of(request)))
+        return JSONResponse({"predictions": values}, background=background)
 
-    async def metadata(request: Request) -> Response:
+    async def shadow_report(request: Request) -> Response:
+        return JSONResponse(shadows.summary())
+
+    async def metadata(request: Request, model: ServedModel) -> Response:
         check_name(request)
         inputs = [{"name": c["name"], "datatype": "FP64" if c.get("kind") == "numeric" else "BYTES",
                    "shape": [-1]} for c in model.schema]
@@ -346,17 +447,17 @@ def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
                              "inputs": inputs, "outputs": [{"name": "predict", "datatype": "BYTES",
                                                              "shape": [-1]}]})
 
-    async def model_ready(request: Request) -> Response:
+    async def model_ready(request: Request, model: ServedModel) -> Response:
         check_name(request)
-        return JSONResponse({"name": model.name, "ready": True})
+        return JSONResponse({"name": name, "ready": True})
 
-    async def live(request: Request) -> Response:
+    async def live(request: Request, model: ServedModel) -> Response:
         return JSONResponse({"live": True})
 
-    async def ready(request: Request) -> Response:
+    async def ready(request: Request, model: ServedModel) -> Response:
         return JSONResponse({"ready": True})
 
-    async def ping(request: Request) -> Response:
+    async def ping(request: Request, model: ServedModel) -> Response:
         return Response("\n", media_type="text/plain")
 
     async def prometheus(request: Request) -> Response:
@@ -372,5 +473,6 @@ def create_app(model: ServedModel, registry_metrics=None) -> Starlette:
         Route("/invocations", instrumented(invocations), methods=["POST"]),
         Route("/ping", instrumented(ping)),
         Route("/metrics", prometheus),
+        Route("/v2/shadow", shadow_report),
     ]
     return Starlette(routes=routes)

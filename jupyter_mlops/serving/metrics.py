@@ -18,6 +18,8 @@ class ServerMetrics:
         self.predict_seconds = Histogram("mlops_predict_seconds", "Time spent in predict", ["model", "version"],
                                          buckets=_BUCKETS, registry=self.registry)
         self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry)
+        self.shadow_rows = Counter("mlops_shadow_rows", "Rows a shadow answered, by agreement with the primary",
+                                   ["model", "version", "agreement"], registry=self.registry)
         self._children: dict = {}
         self._predict: dict = {}
 

@@ -6,13 +6,30 @@ import time
 from typing import Any
 
 
-def load(workspace, ref: str):
+def load(workspace, ref: str, variant: str = "primary"):
     """The ServedModel for `NAME`, `NAME:VERSION` or `NAME@ALIAS`."""
     from ..registry import resolve
     from .app import ServedModel
 
     version = resolve(workspace.store, ref)
-    return ServedModel.from_package(version["name"], version["version"], version["package"])
+    return ServedModel.from_package(version["name"], version["version"], version["package"], variant)
+
+
+def deployment(workspace, name: str, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
+               sticky_header: str | None = None):
+    """A Deployment of model `name`: the version aliased `production` (else the latest) as primary, plus an
+    optional canary version taking `weight` percent, and an optional shadow version."""
+    from ..errors import MlopsError
+    from .app import Deployment
+
+    aliases = {a["alias"]: a["version"] for a in workspace.store.aliases(name)}
+    primary = load(workspace, f"{name}@production" if "production" in aliases else name)
+    canaries = [(load(workspace, f"{name}:{canary}", "canary"), weight)] if canary is not None else []
+    shadows = [load(workspace, f"{name}:{shadow}", "shadow")] if shadow is not None else []
+    try:
+        return Deployment(primary, canaries, shadows, sticky_header)
+    except ValueError as exc:
+        raise MlopsError(f"--weight: {exc}") from None
 
 
 def _server(app, host: str, port: int):

@@ -1,0 +1,97 @@
+"""Canary weights, sticky A-B routing and shadows, over real HTTP."""
+import shutil
+import time
+
+import pytest
+import requests
+from sklearn.datasets import load_digits
+
+import jupyter_mlops
+from jupyter_mlops.serving.app import create_app
+from jupyter_mlops.serving.server import deployment, serve_in_background
+from jupyter_mlops.workspace import Workspace
+
+from conftest import EXAMPLES
+
+DIGITS = load_digits()
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """Version 1 (C=5, production) and version 2 (C=0.05: disagrees on some digits) of one model."""
+    folder = tmp_path_factory.mktemp("rollout")
+    nb = folder / "digits.ipynb"
+    shutil.copy(EXAMPLES / "digits.ipynb", nb)
+    ws = folder / ".mlops"
+    for c in ("5", "0.05"):
+        run = jupyter_mlops.run(nb, {"C": c})
+        jupyter_mlops.register(run["id"], "digits", workspace=ws)
+    jupyter_mlops.promote("digits", 1, workspace=ws)
+    return Workspace(ws)
+
+
+def serve(ws, **options):
+    return serve_in_background(create_app(deployment(ws, "digits", **options)))
+
+
+def test_canary_takes_its_weight_within_tolerance(versions):
+    server = serve(versions, canary=2, weight=20)
+    try:
+        body = {"instances": DIGITS.data[:1].tolist()}
+        with requests.Session() as session:
+            seen = [session.post(f"{server.url}/invocations", json=body).headers["x-mlops-variant"]
+                    for _ in range(2000)]
+    finally:
+        server.stop()
+    share = seen.count("canary") / len(seen)
+    assert set(seen) == {"primary", "canary"}
+    assert 0.16 <= share <= 0.24  # 20% +- 4 standard deviations of a binomial(2000, 0.2)
+
+
+def test_sticky_header_keeps_each_user_on_one_variant(versions):
+    server = serve(versions, canary=2, weight=50, sticky_header="x-user")
+    try:
+        body = {"instances": DIGITS.data[:1].tolist()}
+        by_user = {}
+        with requests.Session() as session:
+            for user in range(40):
+                variants = {session.post(f"{server.url}/invocations", json=body,
+                                         headers={"x-user": f"user-{user}"}).headers["x-mlops-variant"]
+                            for _ in range(5)}
+                assert len(variants) == 1, (user, variants)
+                by_user[user] = variants.pop()
+    finally:
+        server.stop()
+    assert set(by_user.values()) == {"primary", "canary"}  # users are spread over both
+
+
+def test_shadow_never_changes_the_answer_and_is_compared(versions):
+    rows = DIGITS.data[:200].tolist()
+    plain = serve(versions)
+    try:
+        expected = requests.post(f"{plain.url}/invocations", json={"instances": rows}).json()
+    finally:
+        plain.stop()
+    server = serve(versions, shadow=2)
+    try:
+        reply = requests.post(f"{server.url}/invocations", json={"instances": rows})
+        assert reply.json() == expected and reply.headers["x-mlops-variant"] == "primary"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            report = requests.get(f"{server.url}/v2/shadow").json()
+            if report["rows"] == 200:
+                break
+            time.sleep(0.1)
+        metrics = requests.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    assert report["rows"] == 200 and 0.5 < report["agreement"] < 1.0  # C=0.05 disagrees on some digits
+    assert report["variants"]["shadow"]["requests"] == 1 and report["mean_latency_delta_ms"] is not None
+    assert 'mlops_shadow_rows_total{agreement="disagree",model="digits",version="2"}' in metrics
+
+
+def test_bad_weights_are_refused(versions):
+    from jupyter_mlops.errors import MlopsError
+
+    with pytest.raises(MlopsError, match="less than 100"):
+        deployment(versions, "digits", canary=2, weight=100)
