@@ -130,6 +130,13 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
     workspace(p)
 
+    p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
+    p.add_argument("name")
+    p.add_argument("--window", type=int, default=1000, help="latest logged rows to compare (default 1000)")
+    p.add_argument("--top", type=int, default=20, help="features to list (drifted first)")
+    p.add_argument("--json", action="store_true")
+    workspace(p)
+
     p = sub.add_parser("schedule", help="cron schedules of notebook runs: add, list, pause, resume, delete, run, "
                                         "history")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -471,7 +478,28 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f", shadow version {m.version}" for m in target.shadows)
         print(f"serving {what} on http://{args.host}:{args.port} (POST /v2/models/{target.name}/infer, "
               "POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-        serve_forever(create_app(target), args.host, args.port)
+        serve_forever(create_app(target, log_folder=ws.root / "logs" / target.name), args.host, args.port)
+        return 0
+    if args.command == "monitor":
+        from .registry import resolve
+        from .serving.monitor import report
+        from .workspace import Workspace
+
+        ws = Workspace.locate(args.workspace)
+        aliases = {a["alias"] for a in ws.store.aliases(args.name)}
+        version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
+        found = report(version["package"], ws.root / "logs" / args.name, args.window)
+        if args.json:
+            print(json.dumps(found, indent=1))
+            return 0
+        print(f"{args.name} version {version['version']}: {found['requests']} logged requests, window of "
+              f"{found['window_rows']} rows against {found['reference_rows']} training rows")
+        rows = [[n, f["test"], f"{f['statistic']:.3g}", f"{f['p_value']:.3g}",
+                 "-" if f["psi"] is None else f"{f['psi']:.3f}", "yes" if f["drifted"] else "no"]
+                for n, f in sorted(found["features"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))]
+        if rows:
+            print(_table(rows[: args.top], ["feature", "test", "statistic", "p-value", "psi", "drifted"]))
+        print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
         return 0
     if args.command in ("schedule", "scheduler"):
         return _schedule(args)

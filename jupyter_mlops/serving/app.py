@@ -338,7 +338,10 @@ class ShadowReport:
                     "latest": list(self.records)[-20:]}
 
 
-def create_app(target: ServedModel | Deployment, registry_metrics=None) -> Starlette:
+def create_app(target: ServedModel | Deployment, registry_metrics=None, log_folder: str | Path | None = None,
+               log_capacity: int = 10000) -> Starlette:
+    """The app for one model or deployment; with `log_folder`, every answered request is logged asynchronously
+    (see monitor.py) and `app.state.request_log` is the log."""
     from starlette.background import BackgroundTask
 
     from .metrics import ServerMetrics
@@ -348,6 +351,11 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None) -> Starl
     metrics = registry_metrics or ServerMetrics()
     shadows = ShadowReport()
     loads = _json_loader()
+    request_log = None
+    if log_folder is not None:
+        from .monitor import RequestLog
+
+        request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped)
 
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -390,9 +398,12 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None) -> Starl
     def answer(model: ServedModel, frame) -> tuple[list, BackgroundTask | None]:
         started = time.perf_counter()
         values = predict(model, frame)
+        seconds = time.perf_counter() - started
+        if request_log is not None:
+            request_log.put(model.variant, model.version, frame, values, seconds)
         if not deployment.shadows or model is not deployment.primary:
             return values, None
-        return values, BackgroundTask(mirror, frame, values, time.perf_counter() - started)
+        return values, BackgroundTask(mirror, frame, values, seconds)
 
     def instrumented(handler):
         async def endpoint(request: Request) -> Response:
@@ -475,4 +486,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None) -> Starl
         Route("/metrics", prometheus),
         Route("/v2/shadow", shadow_report),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.request_log = request_log
+    app.state.shadows = shadows
+    return app

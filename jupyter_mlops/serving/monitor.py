@@ -1,0 +1,161 @@
+"""Production monitoring: an asynchronous request log, drift against the training data, outlier scores.
+
+The server puts each answered request on a bounded queue and moves on; a writer thread turns them into JSON lines
+under `<workspace>/logs/<model>/requests.jsonl`. A full queue drops the record and counts it
+(`mlops_request_log_dropped_total`): logging never slows or fails a request.
+
+Drift compares a window of recent inputs with the reference statistics saved at registration, feature by feature:
+Kolmogorov-Smirnov (numeric, against the reference sample), chi-squared (categorical, against the reference
+frequencies) and the population stability index over the reference's quantile bins. With many features, the
+p-value threshold is divided by their number (Bonferroni), so same-distribution traffic is not called drift.
+An input row's outlier score is its largest |z-score| against the training means and deviations.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PSI_DRIFT = 0.2  # the usual "significant shift" line
+P_VALUE = 0.05
+OUTLIER_Z = 6.0
+
+
+class RequestLog:
+    def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None):
+        self.path = Path(folder) / "requests.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.dropped = 0
+        self.dropped_counter = dropped_counter
+        self.written = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._write, name="mlops-request-log", daemon=True)
+        self.thread.start()
+
+    def put(self, variant: str, version: int, frame: Any, values: list, seconds: float) -> None:
+        """Never blocks: a full queue drops the record and counts it."""
+        try:
+            self.queue.put_nowait((time.time(), variant, version, frame, values, seconds))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped_counter is not None:
+                self.dropped_counter.inc()
+
+    def _write(self) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            while not (self._stop.is_set() and self.queue.empty()):
+                try:
+                    item = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                batch = [item]
+                while len(batch) < 500:
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                for at, variant, version, frame, values, seconds in batch:
+                    f.write(json.dumps({"at": at, "variant": variant, "version": version,
+                                        "columns": list(frame.columns), "inputs": frame.to_numpy().tolist(),
+                                        "outputs": values, "latency_ms": seconds * 1000}, default=str) + "\n")
+                f.flush()
+                self.written += len(batch)
+
+    def close(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self.thread.join(timeout)
+
+
+def read_log(folder: str | Path, limit: int | None = None) -> list[dict]:
+    path = Path(folder) / "requests.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in (lines[-limit:] if limit else lines) if line.strip()]
+
+
+def _psi(reference: dict, values) -> float:
+    import numpy as np
+
+    edges, expected = reference["bin_edges"], np.asarray(reference["bin_fractions"], dtype=float)
+    if len(edges) < 2:
+        return 0.0
+    clipped = np.clip(values, edges[0], edges[-1])
+    actual = np.histogram(clipped, bins=edges)[0] / max(len(values), 1)
+    eps = 1e-4
+    expected, actual = np.clip(expected, eps, None), np.clip(actual, eps, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def drift(reference: dict, columns: list[str], rows: list[list]) -> dict:
+    """Per feature: test, statistic, p-value, PSI, drifted; over the given window of input rows."""
+    import numpy as np
+    from scipy import stats
+
+    features = reference.get("columns", {})
+    window = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
+    threshold = P_VALUE / max(len(features), 1)
+    report = {}
+    for name, ref in features.items():
+        if name not in window or not rows:
+            continue
+        if ref["kind"] == "numeric":
+            values = np.asarray(window[name], dtype=float)
+            sample = np.asarray(ref["sample"], dtype=float)
+            if len(sample) and (np.ptp(sample) > 0 or np.ptp(values) > 0):
+                statistic, p_value = stats.ks_2samp(values, sample)
+            else:  # a constant feature: drift only if the constant moved
+                statistic = float(abs(values.mean() - (ref["mean"] or 0)) > 1e-12)
+                p_value = 0.0 if statistic else 1.0
+            psi = _psi(ref, values)
+            report[name] = {"test": "ks", "statistic": float(statistic), "p_value": float(p_value), "psi": psi,
+                            "drifted": bool(p_value < threshold or psi > PSI_DRIFT)}
+        else:
+            freq = ref["frequencies"]
+            categories = list(freq)
+            counts = [sum(1 for v in window[name] if str(v) == c) for c in categories]
+            other = len(rows) - sum(counts)
+            observed = np.asarray(counts + [other], dtype=float)
+            expected = np.asarray([freq[c] for c in categories] + [0.0]) * len(rows)
+            expected = np.clip(expected, 1e-6, None)
+            expected *= observed.sum() / expected.sum()
+            statistic, p_value = stats.chisquare(observed, expected)
+            report[name] = {"test": "chi2", "statistic": float(statistic), "p_value": float(p_value), "psi": None,
+                            "drifted": bool(p_value < threshold)}
+    return report
+
+
+def outlier_scores(reference: dict, columns: list[str], rows: list[list]) -> list[float]:
+    """Per row: the largest |z-score| of its numeric features against the training data."""
+    scores = []
+    stats_of = [(i, reference["columns"].get(c)) for i, c in enumerate(columns)]
+    usable = [(i, s["mean"], s["std"]) for i, s in stats_of if s and s["kind"] == "numeric" and s["std"]]
+    for row in rows:
+        scores.append(max((abs((float(row[i]) - mean) / std) for i, mean, std in usable), default=0.0))
+    return scores
+
+
+def report(package: str | Path, log_folder: str | Path, window: int = 1000) -> dict:
+    """Drift, outliers and shadow agreement over the latest `window` logged requests of a model."""
+    reference = json.loads((Path(package) / "reference.json").read_text())
+    records = read_log(log_folder)
+    rows, columns, latencies = [], None, []
+    for record in reversed(records):
+        if len(rows) >= window:
+            break
+        columns = columns or record["columns"]
+        rows.extend(reversed(record["inputs"]))
+        latencies.append(record["latency_ms"])
+    rows = rows[:window]
+    features = drift(reference, columns or [], rows) if rows else {}
+    scores = outlier_scores(reference, columns or [], rows) if rows else []
+    return {"requests": len(records), "window_rows": len(rows),
+            "drifted_features": sorted(n for n, f in features.items() if f["drifted"]),
+            "features": features, "outliers": sum(s > OUTLIER_Z for s in scores),
+            "max_outlier_score": max(scores, default=0.0),
+            "latency_ms_p50": sorted(latencies)[len(latencies) // 2] if latencies else None,
+            "reference_rows": reference.get("rows")}

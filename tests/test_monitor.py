@@ -1,0 +1,124 @@
+"""Request logging, drift and outliers, on a served model over real HTTP."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from sklearn.datasets import load_digits
+
+import jupyter_mlops
+from jupyter_mlops.serving.app import create_app
+from jupyter_mlops.serving.monitor import drift, read_log, report
+from jupyter_mlops.serving.server import load, serve_in_background
+from jupyter_mlops.workspace import Workspace
+
+from conftest import EXAMPLES
+
+DIGITS = load_digits()
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("monitor")
+    nb = folder / "digits.ipynb"
+    shutil.copy(EXAMPLES / "digits.ipynb", nb)
+    ws = folder / ".mlops"
+    version = jupyter_mlops.register(jupyter_mlops.run(nb)["id"], "digits", workspace=ws)
+    return Workspace(ws), version
+
+
+def _send(url, rows, batch=20):
+    with requests.Session() as session:
+        for i in range(0, len(rows), batch):
+            assert session.post(f"{url}/invocations", json={"instances": rows[i:i + batch]}).status_code == 200
+
+
+def _wait_written(log, count):
+    deadline = time.monotonic() + 30
+    while log.written < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_same_distribution_is_not_drift_and_shifted_data_is(registered, tmp_path):
+    ws, version = registered
+    model = load(ws, "digits")
+    rng = np.random.default_rng(0)
+    # held-out style traffic: real digits, resampled
+    same = DIGITS.data[rng.integers(0, len(DIGITS.data), 600)].tolist()
+    shifted = np.clip(DIGITS.data[rng.integers(0, len(DIGITS.data), 600)] + 4, 0, 16)  # brighter, saturated
+    for rows, folder, drifted in ((same, tmp_path / "same", False), (shifted.tolist(), tmp_path / "shifted", True)):
+        app = create_app(model, log_folder=folder)
+        server = serve_in_background(app)
+        try:
+            _send(server.url, rows)
+            _wait_written(app.state.request_log, len(rows) // 20)
+        finally:
+            server.stop()
+            app.state.request_log.close()
+        found = report(version["package"], folder, window=600)
+        assert found["requests"] == 30 and found["window_rows"] == 600
+        if drifted:
+            assert len(found["drifted_features"]) >= 20, found["drifted_features"]
+        else:
+            assert found["drifted_features"] == [], {n: f for n, f in found["features"].items() if f["drifted"]}
+    logged = read_log(tmp_path / "same", limit=1)[0]
+    assert logged["variant"] == "primary" and len(logged["inputs"]) == 20 and len(logged["outputs"]) == 20
+
+
+def test_outliers_are_scored_against_the_training_data(registered):
+    _, version = registered
+    from jupyter_mlops.serving.monitor import outlier_scores
+
+    reference = json.loads((Path(version["package"]) / "reference.json").read_text())
+    columns = [f"pixel_{i}" for i in range(64)]
+    normal, odd = DIGITS.data[0].tolist(), DIGITS.data[0].tolist()
+    odd[10] = 500.0  # a pixel that varies in training (constant ones have no z-score)
+    scores = outlier_scores(reference, columns, [normal, odd])
+    assert scores[0] < 6 < scores[1]
+
+
+def test_a_full_log_queue_drops_and_counts_while_requests_succeed(registered, tmp_path):
+    ws, _ = registered
+    model = load(ws, "digits")
+    app = create_app(model, log_folder=tmp_path / "tiny", log_capacity=1)
+    log = app.state.request_log
+    log._stop.set()  # stop the writer first, so the queue stays full
+    log.thread.join(5)
+    server = serve_in_background(app)
+    try:
+        _send(server.url, DIGITS.data[:100].tolist(), batch=1)
+        metrics = requests.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    assert log.dropped == 99
+    assert "mlops_request_log_dropped_total 99.0" in metrics
+
+
+def test_drift_of_a_categorical_feature():
+    reference = {"columns": {"color": {"kind": "categorical", "frequencies": {"red": 0.5, "blue": 0.5}}}}
+    same = drift(reference, ["color"], [["red"]] * 50 + [["blue"]] * 50)
+    moved = drift(reference, ["color"], [["red"]] * 95 + [["green"]] * 5)
+    assert not same["color"]["drifted"] and moved["color"]["drifted"] and moved["color"]["test"] == "chi2"
+
+
+def test_cli_monitor(registered, tmp_path):
+    ws, _ = registered
+    app = create_app(load(ws, "digits"), log_folder=ws.root / "logs" / "digits")
+    server = serve_in_background(app)
+    try:
+        _send(server.url, DIGITS.data[:200].tolist())
+        _wait_written(app.state.request_log, 10)
+    finally:
+        server.stop()
+        app.state.request_log.close()
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "monitor", "digits", "--workspace",
+                           str(ws.root), "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["window_rows"] == 200 and "pixel_10" in found["features"]
+    assert {"test", "statistic", "p_value", "psi", "drifted"} <= set(found["features"]["pixel_10"])
