@@ -308,6 +308,19 @@ class Deployment:
         return self.primary
 
 
+class LiveDeployment:
+    """The deployment a running server answers with; `swap` replaces it between requests (promote, rollback,
+    new canary weight) while requests already in flight finish on the one they started with."""
+
+    def __init__(self, deployment: Deployment):
+        self.current = deployment
+
+    def swap(self, deployment: Deployment) -> None:
+        if deployment.name != self.current.name:
+            raise ValueError(f"this server serves `{self.current.name}`, not `{deployment.name}`")
+        self.current = deployment
+
+
 class ShadowReport:
     """Mirrored answers compared with the primary's: agreement per row and latency difference, the latest kept."""
 
@@ -346,8 +359,8 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
 
     from .metrics import ServerMetrics
 
-    deployment = target if isinstance(target, Deployment) else Deployment(target)
-    name = deployment.name
+    live = LiveDeployment(target if isinstance(target, Deployment) else Deployment(target))
+    name = live.current.name
     metrics = registry_metrics or ServerMetrics()
     shadows = ShadowReport()
     loads = _json_loader()
@@ -377,9 +390,9 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             raise RuntimeError(f"predict returned {len(result)} values for {len(frame)} rows")
         return result
 
-    def mirror(frame, primary_values: list, primary_seconds: float) -> None:
+    def mirror(deployed: Deployment, frame, primary_values: list, primary_seconds: float) -> None:
         """Runs after the answer was sent: shadows never change or delay the primary's response."""
-        for shadow in deployment.shadows:
+        for shadow in deployed.shadows:
             started = time.perf_counter()
             try:
                 values = _json_ready(shadow.predict(frame))
@@ -395,23 +408,24 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                          "agreeing": agreeing, "latency_delta_ms": (seconds - primary_seconds) * 1000,
                          "error": failure, "at": time.time()})
 
-    def answer(model: ServedModel, frame) -> tuple[list, BackgroundTask | None]:
+    def answer(deployed: Deployment, model: ServedModel, frame) -> tuple[list, BackgroundTask | None]:
         started = time.perf_counter()
         values = predict(model, frame)
         seconds = time.perf_counter() - started
         if request_log is not None:
             request_log.put(model.variant, model.version, frame, values, seconds)
-        if not deployment.shadows or model is not deployment.primary:
+        if not deployed.shadows or model is not deployed.primary:
             return values, None
-        return values, BackgroundTask(mirror, frame, values, seconds)
+        return values, BackgroundTask(mirror, deployed, frame, values, seconds)
 
     def instrumented(handler):
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            model = deployment.route(request.headers)
+            deployed = live.current  # one request sees one deployment, even if it is swapped meanwhile
+            model = deployed.route(request.headers)
             metrics.in_flight.inc()
             try:
-                response = await handler(request, model)
+                response = await handler(request, deployed, model)
             except ClientError as exc:
                 response = error(str(exc), exc.status)
             except Exception as exc:  # the model itself failed: our 5xx, named
@@ -431,26 +445,26 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         if asked != name:
             raise ClientError(f"no model `{asked}` here; this server serves `{name}`", 404)
 
-    async def infer(request: Request, model: ServedModel) -> Response:
+    async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
         body = await body_of(request)
-        values, background = answer(model, decode_oip(model, body))
+        values, background = answer(deployed, model, decode_oip(model, body))
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
                                           "data": values}]}, background=background)
 
-    async def invocations(request: Request, model: ServedModel) -> Response:
+    async def invocations(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind != "application/json":
             raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        values, background = answer(model, decode_mlflow(model, await body_of(request)))
+        values, background = answer(deployed, model, decode_mlflow(model, await body_of(request)))
         return JSONResponse({"predictions": values}, background=background)
 
     async def shadow_report(request: Request) -> Response:
         return JSONResponse(shadows.summary())
 
-    async def metadata(request: Request, model: ServedModel) -> Response:
+    async def metadata(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
         inputs = [{"name": c["name"], "datatype": "FP64" if c.get("kind") == "numeric" else "BYTES",
                    "shape": [-1]} for c in model.schema]
@@ -458,17 +472,17 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                              "inputs": inputs, "outputs": [{"name": "predict", "datatype": "BYTES",
                                                              "shape": [-1]}]})
 
-    async def model_ready(request: Request, model: ServedModel) -> Response:
+    async def model_ready(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
         return JSONResponse({"name": name, "ready": True})
 
-    async def live(request: Request, model: ServedModel) -> Response:
+    async def health_live(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return JSONResponse({"live": True})
 
-    async def ready(request: Request, model: ServedModel) -> Response:
+    async def ready(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return JSONResponse({"ready": True})
 
-    async def ping(request: Request, model: ServedModel) -> Response:
+    async def ping(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return Response("\n", media_type="text/plain")
 
     async def prometheus(request: Request) -> Response:
@@ -476,7 +490,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         return Response(body, media_type=content_type)
 
     routes = [
-        Route("/v2/health/live", instrumented(live)),
+        Route("/v2/health/live", instrumented(health_live)),
         Route("/v2/health/ready", instrumented(ready)),
         Route("/v2/models/{name}", instrumented(metadata)),
         Route("/v2/models/{name}/ready", instrumented(model_ready)),
@@ -488,5 +502,6 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     ]
     app = Starlette(routes=routes)
     app.state.request_log = request_log
+    app.state.live = live
     app.state.shadows = shadows
     return app
