@@ -281,6 +281,16 @@ def _print_pipeline(pipeline) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def _answers(url: str | None) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/v2/health/live", timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _schedule(args: argparse.Namespace) -> int:
     from . import schedule
     from .workspace import Workspace
@@ -468,17 +478,38 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .workspace import Workspace
 
         ws = Workspace.locate(args.workspace)
+        watcher = None
         if args.command == "serve":
             target = load(ws, args.model)
             what = f"{target.name} version {target.version}"
         else:
-            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)
+            from .serving.server import DeploymentWatcher
+            from .workspace import owner_is_gone, process_owner
+
+            spec = {"canary": args.canary, "weight": args.weight, "shadow": args.shadow,
+                    "sticky_header": args.sticky_header}
+            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)  # checks
+            running = ws.store.get_deployment(args.name)
+            if running and running["owner"] and not owner_is_gone(running["owner"]) and _answers(running["url"]):
+                ws.store.save_deployment(args.name, spec)
+                print(f"updated the running deployment of {args.name} at {running['url']}; it switches within "
+                      "seconds, without dropping requests")
+                return 0
+            ws.store.save_deployment(args.name, spec, f"http://{args.host}:{args.port}", process_owner())
             what = f"{target.name} version {target.primary.version}" + "".join(
                 f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
                 f", shadow version {m.version}" for m in target.shadows)
         print(f"serving {what} on http://{args.host}:{args.port} (POST /v2/models/{target.name}/infer, "
               "POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-        serve_forever(create_app(target, log_folder=ws.root / "logs" / target.name), args.host, args.port)
+        app = create_app(target, log_folder=ws.root / "logs" / target.name)
+        if args.command == "deploy":  # promote / rollback / a new `deploy` reach the running server
+            watcher = DeploymentWatcher(ws, args.name, app.state.live)
+        try:
+            serve_forever(app, args.host, args.port)
+        finally:
+            if watcher:
+                watcher.stop()
+            app.state.request_log.close()
         return 0
     if args.command == "monitor":
         from .registry import resolve

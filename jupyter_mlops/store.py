@@ -12,13 +12,14 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE runs ADD COLUMN owner VARCHAR(300)"],
     3: [],  # the model registry's tables: new, made by create_all
     4: [],  # schedules and their ticks: new tables
+    5: [],  # deployments: a new table
 }
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
@@ -132,6 +133,14 @@ schedule_ticks_table = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("run_id", sa.String(40)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+)
+deployments_table = sa.Table(
+    "deployments", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON: canary, weight, shadow, sticky_header
+    sa.Column("url", sa.Text),
+    sa.Column("owner", sa.String(300)),  # the serving process
+    sa.Column("updated", sa.Float, nullable=False),
 )
 meta_table = sa.Table(
     "meta", metadata,
@@ -400,6 +409,36 @@ class Store:
         with self.engine.begin() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(schedule_ticks_table).where(
                 schedule_ticks_table.c.name == name).order_by(schedule_ticks_table.c.tick))]
+
+    # -- deployments -------------------------------------------------------------------------------------------------
+    def save_deployment(self, name: str, spec: dict, url: str | None = None, owner: str | None = None) -> None:
+        """Create or update a deployment's spec; url/owner are kept when not given (an update from another
+        process)."""
+        with self.engine.begin() as conn:
+            where = deployments_table.c.name == name
+            values = {"spec": json.dumps(spec), "updated": time.time()}
+            if url is not None:
+                values.update(url=url, owner=owner)
+            if conn.execute(sa.select(deployments_table.c.name).where(where)).first():
+                conn.execute(deployments_table.update().where(where).values(**values))
+            else:
+                conn.execute(deployments_table.insert().values(name=name, **{"url": url, "owner": owner, **values}))
+
+    def get_deployment(self, name: str) -> dict | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(deployments_table).where(deployments_table.c.name == name)).first()
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        found["spec"] = json.loads(found["spec"])
+        return found
+
+    def deployments(self) -> list[dict]:
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(deployments_table))]
+        for row in rows:
+            row["spec"] = json.loads(row["spec"])
+        return rows
 
     # -- reading -------------------------------------------------------------------------------------------------
     def _runs(self, where=None, limit: int | None = None) -> list[dict]:

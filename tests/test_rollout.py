@@ -95,3 +95,88 @@ def test_bad_weights_are_refused(versions):
 
     with pytest.raises(MlopsError, match="less than 100"):
         deployment(versions, "digits", canary=2, weight=100)
+
+
+def test_promote_and_rollback_under_load_drop_nothing(versions):
+    import threading
+
+    from jupyter_mlops.serving.server import DeploymentWatcher
+
+    app = create_app(deployment(versions, "digits"))
+    watcher = DeploymentWatcher(versions, "digits", app.state.live, interval=0.1)
+    server = serve_in_background(app)
+    seen, failures, stop = [], [], threading.Event()
+    body = {"instances": DIGITS.data[:1].tolist()}
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                reply = session.post(f"{server.url}/invocations", json=body, timeout=30)
+                if reply.status_code != 200:
+                    failures.append(reply.text)
+                seen.append(reply.headers["x-mlops-model-version"])
+
+    def wait_for(version: str) -> None:
+        deadline = time.monotonic() + 30
+        start = len(seen)
+        while time.monotonic() < deadline and version not in seen[start:]:
+            time.sleep(0.05)
+        assert version in seen[start:], f"version {version} never answered"
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for("1")
+        jupyter_mlops.promote("digits", 2, workspace=versions.root)
+        wait_for("2")
+        jupyter_mlops.rollback("digits", workspace=versions.root)
+        wait_for("1")
+        versions.store.save_deployment("digits", {"canary": 2, "weight": 50})  # what `deploy` does to a live one
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and app.state.live.current.canaries == []:
+            time.sleep(0.05)
+        assert app.state.live.current.canaries[0][0].version == 2
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        watcher.stop()
+        server.stop()
+        versions.store.save_deployment("digits", {})
+    assert failures == [] and len(seen) > 100 and watcher.errors == []
+
+
+def test_cli_deploy_updates_the_running_server(versions):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = [sys.executable, "-m", "jupyter_mlops.cli", "deploy", "digits", "--port", str(port), "--workspace",
+           str(versions.root)]
+    proc = subprocess.Popen(cli, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/v2/health/ready", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        update = subprocess.run(cli + ["--canary", "2", "--weight", "50"], capture_output=True, text=True,
+                                timeout=60)
+        assert update.returncode == 0 and "updated the running deployment" in update.stdout, update.stderr
+        body = {"instances": DIGITS.data[:1].tolist()}
+        deadline = time.monotonic() + 20
+        variants = set()
+        while time.monotonic() < deadline and "canary" not in variants:
+            variants.add(requests.post(f"{url}/invocations", json=body).headers["x-mlops-variant"])
+        assert "canary" in variants
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        versions.store.save_deployment("digits", {})

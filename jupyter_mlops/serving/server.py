@@ -1,6 +1,7 @@
 """Running a model server: in the foreground (`jupyter-mlops serve`) or in a background thread (`%mlops serve`)."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -70,3 +71,52 @@ class BackgroundServer:
 
 def serve_in_background(app, host: str = "127.0.0.1", port: int = 0) -> Any:
     return BackgroundServer(app, host, port)
+
+
+class DeploymentWatcher:
+    """Keeps a running server's deployment in step with the store: the `production` alias (promote, rollback) and
+    the spec saved by `jupyter-mlops deploy` (canary, weight, shadow, sticky header). Packages are loaded once
+    per version; the swap happens between requests, so none is dropped."""
+
+    def __init__(self, workspace, name: str, live, interval: float = 2.0):
+        self.workspace, self.name, self.live, self.interval = workspace, name, live, interval
+        self._cache: dict = {}
+        self._seen = None
+        self._stop = threading.Event()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._loop, name="mlops-deployment-watch", daemon=True)
+        self.thread.start()
+
+    def _model(self, version: int, variant: str):
+        key = (version, variant)
+        if key not in self._cache:
+            self._cache[key] = load(self.workspace, f"{self.name}:{version}", variant)
+        return self._cache[key]
+
+    def check(self) -> bool:
+        """Swap in a new deployment if the store says something changed; True if it did."""
+        from .app import Deployment
+
+        store = self.workspace.store
+        spec = (store.get_deployment(self.name) or {}).get("spec", {})
+        aliases = {a["alias"]: a["version"] for a in store.aliases(self.name)}
+        production = aliases.get("production") or store.model_versions(self.name)[-1]["version"]
+        state = (production, json.dumps(spec, sort_keys=True))
+        if state == self._seen:
+            return False
+        canaries = [(self._model(spec["canary"], "canary"), spec.get("weight", 10.0))] if spec.get("canary") else []
+        shadows = [self._model(spec["shadow"], "shadow")] if spec.get("shadow") else []
+        self.live.swap(Deployment(self._model(production, "primary"), canaries, shadows, spec.get("sticky_header")))
+        self._seen = state
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as exc:  # a bad update must not take the serving deployment down
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(5)
