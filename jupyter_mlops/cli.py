@@ -281,6 +281,20 @@ def _print_pipeline(pipeline) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def _shadow_report(ws, name: str) -> dict | None:
+    """The running deployment's shadow comparison (kept in its memory), if it is up."""
+    import urllib.request
+
+    running = ws.store.get_deployment(name)
+    if not running or not running["url"]:
+        return None
+    try:
+        with urllib.request.urlopen(f"{running['url']}/v2/shadow", timeout=2) as reply:
+            return json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
+
+
 def _answers(url: str | None) -> bool:
     import urllib.request
 
@@ -520,6 +534,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         aliases = {a["alias"] for a in ws.store.aliases(args.name)}
         version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
         found = report(version["package"], ws.root / "logs" / args.name, args.window)
+        found["shadow"] = _shadow_report(ws, args.name)
         if args.json:
             print(json.dumps(found, indent=1))
             return 0
@@ -531,6 +546,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if rows:
             print(_table(rows[: args.top], ["feature", "test", "statistic", "p-value", "psi", "drifted"]))
         print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
+        shadow = found["shadow"]
+        if shadow and shadow["rows"]:
+            print(f"shadow: {shadow['rows']} rows mirrored, agreement {shadow['agreement']:.1%}, latency delta "
+                  f"{shadow['mean_latency_delta_ms']:+.3f} ms")
         return 0
     if args.command in ("schedule", "scheduler"):
         return _schedule(args)

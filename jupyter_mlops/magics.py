@@ -79,6 +79,30 @@ def _live_table(total: int, space: list[str], metric: str | None, maximize: bool
     return on_trial
 
 
+def _monitor_table(args) -> Any:
+    """Drift per feature as a DataFrame (drifted first), shown with PSI bars; plus a summary line."""
+    import pandas as pd
+
+    from .registry import resolve
+    from .serving.monitor import report
+    from .workspace import Workspace
+
+    ws = Workspace.locate(args.workspace)
+    aliases = {a["alias"] for a in ws.store.aliases(args.name)}
+    version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
+    found = report(version["package"], ws.root / "logs" / args.name, args.window)
+    print(f"{args.name} v{version['version']}: {found['window_rows']} rows, "
+          f"{len(found['drifted_features'])} drifted features, {found['outliers']} outliers", flush=True)
+    table = pd.DataFrame.from_dict(found["features"], orient="index")
+    if table.empty:
+        return table
+    table = table.sort_values(["drifted", "psi"], ascending=[False, False])
+    try:  # the drift plot: PSI as bars in the table (no plotting library needed)
+        return table.style.bar(subset=["psi"], color="#d65f5f").format(precision=4)
+    except ImportError:  # pandas' Styler needs jinja2
+        return table
+
+
 def _step_line(result: Any) -> None:
     if result.status not in ("pending", "running"):
         extra = f"  {result.error}" if result.error and result.status == "failed" else ""
@@ -143,6 +167,23 @@ def mlops(line: str) -> Any:
             server = serve_in_background(create_app(model), args.host, args.port)
             print(f"serving {model.name} version {model.version} at {server.url}; `.stop()` ends it", flush=True)
             return server
+        if args.command == "deploy":
+            from .serving.app import create_app
+            from .serving.server import DeploymentWatcher, deployment, serve_in_background
+            from .workspace import Workspace, process_owner
+
+            ws = Workspace.locate(args.workspace)
+            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)
+            app = create_app(target, log_folder=ws.root / "logs" / args.name)
+            server = serve_in_background(app, args.host, args.port)
+            ws.store.save_deployment(args.name, {"canary": args.canary, "weight": args.weight,
+                                                 "shadow": args.shadow, "sticky_header": args.sticky_header},
+                                     server.url, process_owner())
+            server.watcher = DeploymentWatcher(ws, args.name, app.state.live)
+            print(f"deployed {args.name} at {server.url}; `.stop()` ends it", flush=True)
+            return server
+        if args.command == "monitor":
+            return _monitor_table(args)
         if args.command == "register":
             return api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
                                 require=args.require, sweep_id=args.sweep, workspace=args.workspace)

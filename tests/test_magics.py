@@ -49,3 +49,23 @@ def test_a_notebook_that_drives_itself_does_not_recurse(make_notebook, tmp_path)
     code = "\n".join(c.source for c in step.cells if c.cell_type == "code")
     assert "# (not run inside the pipeline) %mlops run" in code
     assert "# (not run inside the pipeline) %load_ext jupyter_mlops" in code
+
+
+def test_deploy_and_monitor_magics(tmp_path):
+    import shutil
+
+    from conftest import EXAMPLES
+
+    shutil.copy(EXAMPLES / "digits.ipynb", tmp_path / "digits.ipynb")
+    nb = execute(tmp_path, [
+        "%load_ext jupyter_mlops",
+        "r = %mlops run digits.ipynb\nv = %mlops register {r['id']} --name digits --require accuracy>=0.9",
+        "server = %mlops deploy digits --port 0\nimport requests\nfrom sklearn.datasets import load_digits\n"
+        "rows = load_digits().data[:300].tolist()\n"
+        "for i in range(0, 300, 30):\n"
+        "    assert requests.post(server.url + '/invocations', json={'instances': rows[i:i+30]}).status_code == 200",
+        "import time\ntime.sleep(1)\ndrift = %mlops monitor digits\nserver.stop()\ndrift",
+    ])
+    assert "deployed digits at http://127.0.0.1:" in outputs(nb.cells[2])
+    assert "digits v1: 300 rows" in outputs(nb.cells[3]) and "drifted features" in outputs(nb.cells[3])
+    assert any("text/html" in o.get("data", {}) for o in nb.cells[3].outputs)  # the table with PSI bars

@@ -61,7 +61,11 @@ class BackgroundServer:
         bound_port = sockets[0].getsockname()[1] if sockets else port
         self.url = f"http://{host}:{bound_port}"
 
+    watcher = None  # a DeploymentWatcher, for `%mlops deploy`
+
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         self.server.should_exit = True
         self.thread.join(10)
 
