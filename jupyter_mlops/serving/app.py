@@ -9,12 +9,13 @@
 
 Every client mistake is a 4xx with a JSON body naming the problem; `predict` gets a pandas DataFrame with the
 training columns, in order. `predict` runs on the event loop: a worker thread hop would cost more than most
-predictions, and one process serves one model.
+predictions, and one process serves one model. Shadows run on a thread of their own, fed through a bounded queue.
 """
 from __future__ import annotations
 
 import collections
 import json
+import queue
 import random
 import threading
 import time
@@ -355,8 +356,6 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                log_capacity: int = 10000) -> Starlette:
     """The app for one model or deployment; with `log_folder`, every answered request is logged asynchronously
     (see monitor.py) and `app.state.request_log` is the log."""
-    from starlette.background import BackgroundTask
-
     from .metrics import ServerMetrics
 
     live = LiveDeployment(target if isinstance(target, Deployment) else Deployment(target))
@@ -408,15 +407,26 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                          "agreeing": agreeing, "latency_delta_ms": (seconds - primary_seconds) * 1000,
                          "error": failure, "at": time.time()})
 
-    def answer(deployed: Deployment, model: ServedModel, frame) -> tuple[list, BackgroundTask | None]:
+    def answer(deployed: Deployment, model: ServedModel, frame) -> list:
         started = time.perf_counter()
         values = predict(model, frame)
         seconds = time.perf_counter() - started
         if request_log is not None:
             request_log.put(model.variant, model.version, frame, values, seconds)
-        if not deployed.shadows or model is not deployed.primary:
-            return values, None
-        return values, BackgroundTask(mirror, deployed, frame, values, seconds)
+        if deployed.shadows and model is deployed.primary:
+            try:  # mirrored on a thread of its own: the answer, and the next request, never wait for shadows
+                mirrors.put_nowait((deployed, frame, values, seconds))
+            except queue.Full:
+                metrics.shadow_dropped.inc()
+        return values
+
+    mirrors: queue.Queue = queue.Queue(maxsize=1000)
+
+    def mirror_forever() -> None:
+        while True:
+            mirror(*mirrors.get())
+
+    threading.Thread(target=mirror_forever, name="mlops-shadows", daemon=True).start()
 
     def instrumented(handler):
         async def endpoint(request: Request) -> Response:
@@ -448,18 +458,18 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
         body = await body_of(request)
-        values, background = answer(deployed, model, decode_oip(model, body))
+        values = answer(deployed, model, decode_oip(model, body))
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
-                                          "data": values}]}, background=background)
+                                          "data": values}]})
 
     async def invocations(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind != "application/json":
             raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        values, background = answer(deployed, model, decode_mlflow(model, await body_of(request)))
-        return JSONResponse({"predictions": values}, background=background)
+        values = answer(deployed, model, decode_mlflow(model, await body_of(request)))
+        return JSONResponse({"predictions": values})
 
     async def shadow_report(request: Request) -> Response:
         return JSONResponse(shadows.summary())

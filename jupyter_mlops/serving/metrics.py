@@ -20,6 +20,8 @@ class ServerMetrics:
         self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry)
         self.shadow_rows = Counter("mlops_shadow_rows", "Rows a shadow answered, by agreement with the primary",
                                    ["model", "version", "agreement"], registry=self.registry)
+        self.shadow_dropped = Counter("mlops_shadow_dropped", "Mirrored requests dropped: the shadow queue was full",
+                                      registry=self.registry)
         self.log_dropped = Counter("mlops_request_log_dropped", "Request records dropped: the log queue was full",
                                    registry=self.registry)
         self._children: dict = {}

@@ -48,12 +48,14 @@ class RequestLog:
     def _write(self) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             while not (self._stop.is_set() and self.queue.empty()):
+                # wake a few times a second and write what has gathered: one burst instead of work per request
+                self._stop.wait(0.2)
                 try:
-                    item = self.queue.get(timeout=0.2)
+                    item = self.queue.get_nowait()
                 except queue.Empty:
                     continue
                 batch = [item]
-                while len(batch) < 500:
+                while len(batch) < 5000:
                     try:
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:
