@@ -57,11 +57,16 @@ def test_same_distribution_is_not_drift_and_shifted_data_is(registered, tmp_path
         try:
             _send(server.url, rows)
             _wait_written(app.state.request_log, len(rows) // 20)
+            live = requests.get(f"{server.url}/metrics").text  # drift also reaches Prometheus
         finally:
             server.stop()
             app.state.request_log.close()
         found = report(version["package"], folder, window=600)
         assert found["requests"] == 30 and found["window_rows"] == 600
+        gauge = next(float(line.split()[-1]) for line in live.splitlines()
+                     if line.startswith('mlops_drifted_features{model="digits"'))
+        assert (gauge >= 20) if drifted else (gauge == 0)
+        assert 'mlops_feature_psi{feature="pixel_10",model="digits"' in live
         if drifted:
             assert len(found["drifted_features"]) >= 20, found["drifted_features"]
         else:

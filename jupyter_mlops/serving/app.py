@@ -46,6 +46,7 @@ class ServedModel:
     predict: Callable
     schema: list[dict]  # [{"name", "type", "kind"}]
     variant: str = "primary"
+    reference: dict | None = None  # statistics of the training inputs, for drift and outliers
     columns: list[str] = field(init=False)
     numeric_only: bool = field(init=False)
 
@@ -58,7 +59,9 @@ class ServedModel:
         from ..registry import load_predict
 
         schema = json.loads((Path(package) / "schema.json").read_text())
-        return cls(name, version, load_predict(package), schema, variant)
+        reference_file = Path(package) / "reference.json"
+        reference = json.loads(reference_file.read_text()) if reference_file.exists() else None
+        return cls(name, version, load_predict(package), schema, variant, reference)
 
 
 # -- request decoding ---------------------------------------------------------------------------------------------
@@ -365,9 +368,10 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     loads = _json_loader()
     request_log = None
     if log_folder is not None:
-        from .monitor import RequestLog
+        from .monitor import DriftWatch, RequestLog
 
-        request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped)
+        request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped,
+                                 watch=DriftWatch(metrics, lambda: live.current.primary))
 
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -24,6 +24,12 @@ class ServerMetrics:
                                       registry=self.registry)
         self.log_dropped = Counter("mlops_request_log_dropped", "Request records dropped: the log queue was full",
                                    registry=self.registry)
+        self.outliers = Counter("mlops_outliers", "Input rows far outside the training data (max |z| > 6)",
+                                ["model", "version"], registry=self.registry)
+        self.drifted = Gauge("mlops_drifted_features", "Features whose recent inputs drifted from the training data",
+                             ["model", "version"], registry=self.registry)
+        self.psi = Gauge("mlops_feature_psi", "Population stability index of a feature's recent inputs",
+                         ["model", "version", "feature"], registry=self.registry)
         self._children: dict = {}
         self._predict: dict = {}
 

@@ -25,13 +25,14 @@ OUTLIER_Z = 6.0
 
 
 class RequestLog:
-    def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None):
+    def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None, watch=None):
         self.path = Path(folder) / "requests.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
         self.dropped = 0
         self.dropped_counter = dropped_counter
         self.written = 0
+        self.watch = watch  # called with each written batch, on the writer thread (live drift metrics)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._write, name="mlops-request-log", daemon=True)
         self.thread.start()
@@ -65,11 +66,48 @@ class RequestLog:
                                         "columns": list(frame.columns), "inputs": frame.to_numpy().tolist(),
                                         "outputs": values, "latency_ms": seconds * 1000}, default=str) + "\n")
                 f.flush()
+                if self.watch is not None:
+                    try:
+                        self.watch(batch)
+                    except Exception:  # metrics are best effort; the log itself is written
+                        pass
                 self.written += len(batch)
 
     def close(self, timeout: float = 10) -> None:
         self._stop.set()
         self.thread.join(timeout)
+
+
+class DriftWatch:
+    """Live drift and outlier metrics from the logged primary requests: outliers counted as they come, drift
+    recomputed over the latest `window` rows every `every` seconds."""
+
+    def __init__(self, metrics, current_primary, window: int = 1000, every: float = 5.0):
+        import collections
+
+        self.metrics, self.current_primary, self.every = metrics, current_primary, every
+        self.rows: collections.deque = collections.deque(maxlen=window)
+        self.last = 0.0
+
+    def __call__(self, batch: list) -> None:
+        model = self.current_primary()
+        if not model.reference:
+            return
+        fresh = [row for at, variant, version, frame, values, seconds in batch
+                 if variant == "primary" and version == model.version for row in frame.to_numpy().tolist()]
+        if not fresh:
+            return
+        self.rows.extend(fresh)
+        outliers = sum(score > OUTLIER_Z for score in outlier_scores(model.reference, model.columns, fresh))
+        self.metrics.outliers.labels(model.name, str(model.version)).inc(outliers)
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            found = drift(model.reference, model.columns, list(self.rows))
+            self.metrics.drifted.labels(model.name, str(model.version)).set(
+                sum(f["drifted"] for f in found.values()))
+            for feature, result in found.items():
+                if result["psi"] is not None:
+                    self.metrics.psi.labels(model.name, str(model.version), feature).set(result["psi"])
 
 
 def read_log(folder: str | Path, limit: int | None = None) -> list[dict]:
