@@ -99,7 +99,7 @@ def _monitor_table(args) -> Any:
     table = table.sort_values(["drifted", "psi"], ascending=[False, False])
     try:  # the drift plot: PSI as bars in the table (no plotting library needed)
         return table.style.bar(subset=["psi"], color="#d65f5f").format(precision=4)
-    except ImportError:  # pandas' Styler needs jinja2
+    except (ImportError, AttributeError):  # pandas' Styler needs jinja2, which may be missing
         return table
 
 
