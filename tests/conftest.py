@@ -55,3 +55,17 @@ def _isolated_workspace(monkeypatch):
     monkeypatch.delenv("MLOPS_WORKSPACE", raising=False)
     monkeypatch.delenv("MLOPS_STORE_URL", raising=False)
     monkeypatch.delenv("MLOPS_ARTIFACTS_URL", raising=False)
+
+
+def register_digits(folder: Path, c_values: tuple = ("5",), name: str = "digits") -> list[dict]:
+    """Run the digits example once per C in `folder` and register each run as the next version of `name`
+    (version 1 promoted to production); returns the registered versions. The workspace is folder/.mlops."""
+    import jupyter_mlops
+
+    notebook = folder / "digits.ipynb"
+    shutil.copy(EXAMPLES / "digits.ipynb", notebook)
+    workspace = folder / ".mlops"
+    versions = [jupyter_mlops.register(jupyter_mlops.run(notebook, {"C": c})["id"], name, workspace=workspace)
+                for c in c_values]
+    jupyter_mlops.promote(name, 1, workspace=workspace)
+    return versions

@@ -1,6 +1,5 @@
 """Request logging, drift and outliers, on a served model over real HTTP."""
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -11,13 +10,12 @@ import pytest
 import requests
 from sklearn.datasets import load_digits
 
-import jupyter_mlops
 from jupyter_mlops.serving.app import create_app
 from jupyter_mlops.serving.monitor import drift, read_log, report
 from jupyter_mlops.serving.server import load, serve_in_background
 from jupyter_mlops.workspace import Workspace
 
-from conftest import EXAMPLES
+from conftest import register_digits
 
 DIGITS = load_digits()
 
@@ -25,11 +23,8 @@ DIGITS = load_digits()
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     folder = tmp_path_factory.mktemp("monitor")
-    nb = folder / "digits.ipynb"
-    shutil.copy(EXAMPLES / "digits.ipynb", nb)
-    ws = folder / ".mlops"
-    version = jupyter_mlops.register(jupyter_mlops.run(nb)["id"], "digits", workspace=ws)
-    return Workspace(ws), version
+    [version] = register_digits(folder)
+    return Workspace(folder / ".mlops"), version
 
 
 def _send(url, rows, batch=20):

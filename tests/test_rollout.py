@@ -1,5 +1,4 @@
 """Canary weights, sticky A-B routing and shadows, over real HTTP."""
-import shutil
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from jupyter_mlops.serving.app import create_app
 from jupyter_mlops.serving.server import deployment, serve_in_background
 from jupyter_mlops.workspace import Workspace
 
-from conftest import EXAMPLES
+from conftest import register_digits
 
 DIGITS = load_digits()
 
@@ -20,14 +19,8 @@ DIGITS = load_digits()
 def versions(tmp_path_factory):
     """Version 1 (C=5, production) and version 2 (C=0.05: disagrees on some digits) of one model."""
     folder = tmp_path_factory.mktemp("rollout")
-    nb = folder / "digits.ipynb"
-    shutil.copy(EXAMPLES / "digits.ipynb", nb)
-    ws = folder / ".mlops"
-    for c in ("5", "0.05"):
-        run = jupyter_mlops.run(nb, {"C": c})
-        jupyter_mlops.register(run["id"], "digits", workspace=ws)
-    jupyter_mlops.promote("digits", 1, workspace=ws)
-    return Workspace(ws)
+    register_digits(folder, ("5", "0.05"))
+    return Workspace(folder / ".mlops")
 
 
 def serve(ws, **options):

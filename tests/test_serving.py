@@ -1,6 +1,5 @@
 """The model server over real HTTP on 127.0.0.1: both protocols, client mistakes, fuzzed bodies, a bounded load."""
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,12 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
-import jupyter_mlops
 from jupyter_mlops.serving.app import create_app
 from jupyter_mlops.serving.server import load, serve_in_background
 from jupyter_mlops.workspace import Workspace
 
-from conftest import EXAMPLES
+from conftest import register_digits
 
 DIGITS = load_digits()
 
@@ -26,12 +24,8 @@ DIGITS = load_digits()
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serving")
-    nb = folder / "digits.ipynb"
-    shutil.copy(EXAMPLES / "digits.ipynb", nb)
-    run = jupyter_mlops.run(nb)
+    register_digits(folder)
     ws = folder / ".mlops"
-    jupyter_mlops.register(run["id"], "digits", require=["accuracy>=0.9"], workspace=ws)
-    jupyter_mlops.promote("digits", 1, workspace=ws)
     model = load(Workspace(ws), "digits@production")
     server = serve_in_background(create_app(model))
     yield server.url, model, ws
