@@ -136,18 +136,21 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
     `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
     cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so)."""
+    from .engines.local import configure_pool, early_pool
     from .parameters import coerce_parameters
 
-    pipeline = validate(notebook)
-    overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-    ws = Workspace.locate(workspace, notebook)
-    run_id = new_run_id()
-    engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
+    pool = early_pool(str(notebook), fresh_kernels)  # the first kernel starts while the notebook is analysed
     try:
+        pipeline = validate(notebook)
+        overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+        configure_pool(pool, pipeline, max_parallel)
+        ws = Workspace.locate(workspace, notebook)
+        run_id = new_run_id()
+        engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
         paths = _record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
         result = _execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
     finally:
-        engine.close()
+        pool.close()
     if check and result["status"] != "succeeded":
         raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
     return result

@@ -60,11 +60,17 @@ def _run_sync(coroutine_fn):
 
 
 class KernelPool:
-    def __init__(self, kernel_name: str, cwd: str, size: int, modules: list[str], fresh_kernels: bool = False):
+    def __init__(self, kernel_name: str, cwd: str, size: int, modules: list[str] | None = None,
+                 fresh_kernels: bool = False):
+        """`modules=None` starts the first kernel at once and warms it once `configure` names the modules (the
+        notebook is analysed meanwhile)."""
         self.kernel_name = kernel_name
         self.cwd = cwd
         self.size = max(1, size)
-        self.modules = list(dict.fromkeys(modules))
+        self.modules: list[str] = []
+        self._configured = threading.Event()
+        if modules is not None:
+            self.configure(self.size, modules)
         self.fresh_kernels = fresh_kernels
         self._cond = threading.Condition()
         self._idle: list[Any] = []
@@ -76,6 +82,12 @@ class KernelPool:
         self._error: Exception | None = None
         # one kernel at once first: on a small machine, kernels starting together slow the first step down
         self._spawn(1)
+
+    def configure(self, size: int, modules: list[str]) -> None:
+        """How many kernels the run needs and what to import into them."""
+        self.size = max(1, size)
+        self.modules = list(dict.fromkeys(modules))
+        self._configured.set()
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def _spawn(self, count: int) -> None:
@@ -131,6 +143,7 @@ class KernelPool:
     def _warm_up(self, km: Any) -> None:
         """Import the notebook's modules; binds no names, and a module that fails to import is left to the step
         that imports it to report."""
+        self._configured.wait(120)
         code = ("import importlib as _il\nfor _m in %r:\n    try:\n        _il.import_module(_m)\n"
                 "    except Exception:\n        pass\ndel _il, _m\n") % self.modules
         kc = km.client()

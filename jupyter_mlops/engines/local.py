@@ -73,6 +73,31 @@ def kernel_pool(pipeline: Pipeline, size: int, fresh_kernels: bool = False) -> K
                       fresh_kernels=fresh_kernels)
 
 
+def early_pool(notebook: str, fresh_kernels: bool = False) -> KernelPool:
+    """A pool whose first kernel starts before the notebook is even analysed (only its kernel name is read);
+    `configure_pool` sizes and warms it once the pipeline is known."""
+    import json
+
+    # what starting a kernel imports, imported here first: the analysis imports IPython on this thread meanwhile,
+    # and two threads importing IPython at once can each find the other's half-initialised modules
+    import IPython.core.inputtransformer2  # noqa: F401
+    import ipykernel.kernelspec  # noqa: F401
+    import jupyter_client.manager  # noqa: F401
+    import jupyter_client.provisioning  # noqa: F401
+
+    try:
+        with open(notebook, encoding="utf-8") as f:
+            kernel = json.load(f).get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
+    except (OSError, ValueError):
+        kernel = "python3"  # validation will say what is wrong with the file
+    return KernelPool(kernel, str(Path(notebook).resolve().parent), 1, None, fresh_kernels=fresh_kernels)
+
+
+def configure_pool(pool: KernelPool, pipeline: Pipeline, max_parallel: int | None) -> None:
+    width = min(max(1, max_parallel or os.cpu_count() or 2), dag_width(pipeline))
+    pool.configure(width + 1 if pool.fresh_kernels else width, notebook_modules(pipeline))
+
+
 class LocalEngine:
     """Runs one pipeline's steps; reports progress through `on_update(StepResult)`."""
 
