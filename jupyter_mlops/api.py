@@ -139,6 +139,8 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     from .engines.local import configure_pool, early_pool
     from .parameters import coerce_parameters
 
+    if not Path(notebook).is_file():
+        validate(notebook)  # says what is wrong, before any kernel starts
     pool = early_pool(str(notebook), fresh_kernels)  # the first kernel starts while the notebook is analysed
     try:
         pipeline = validate(notebook)
