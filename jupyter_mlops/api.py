@@ -66,14 +66,13 @@ def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel:
     from .engines.local import LocalEngine
 
     store = ws.store
-    attempts: dict[str, int] = {}
 
     def update(result) -> None:
         values = {"status": result.status, "started": result.started, "finished": result.finished,
                   "duration": result.duration, "output_notebook": result.output_notebook,
                   "error": result.error, "cell": result.cell}
         if result.status == "running":
-            values["attempts"] = attempts.get(result.name, 0) + 1
+            values["attempts"] = engine.attempts.get(result.name, 0) + 1
         if result.status != "reused":
             store.update_step(run_id, result.name, **{k: v for k, v in values.items() if v is not None or
                                                        k in ("error", "cell", "finished", "duration")})
@@ -85,7 +84,6 @@ def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel:
     engine = LocalEngine(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
                          max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
                          on_update=update, pool=pool)
-    engine.attempts = attempts
     return engine
 
 

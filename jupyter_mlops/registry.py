@@ -139,7 +139,7 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
     artifacts = ws.artifacts(run["id"])
     try:
         entry = read_manifest(artifacts, serve.name)["predict"]
-    except (KeyError, Exception) as exc:
+    except Exception as exc:  # no manifest, or no `predict` in it
         raise MlopsError(f"run {run['id']} saved no `predict` from its serve step ({exc}); run the notebook again "
                          "with this version of jupyter-mlops") from None
     training = _training_input(pipeline, artifacts)

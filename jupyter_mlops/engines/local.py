@@ -113,6 +113,7 @@ class LocalEngine:
         self.on_update = on_update
         self.cwd = str(Path(pipeline.notebook).resolve().parent)
         self.results: dict[str, StepResult] = {s.name: StepResult(s.name) for s in pipeline.steps}
+        self.attempts: dict[str, int] = {}  # earlier attempts per step (resume), for the store's count
         self._state = threading.Condition()
         self._cancelled = False
         self._owns_pool = pool is None

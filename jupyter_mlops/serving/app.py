@@ -159,14 +159,6 @@ def _is_float(value: Any) -> bool:
         return False
 
 
-def _is_numeric(series) -> bool:
-    try:
-        series.astype(float)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def _column_message(missing: list, extra: list, expected: list) -> str:
     parts = []
     if missing:
