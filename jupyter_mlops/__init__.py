@@ -26,3 +26,18 @@ def load_ipython_extension(ipython) -> None:
     from .magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "jupyter_mlops"}]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    """The REST API for the JupyterLab panel (and the scheduler loop when enabled); see server/extension.py."""
+    from .server.extension import load
+
+    load(serverapp)
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    return [{"src": "labextension", "dest": "jupyter-mlops"}]

@@ -129,11 +129,12 @@ def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
         run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
-        check: bool = False, **run_fields: Any) -> dict:
+        check: bool = False, run_id: str | None = None, **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
     `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
-    cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so)."""
+    cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so). `run_id` is for callers
+    that hand the id out before the run is recorded (the server extension answers with it at once)."""
     from .engines.local import configure_pool, early_pool
     from .parameters import coerce_parameters
 
@@ -145,7 +146,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
         configure_pool(pool, pipeline, max_parallel)
         ws = Workspace.locate(workspace, notebook)
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
         paths = _record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
         result = _execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
@@ -315,8 +316,23 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
     Optuna (`search="bayes"`). Steps run `parallel` at a time on shared warm kernels; steps that no swept parameter
     reaches run once, for all trials. Each trial is a run grouped under the sweep id; returns
     {id, status, metric, direction, shared_steps, best, trials}."""
+    from .trials import run_sweep
+
+    pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
+                                                     trials=trials, parallel=parallel, maximize=maximize,
+                                                     minimize=minimize)
+    ws = Workspace.locate(workspace, notebook)
+    return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
+                     parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)
+
+
+def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
+               search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
+               minimize: str | None = None):
+    """Check a sweep's arguments against the notebook without running anything (MlopsError naming the mistake);
+    returns (pipeline, points, metric, direction)."""
     from .search_space import parse_dimension
-    from .trials import FixedPoints, OptunaPoints, run_sweep
+    from .trials import FixedPoints, OptunaPoints
 
     if parallel < 1:
         raise MlopsError(f"--parallel must be at least 1, got {parallel}")
@@ -341,9 +357,7 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
         if search == "random" and samples is None:
             raise MlopsError("a random search needs --samples N")
         points = FixedPoints(swept, fixed, samples, seed)
-    ws = Workspace.locate(workspace, notebook)
-    return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
-                     parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)
+    return pipeline, points, metric, direction
 
 
 # -- the model registry -------------------------------------------------------------------------------------------

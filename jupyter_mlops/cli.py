@@ -295,16 +295,6 @@ def _shadow_report(ws, name: str) -> dict | None:
         return None
 
 
-def _answers(url: str | None) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/v2/health/live", timeout=2):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
 def _schedule(args: argparse.Namespace) -> int:
     from . import schedule
     from .workspace import Workspace
@@ -497,14 +487,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             target = load(ws, args.model)
             what = f"{target.name} version {target.version}"
         else:
-            from .serving.server import DeploymentWatcher
-            from .workspace import owner_is_gone, process_owner
+            from .serving.server import DeploymentWatcher, is_up
+            from .workspace import process_owner
 
             spec = {"canary": args.canary, "weight": args.weight, "shadow": args.shadow,
                     "sticky_header": args.sticky_header}
             target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)  # checks
             running = ws.store.get_deployment(args.name)
-            if running and running["owner"] and not owner_is_gone(running["owner"]) and _answers(running["url"]):
+            if is_up(running):
                 ws.store.save_deployment(args.name, spec)
                 print(f"updated the running deployment of {args.name} at {running['url']}; it switches within "
                       "seconds, without dropping requests")

@@ -69,3 +69,67 @@ def register_digits(folder: Path, c_values: tuple = ("5",), name: str = "digits"
                 for c in c_values]
     jupyter_mlops.promote(name, 1, workspace=workspace)
     return versions
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JupyterServer:
+    """A real `jupyter lab` process (our server extension enabled) on 127.0.0.1, rooted at `root`."""
+
+    def __init__(self, root: Path, *args: str, env: dict | None = None):
+        import os
+        import subprocess
+        import sys
+
+        self.root, self.port, self.token = root, free_port(), "test-token"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(root.parent / f"jupyter-{self.port}.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip", "127.0.0.1",
+             "--port", str(self.port), f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+             "--ServerApp.jpserver_extensions={'jupyter_mlops': True}", "--LabApp.news_url=",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+    def wait(self, timeout: float = 60.0) -> "JupyterServer":
+        import time
+
+        import requests
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if requests.get(f"{self.url}/api/status", headers=self.headers, timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"jupyter did not start:\n{self.output()}")
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"token {self.token}"}
+
+    def api(self, method: str, path: str, **kwargs):
+        import requests
+
+        return requests.request(method, f"{self.url}/mlops/api/{path}", headers=self.headers, timeout=120, **kwargs)
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except Exception:
+            self.process.kill()
+        self.log.close()

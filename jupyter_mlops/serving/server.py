@@ -33,6 +33,21 @@ def deployment(workspace, name: str, canary: int | None = None, weight: float = 
         raise MlopsError(f"--weight: {exc}") from None
 
 
+def is_up(running: dict | None) -> bool:
+    """Whether a stored deployment's server process lives and answers its health check."""
+    import urllib.request
+
+    from ..workspace import owner_is_gone
+
+    if not running or not running["owner"] or owner_is_gone(running["owner"]):
+        return False
+    try:
+        with urllib.request.urlopen(f"{running['url']}/v2/health/live", timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _server(app, host: str, port: int):
     import gc
 

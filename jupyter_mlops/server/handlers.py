@@ -1,0 +1,500 @@
+"""The REST API under `/mlops/api/` that the JupyterLab panel speaks; each handler is a thin layer over `api.py`.
+
+Every handler is a Jupyter `APIHandler` behind `@web.authenticated`: the server's token or login, and its XSRF
+check on every non-GET request made with a cookie. Notebook paths come from the browser relative to the server's
+root dir and are resolved inside it (a `../` escape is answered 403). Anything slower than a store read runs on a
+thread (`run_blocking`) or as a background job, never on the event loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from ..errors import MlopsError, NotebookError
+from ..workspace import new_run_id
+
+
+class MlopsRequests:
+    """Shared plumbing of our handlers: the workspace, path checks, JSON bodies, MlopsError -> 400 naming it."""
+
+    @property
+    def mlops(self):
+        return self.settings["jupyter_mlops"]
+
+    @property
+    def workspace(self):
+        return self.mlops.workspace
+
+    def notebook_path(self, relative: Any, *, must_exist: bool = True) -> Path:
+        """A notebook path from the browser, resolved inside the server's root dir."""
+        if not isinstance(relative, str) or not relative.strip():
+            raise web.HTTPError(400, "`path` must be the notebook's path relative to the server's root, "
+                                     "e.g. \"folder/model.ipynb\"")
+        root = self.mlops.root_dir
+        path = (root / relative.lstrip("/")).resolve()
+        if not path.is_relative_to(root):
+            raise web.HTTPError(403, f"`{relative}` is outside the server's root dir")
+        if path.suffix != ".ipynb":
+            raise web.HTTPError(400, f"`{relative}` is not a notebook (.ipynb)")
+        if must_exist and not path.is_file():
+            raise web.HTTPError(404, f"no notebook at `{relative}`")
+        return path
+
+    def body(self) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError as exc:
+            raise web.HTTPError(400, f"the request body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return data
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    async def run_blocking(self, fn, *args, **kwargs):
+        """Run a store read or an API call on a thread; a user mistake becomes a 400 naming it."""
+        try:
+            return await IOLoop.current().run_in_executor(None, lambda: fn(*args, **kwargs))
+        except NotebookError as exc:
+            self.problems = [_problem(p) for p in exc.problems]
+            raise web.HTTPError(400, str(exc)) from None
+        except MlopsError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+
+    def relative(self, path: str | None) -> str | None:
+        """A path as the browser names it (relative to the root dir), or None when it lies outside."""
+        if not path:
+            return None
+        resolved = Path(path).resolve()
+        return resolved.relative_to(self.mlops.root_dir).as_posix() \
+            if resolved.is_relative_to(self.mlops.root_dir) else None
+
+
+class MlopsHandler(MlopsRequests, APIHandler):
+    """A JSON endpoint: errors answer {"message": ..., "problems": [...]}."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        body = {"message": message}
+        if getattr(self, "problems", None):
+            body["problems"] = self.problems
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+def _problem(p) -> dict:
+    return {"cell": p.cell, "message": p.message, "fix": p.fix, "snippet": p.snippet}
+
+
+def _number(data: dict, name: str, kind=float, default: Any = None, minimum: float | None = None):
+    value = data.get(name, default)
+    if value is None or value == "":
+        return default
+    try:
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise web.HTTPError(400, f"`{name}` must be a {'whole ' if kind is int else ''}number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise web.HTTPError(400, f"`{name}` must be at least {minimum:g}, got {value}")
+    return value
+
+
+def _parameters(data: dict, name: str = "parameters") -> dict:
+    values = data.get(name) or {}
+    if not isinstance(values, dict):
+        raise web.HTTPError(400, f"`{name}` must be an object of parameter names to values")
+    return values
+
+
+# -- notebooks ----------------------------------------------------------------------------------------------------
+class ValidateHandler(MlopsHandler):
+    @web.authenticated
+    async def post(self):
+        """The pipeline of a notebook: of its saved file, or of `notebook` (the unsaved content in the editor)."""
+        data = self.body()
+        path = self.notebook_path(data.get("path"), must_exist="notebook" not in data)
+        content = data.get("notebook")
+
+        def validate():
+            import nbformat
+
+            from ..pipeline import build_pipeline
+
+            nb = nbformat.from_dict(content) if content is not None else None
+            try:
+                pipeline = build_pipeline(path, nb)
+            except NotebookError as exc:
+                return {"ok": False, "problems": [_problem(p) for p in exc.problems]}
+            return {"ok": True, "pipeline": pipeline.to_dict(), "warnings": list(pipeline.warnings)}
+
+        if content is not None and not isinstance(content, dict):
+            raise web.HTTPError(400, "`notebook` must be the notebook's JSON (nbformat 4)")
+        self.reply(await self.run_blocking(validate))
+
+
+# -- runs -----------------------------------------------------------------------------------------------------------
+class RunsHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self):
+        """Runs, newest first, without their steps (the table needs thousands of rows, not their steps)."""
+        from .. import api
+
+        limit = _number({"limit": self.get_argument("limit", "5000")}, "limit", int, minimum=1)
+        sweep = self.get_argument("sweep", None)
+        runs = await self.run_blocking(api.list_runs, workspace=self.workspace.root, limit=limit, sweep_id=sweep)
+        rows = []
+        for run in runs:
+            steps = run.pop("steps")
+            run["steps_done"] = sum(s["status"] in ("succeeded", "reused") for s in steps)
+            run["steps_total"] = len(steps)
+            run["path"] = self.relative(run["notebook"])
+            rows.append(run)
+        self.reply({"runs": rows, "jobs": [j.to_dict() for j in self.mlops.jobs.running()]})
+
+    @web.authenticated
+    async def post(self):
+        """Start a run of the notebook at `path` with `parameters`; answers 202 with the run id at once."""
+        from .. import api
+        from ..parameters import coerce_parameters
+
+        data = self.body()
+        path = self.notebook_path(data.get("path"))
+        parameters = _parameters(data)
+        pipeline = await self.run_blocking(api.validate, path)  # bad tags: 400 with every problem, nothing runs
+        await self.run_blocking(coerce_parameters, pipeline.parameters, dict(parameters))
+        run_id = new_run_id()
+        job = self.mlops.jobs.start("run", lambda: api.run(path, parameters, workspace=self.workspace.root,
+                                                           run_id=run_id), run_id=run_id)
+        self.reply({"job": job.id, "run_id": run_id}, 202)
+
+
+class RunHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self, run_id: str):
+        from .. import api
+
+        run = await self.run_blocking(api.get_run, run_id, workspace=self.workspace.root)
+        run["path"] = self.relative(run["notebook"])
+        for step in run["steps"]:
+            step["has_notebook"] = bool(step["output_notebook"] and Path(step["output_notebook"]).is_file())
+        self.reply(run)
+
+
+class StepNotebookHandler(MlopsRequests, JupyterHandler):
+    @web.authenticated
+    async def get(self, run_id: str, step: str):
+        """A run's executed step notebook, rendered as HTML (`?format=ipynb` for its JSON). The HTML holds the
+        notebook's outputs, which may hold any HTML: a CSP sandbox keeps their scripts from running on the
+        server's origin (where they could act with the user's session)."""
+        from .. import api
+
+        run = await self.run_blocking(api.get_run, run_id, workspace=self.workspace.root)
+        found = next((s for s in run["steps"] if s["name"] == step), None)
+        if found is None:
+            raise web.HTTPError(404, f"run {run_id} has no step `{step}`")
+        output = Path(found["output_notebook"] or "")
+        if not found["output_notebook"] or not output.is_file():
+            raise web.HTTPError(404, f"step `{step}` of run {run_id} has no output notebook (status "
+                                     f"{found['status']})")
+        output = output.resolve()
+        if not (output.is_relative_to(self.workspace.root) or output.is_relative_to(self.mlops.root_dir)):
+            raise web.HTTPError(403, "the output notebook lies outside the server's root and the workspace")
+        if self.get_argument("format", "html") == "ipynb":
+            self.set_header("Content-Type", "application/x-ipynb+json")
+            self.finish(output.read_bytes())
+            return
+
+        def render() -> str:
+            from nbconvert import HTMLExporter
+
+            html, _ = HTMLExporter(template_name="lab").from_filename(str(output))
+            return html
+
+        html = await self.run_blocking(render)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; "
+                        "style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'")
+        self.finish(html)
+
+
+class JobHandler(MlopsHandler):
+    @web.authenticated
+    def get(self, job_id: str):
+        job = self.mlops.jobs.get(job_id)
+        if job is None:
+            raise web.HTTPError(404, f"no job `{job_id}` (finished jobs are forgotten after a while)")
+        self.reply(job.to_dict())
+
+
+# -- sweeps ---------------------------------------------------------------------------------------------------------
+class SweepsHandler(MlopsHandler):
+    @web.authenticated
+    async def post(self):
+        """Start a sweep: `space` maps parameters to lists or range specs (as on the command line)."""
+        from .. import api
+
+        data = self.body()
+        path = self.notebook_path(data.get("path"))
+        space = _parameters(data, "space")
+        direction = data.get("direction") or "maximize"
+        if direction not in ("maximize", "minimize"):
+            raise web.HTTPError(400, f"`direction` must be maximize or minimize, got {direction!r}")
+        metric = data.get("metric") or None
+        options = dict(samples=_number(data, "samples", int, minimum=1), seed=_number(data, "seed", int, 0),
+                       search=data.get("search") or ("random" if data.get("samples") else "grid"),
+                       trials=_number(data, "trials", int, minimum=1))
+        parallel = _number(data, "parallel", int, 2, minimum=1)
+        kwargs = dict(parallel=parallel, **options, **({direction: metric} if metric else {}))
+        # every check a sweep makes, before any kernel starts: mistakes come back as a 400, not as a failed job
+        await self.run_blocking(api.plan_sweep, path, space, **kwargs)
+        total = await self.run_blocking(api.planned_trials, path, space, **options)
+        job = self.mlops.jobs.start("sweep", lambda: api.sweep(path, space, workspace=self.workspace.root,
+                                                               **kwargs), trials=total)
+        self.reply({"job": job.id, "trials": total}, 202)
+
+
+# -- models ---------------------------------------------------------------------------------------------------------
+class ModelsHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self):
+        from .. import api
+
+        self.reply({"models": await self.run_blocking(api.models, workspace=self.workspace.root)})
+
+    @web.authenticated
+    async def post(self):
+        """Register `run` (an id or "best" by `metric`) as the next version of `name`, behind `require` gates."""
+        from .. import api
+        from ..registry import GateFailed
+
+        data = self.body()
+        require = data.get("require") or []
+        if not isinstance(require, list) or not all(isinstance(g, str) for g in require):
+            raise web.HTTPError(400, "`require` must be a list of gates like \"accuracy>=0.9\"")
+        for field in ("run", "name"):
+            if not isinstance(data.get(field), str) or not data[field].strip():
+                raise web.HTTPError(400, f"`{field}` is required" + (": a run id, or \"best\" with `metric`"
+                                                                     if field == "run" else ": the model's name"))
+        try:
+            version = await self.run_blocking(
+                api.register, data["run"].strip(), data["name"].strip(), metric=data.get("metric") or None,
+                maximize=data.get("direction", "maximize") != "minimize", require=require,
+                sweep_id=data.get("sweep") or None, workspace=self.workspace.root)
+        except GateFailed as exc:  # not raised through run_blocking's MlopsError branch: it names the gate
+            raise web.HTTPError(400, f"gate failed: {exc}") from None
+        self.reply(version, 201)
+
+
+class AliasHandler(MlopsHandler):
+    @web.authenticated
+    async def post(self, name: str, action: str):
+        """`promote` (body: version, alias) or `rollback` (body: alias) a model's alias."""
+        from .. import api
+
+        data = self.body()
+        alias = data.get("alias") or "production"
+        if action == "promote":
+            version = _number(data, "version", int, minimum=1)
+            if version is None:
+                raise web.HTTPError(400, "`version` is required: the model version the alias should point at")
+            done = await self.run_blocking(api.promote, name, version, alias=alias, workspace=self.workspace.root)
+        else:
+            done = await self.run_blocking(api.rollback, name, alias=alias, workspace=self.workspace.root)
+        self.reply(done)
+
+
+# -- deployments ----------------------------------------------------------------------------------------------------
+class DeploymentsHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self):
+        self.reply({"deployments": await self.run_blocking(_deployments, self.workspace)})
+
+    @web.authenticated
+    async def post(self):
+        """Start the deployment's server (a `jupyter-mlops deploy` process of its own, so serving never shares the
+        Jupyter server's event loop), or update the running one; answers once it is up or has said why not."""
+        data = self.body()
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise web.HTTPError(400, "`name` is required: the registered model to deploy")
+        port = _number(data, "port", int, 8080, minimum=1)
+        command = [sys.executable, "-m", "jupyter_mlops.cli", "deploy", name.strip(), "--port", str(port),
+                   "--workspace", str(self.workspace.root)]
+        for field, flag in (("canary", "--canary"), ("shadow", "--shadow")):
+            value = _number(data, field, int, minimum=1)
+            if value is not None:
+                command += [flag, str(value)]
+        if data.get("canary") not in (None, ""):
+            command += ["--weight", str(_number(data, "weight", float, 10.0, minimum=0))]
+        if data.get("sticky_header"):
+            command += ["--sticky-header", str(data["sticky_header"])]
+        self.reply(await self.run_blocking(_start_deployment, self.workspace, name.strip(), command))
+
+
+def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> dict:
+    from ..serving.server import is_up
+
+    log = ws.root / "logs" / name / "server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    updating = is_up(ws.store.get_deployment(name))  # then the new process only updates the spec, and exits
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    start = log.stat().st_size if log.exists() else 0
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        code = process.poll()
+        if code is not None:
+            said = log.read_text(errors="replace")[start:].strip() or f"exit code {code}"
+            if code == 0:  # an update of the server already running
+                return {"name": name, "status": "updated", "message": said, **_deployment_row(ws, name)}
+            raise MlopsError(said.removeprefix("error: "))
+        if not updating and is_up(ws.store.get_deployment(name)):
+            return {"name": name, "status": "started", **_deployment_row(ws, name)}
+        time.sleep(0.2)
+    raise MlopsError(f"the server for {name} did not answer within {wait:g} s; see {log}")
+
+
+def _deployment_row(ws, name: str) -> dict:
+    row = ws.store.get_deployment(name) or {}
+    return {"url": row.get("url"), "spec": row.get("spec")}
+
+
+def _deployments(ws) -> list[dict]:
+    """Each deployment with its spec, whether its server is up, and the drift of its logged requests."""
+    from ..registry import resolve
+    from ..serving.monitor import report
+    from ..serving.server import is_up
+
+    out = []
+    for row in ws.store.deployments():
+        entry = {"name": row["name"], "url": row["url"], "spec": row["spec"], "up": is_up(row),
+                 "updated": row["updated"]}
+        aliases = {a["alias"]: a["version"] for a in ws.store.aliases(row["name"])}
+        try:
+            version = resolve(ws.store, f"{row['name']}@production" if "production" in aliases else row["name"])
+            found = report(version["package"], ws.root / "logs" / row["name"], 500)
+            entry.update(version=version["version"], requests=found["requests"], outliers=found["outliers"],
+                         drifted_features=found["drifted_features"])
+        except (MlopsError, OSError, ValueError, KeyError) as exc:
+            entry["monitor_error"] = str(exc)
+        out.append(entry)
+    return out
+
+
+# -- schedules ------------------------------------------------------------------------------------------------------
+class SchedulesHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self):
+        from .. import schedule
+
+        rows = await self.run_blocking(lambda: [schedule.describe(r, time.time())
+                                                for r in self.workspace.store.schedules()])
+        for row in rows:
+            row["path"] = self.relative(row["notebook"])
+        self.reply({"schedules": rows, "scheduler": self.mlops.scheduler_running})
+
+    @web.authenticated
+    async def post(self):
+        from .. import schedule
+
+        data = self.body()
+        path = self.notebook_path(data.get("path"))
+        for field in ("name", "cron"):
+            if not isinstance(data.get(field), str) or not data[field].strip():
+                raise web.HTTPError(400, f"`{field}` is required")
+        added = await self.run_blocking(
+            schedule.add, self.workspace, str(path), data["name"].strip(), data["cron"].strip(), _parameters(data),
+            timezone=data.get("timezone") or "UTC", missed=data.get("missed") or "skip",
+            retries=_number(data, "retries", int, 0, minimum=0), backoff=_number(data, "backoff", float, 60.0, 0),
+            timeout=_number(data, "timeout", float))
+        self.reply(added, 201)
+
+
+class ScheduleHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self, name: str):
+        """A schedule's fired ticks."""
+        from .. import schedule
+
+        store = self.workspace.store
+        await self.run_blocking(store.get_schedule, name)
+        ticks = await self.run_blocking(store.tick_history, name)
+        self.reply({"ticks": [{**t, "tick": schedule.iso(t["tick"]), "claimed_at": schedule.iso(t["claimed_at"])}
+                              for t in ticks]})
+
+    @web.authenticated
+    async def post(self, name: str):
+        """`action`: pause, resume, or run (now, as a background job)."""
+        from .. import schedule
+
+        action = self.body().get("action")
+        store = self.workspace.store
+        await self.run_blocking(store.get_schedule, name)  # unknown name: 400 naming it
+        if action in ("pause", "resume"):
+            await self.run_blocking(store.set_schedule_status, name, "paused" if action == "pause" else "active")
+            self.reply({"name": name, "status": "paused" if action == "pause" else "active"})
+        elif action == "run":
+            job = self.mlops.jobs.start("schedule", lambda: schedule.Scheduler(self.workspace).fire_now(name),
+                                        schedule=name)
+            self.reply({"job": job.id}, 202)
+        else:
+            raise web.HTTPError(400, f"`action` must be pause, resume or run, got {action!r}")
+
+    @web.authenticated
+    async def delete(self, name: str):
+        store = self.workspace.store
+        await self.run_blocking(store.get_schedule, name)
+        await self.run_blocking(store.delete_schedule, name)
+        self.set_status(204)
+        self.finish()
+
+
+class CronHandler(MlopsHandler):
+    @web.authenticated
+    async def post(self):
+        """The next fire times of a cron expression in a timezone (the panel's cron helper)."""
+        from .. import schedule
+
+        data = self.body()
+        cron, zone = str(data.get("cron") or ""), str(data.get("timezone") or "UTC")
+
+        def preview():
+            schedule.check_cron(cron)
+            now = time.time()
+            return [schedule.iso(t) for t in schedule.ticks_between(cron, zone, now, now + 366 * 86400)[:5]]
+
+        self.reply({"cron": cron, "timezone": zone, "next": await self.run_blocking(preview)})
+
+
+def routes(base_url: str) -> list[tuple]:
+    api = url_path_join(base_url, "mlops", "api")
+    name = r"([A-Za-z0-9_.:-]+)"
+    return [
+        (url_path_join(api, "validate"), ValidateHandler),
+        (url_path_join(api, "runs"), RunsHandler),
+        (url_path_join(api, "runs", name), RunHandler),
+        (url_path_join(api, "runs", name, "steps", name, "notebook"), StepNotebookHandler),
+        (url_path_join(api, "jobs", name), JobHandler),
+        (url_path_join(api, "sweeps"), SweepsHandler),
+        (url_path_join(api, "models"), ModelsHandler),
+        (url_path_join(api, "models", name, "(promote|rollback)"), AliasHandler),
+        (url_path_join(api, "deployments"), DeploymentsHandler),
+        (url_path_join(api, "schedules"), SchedulesHandler),
+        (url_path_join(api, "schedules", name), ScheduleHandler),
+        (url_path_join(api, "cron"), CronHandler),
+    ]

@@ -1,0 +1,226 @@
+"""The Jupyter server extension's REST API, against a real `jupyter lab` process over real HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+import time
+
+import pytest
+import requests
+
+from conftest import EXAMPLES, JupyterServer, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab") / "root"
+    (root / "project").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "digits.ipynb", root / "project" / "digits.ipynb")
+    (root / "notes.txt").write_text("not a notebook")
+    running = JupyterServer(root).wait()
+    yield running
+    running.stop()
+
+
+def wait_job(server, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = server.api("GET", f"jobs/{job_id}").json()
+        if job["status"] != "running":
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still running")
+
+
+@pytest.fixture(scope="module")
+def finished_run(server):
+    reply = server.api("POST", "runs", json={"path": "project/digits.ipynb", "parameters": {"C": 3}})
+    assert reply.status_code == 202, reply.text
+    job = wait_job(server, reply.json()["job"])
+    assert job["status"] == "done" and job["result"]["status"] == "succeeded", job
+    return reply.json()["run_id"]
+
+
+# -- auth, XSRF, paths --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method,path", [("GET", "runs"), ("GET", "models"), ("POST", "validate"),
+                                         ("POST", "runs"), ("GET", "schedules"), ("POST", "deployments")])
+def test_every_endpoint_needs_jupyters_auth(server, method, path):
+    reply = requests.request(method, f"{server.url}/mlops/api/{path}", json={}, timeout=30)
+    assert reply.status_code == 403
+
+
+def test_cookie_sessions_need_the_xsrf_token(server):
+    browser = requests.Session()
+    browser.get(f"{server.url}/lab?token={server.token}", timeout=30).raise_for_status()  # logs in: cookies
+    assert browser.get(f"{server.url}/mlops/api/runs", timeout=30).status_code == 200
+    body = {"path": "project/digits.ipynb"}
+    assert browser.post(f"{server.url}/mlops/api/validate", json=body, timeout=30).status_code == 403
+    xsrf = browser.cookies["_xsrf"]
+    reply = browser.post(f"{server.url}/mlops/api/validate", json=body, headers={"X-XSRFToken": xsrf}, timeout=30)
+    assert reply.status_code == 200 and reply.json()["ok"]
+
+
+@pytest.mark.parametrize("path,status", [("../outside.ipynb", 403), ("project/../../../etc/x.ipynb", 403),
+                                         ("/project/missing.ipynb", 404), ("notes.txt", 400), ("", 400)])
+def test_paths_stay_inside_the_root_dir(server, path, status):
+    reply = server.api("POST", "validate", json={"path": path})
+    assert reply.status_code == status, reply.text
+    assert reply.json()["message"]
+
+
+def test_a_body_that_is_not_json_is_a_400_naming_it(server):
+    reply = server.api("POST", "runs", data=b"{not json")
+    assert reply.status_code == 400 and "not JSON" in reply.json()["message"]
+
+
+# -- notebooks and runs -------------------------------------------------------------------------------------------
+def test_validate_the_saved_notebook_and_unsaved_content(server):
+    saved = server.api("POST", "validate", json={"path": "project/digits.ipynb"}).json()
+    assert saved["ok"] and [s["name"] for s in saved["pipeline"]["steps"]] == ["data", "train", "evaluate", "serve"]
+    content = json.loads((server.root / "project" / "digits.ipynb").read_text())
+    code = [c for c in content["cells"] if c["cell_type"] == "code"]
+    code[-1]["metadata"]["tags"] = ["trian"]  # the user's typo, not saved yet
+    unsaved = server.api("POST", "validate", json={"path": "project/digits.ipynb", "notebook": content}).json()
+    assert not unsaved["ok"]
+    problem = unsaved["problems"][0]
+    assert problem["cell"] == content["cells"].index(code[-1]) + 1 and "train" in problem["fix"]
+
+
+def test_a_run_appears_in_the_table_with_its_step_notebooks(server, finished_run):
+    table = server.api("GET", "runs").json()["runs"]
+    run = next(r for r in table if r["id"] == finished_run)
+    assert run["path"] == "project/digits.ipynb" and run["params"]["C"] == 3.0
+    assert run["metrics"]["accuracy"] > 0.9 and run["steps_done"] == run["steps_total"] == 4
+    detail = server.api("GET", f"runs/{finished_run}").json()
+    assert [s["has_notebook"] for s in detail["steps"]] == [True] * 4
+    html = server.api("GET", f"runs/{finished_run}/steps/train/notebook")
+    assert html.status_code == 200 and "text/html" in html.headers["Content-Type"] and "SVC" in html.text
+    assert "sandbox" in html.headers["Content-Security-Policy"]  # outputs' scripts never run on our origin
+    raw = server.api("GET", f"runs/{finished_run}/steps/train/notebook", params={"format": "ipynb"}).json()
+    assert raw["nbformat"] == 4
+    assert server.api("GET", f"runs/{finished_run}/steps/nope/notebook").status_code == 404
+    assert server.api("GET", "runs/20990101-000000-000000").status_code == 400
+
+
+def test_bad_parameters_are_refused_and_nothing_is_stored(server, finished_run):
+    before = len(server.api("GET", "runs").json()["runs"])
+    reply = server.api("POST", "runs", json={"path": "project/digits.ipynb", "parameters": {"C": "lots"}})
+    assert reply.status_code == 400 and "C" in reply.json()["message"]
+    reply = server.api("POST", "runs", json={"path": "project/digits.ipynb", "parameters": {"Cee": 1}})
+    assert reply.status_code == 400 and "Cee" in reply.json()["message"]
+    assert len(server.api("GET", "runs").json()["runs"]) == before
+
+
+def test_a_notebook_with_bad_tags_is_refused_with_its_problems(server):
+    content = json.loads((server.root / "project" / "digits.ipynb").read_text())
+    next(c for c in content["cells"] if c["cell_type"] == "code")["metadata"]["tags"] = ["step:has space"]
+    (server.root / "project" / "broken.ipynb").write_text(json.dumps(content))
+    reply = server.api("POST", "runs", json={"path": "project/broken.ipynb"})
+    assert reply.status_code == 400 and reply.json()["problems"][0]["cell"] is not None
+
+
+def test_sweep_from_the_api(server):
+    reply = server.api("POST", "sweeps", json={"path": "project/digits.ipynb", "space": {"C": "1,10"},
+                                               "parallel": 2, "metric": "accuracy"})
+    assert reply.status_code == 202 and reply.json()["trials"] == 2, reply.text
+    job = wait_job(server, reply.json()["job"])
+    assert job["status"] == "done" and job["result"]["status"] == "succeeded", job
+    sweep_id = job["result"]["id"]
+    trials = server.api("GET", "runs", params={"sweep": sweep_id}).json()["runs"]
+    assert sorted(r["params"]["C"] for r in trials) == [1.0, 10.0]
+    bad = server.api("POST", "sweeps", json={"path": "project/digits.ipynb", "space": {"C": "1,10"},
+                                             "metric": "acuracy"})
+    assert bad.status_code == 400 and "acuracy" in bad.json()["message"]
+
+
+# -- registry and deployments -------------------------------------------------------------------------------------
+def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
+    failed = server.api("POST", "models", json={"run": finished_run, "name": "digits",
+                                                "require": ["accuracy>=1.01"]})
+    assert failed.status_code == 400 and "accuracy" in failed.json()["message"]
+    assert server.api("GET", "models").json()["models"] == []
+    for _ in range(2):
+        done = server.api("POST", "models", json={"run": finished_run, "name": "digits",
+                                                  "require": ["accuracy>=0.9"]})
+        assert done.status_code == 201, done.text
+    assert server.api("POST", "models/digits/promote", json={"version": 1}).json()["version"] == 1
+    assert server.api("POST", "models/digits/promote", json={"version": 2}).json()["previous"] == 1
+    assert server.api("POST", "models/digits/rollback", json={}).json()["version"] == 1
+    model = server.api("GET", "models").json()["models"][0]
+    assert model["aliases"] == {"production": 1} and len(model["versions"]) == 2
+    assert server.api("POST", "models/digits/promote", json={"version": 9}).status_code == 400
+
+
+def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
+    if not any(m["name"] == "digits" for m in server.api("GET", "models").json()["models"]):
+        test_register_behind_a_gate_promote_and_rollback(server, finished_run)
+    port = free_port()
+    reply = server.api("POST", "deployments", json={"name": "digits", "port": port, "canary": 2, "weight": 50})
+    assert reply.status_code == 200 and reply.json()["status"] == "started", reply.text
+    try:
+        from sklearn.datasets import load_digits
+
+        rows = load_digits().data[:4].tolist()
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"instances": rows}, timeout=30)
+        assert answer.status_code == 200 and answer.headers["x-mlops-variant"] in ("primary", "canary")
+        listed = server.api("GET", "deployments").json()["deployments"]
+        assert listed[0]["up"] and listed[0]["spec"]["canary"] == 2 and listed[0]["requests"] >= 0
+        bad = server.api("POST", "deployments", json={"name": "digits", "port": port, "canary": 7})
+        assert bad.status_code == 400 and "7" in bad.json()["message"]
+    finally:
+        owner = server.api("GET", "deployments").json()["deployments"][0]
+        from jupyter_mlops.workspace import Workspace
+
+        row = Workspace(server.root / ".mlops").store.get_deployment("digits")
+        os.kill(int(row["owner"].rsplit(":", 2)[1]), signal.SIGTERM)
+        assert owner["name"] == "digits"
+
+
+# -- schedules ----------------------------------------------------------------------------------------------------
+def test_schedules_through_the_api(server):
+    bad = server.api("POST", "schedules", json={"path": "project/digits.ipynb", "name": "nightly",
+                                                "cron": "0 3 * *"})
+    assert bad.status_code == 400 and "cron" in bad.json()["message"]
+    bad_zone = server.api("POST", "schedules", json={"path": "project/digits.ipynb", "name": "nightly",
+                                                     "cron": "0 3 * * *", "timezone": "Mars/Olympus"})
+    assert bad_zone.status_code == 400 and "Mars/Olympus" in bad_zone.json()["message"]
+    assert server.api("GET", "schedules").json()["schedules"] == []
+    added = server.api("POST", "schedules", json={"path": "project/digits.ipynb", "name": "nightly",
+                                                  "cron": "0 3 * * *", "parameters": {"C": 2}})
+    assert added.status_code == 201 and added.json()["next_tick"].endswith("03:00:00+00:00")
+    listed = server.api("GET", "schedules").json()
+    assert listed["schedules"][0]["path"] == "project/digits.ipynb" and listed["scheduler"] is False
+    assert server.api("POST", "schedules/nightly", json={"action": "pause"}).json()["status"] == "paused"
+    assert server.api("GET", "schedules").json()["schedules"][0]["next_tick"] is None
+    job = server.api("POST", "schedules/nightly", json={"action": "run"}).json()["job"]
+    assert wait_job(server, job)["result"]["status"] == "succeeded"
+    ticks = server.api("GET", "schedules/nightly").json()["ticks"]
+    assert len(ticks) == 1 and ticks[0]["run_id"]
+    assert server.api("DELETE", "schedules/nightly").status_code == 204
+    assert server.api("DELETE", "schedules/nightly").status_code == 400
+
+
+def test_the_scheduler_loop_runs_inside_the_server_when_enabled(tmp_path):
+    from jupyter_mlops import schedule
+    from jupyter_mlops.workspace import Workspace
+
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(EXAMPLES / "digits.ipynb", root / "digits.ipynb")
+    ws = Workspace(root / ".mlops")
+    # created two minutes ago: the tick of the last minute is due as soon as the loop makes its first pass
+    schedule.add(ws, str(root / "digits.ipynb"), "every-minute", "* * * * *", clock=lambda: time.time() - 120)
+    lab = JupyterServer(root, "--JupyterMlops.scheduler=True", "--JupyterMlops.scheduler_interval=0.5").wait()
+    try:
+        assert lab.api("GET", "schedules").json()["scheduler"] is True
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            runs = [r for r in lab.api("GET", "runs").json()["runs"] if r["schedule"] == "every-minute"]
+            if runs and runs[0]["status"] == "succeeded":
+                break
+            time.sleep(0.5)
+        assert runs and runs[0]["status"] == "succeeded" and runs[0]["scheduled_for"].endswith(":00+00:00")
+    finally:
+        lab.stop()
