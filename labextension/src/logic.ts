@@ -1,0 +1,234 @@
+/**
+ * The panel's logic without JupyterLab or React: cell tags, the run table's columns, filter, sort and pages,
+ * and the forms' text parsed into API bodies. Kept pure so node's test runner checks it (test/logic.test.ts).
+ */
+
+/** The tags the panel's buttons put on a cell; a cell has at most one of them. */
+export const ROLE_TAGS = ['parameters', 'setup', 'data', 'train', 'evaluate', 'serve', 'skip'] as const;
+export type Role = (typeof ROLE_TAGS)[number];
+
+/** Tags meaning the same as one of ours (Kale's, and our aliases), as the Python side reads them. */
+const ROLE_ALIASES: Record<string, Role> = {
+  imports: 'setup',
+  functions: 'setup',
+  'pipeline-parameters': 'parameters'
+};
+
+/** The role a cell's tags give it, for its badge: one of ROLE_TAGS, `step:NAME` as "custom", or null. */
+export function roleOf(tags: readonly string[]): { role: string; label: string } | null {
+  for (const tag of tags) {
+    if ((ROLE_TAGS as readonly string[]).includes(tag)) {
+      return { role: tag, label: tag };
+    }
+    if (tag in ROLE_ALIASES) {
+      return { role: ROLE_ALIASES[tag], label: tag };
+    }
+  }
+  const named = tags.find(t => t.startsWith('step:') || t.startsWith('block:'));
+  return named ? { role: 'custom', label: named.slice(named.indexOf(':') + 1) } : null;
+}
+
+/**
+ * A cell's tags after clicking the `role` button: the role replaces any other role tag; clicking the role the
+ * cell already has removes it. Other tools' tags stay. A cell that stops being a step loses `step:`/`after:`.
+ */
+export function toggleRole(tags: readonly string[], role: Role): string[] {
+  const isRole = (t: string) => (ROLE_TAGS as readonly string[]).includes(t) || t in ROLE_ALIASES;
+  const had = tags.includes(role);
+  const kept = tags.filter(t => !isRole(t));
+  if (had) {
+    return kept;
+  }
+  const stepLike = ['data', 'train', 'evaluate', 'serve'].includes(role);
+  const cleaned = stepLike ? kept : kept.filter(t => !/^(step|block|after|prev):/.test(t));
+  return [...cleaned, role];
+}
+
+export interface Run {
+  id: string;
+  status: string;
+  path: string | null;
+  notebook: string;
+  params: Record<string, unknown>;
+  metrics: Record<string, number>;
+  started: string | null;
+  duration: number | null;
+  sweep_id: string | null;
+  schedule: string | null;
+  error: string | null;
+  steps_done?: number;
+  steps_total?: number;
+}
+
+/** The run table's columns: fixed ones, then every parameter and metric any run has (sorted by name). */
+export function runColumns(runs: readonly Run[]): { params: string[]; metrics: string[] } {
+  const params = new Set<string>();
+  const metrics = new Set<string>();
+  for (const run of runs) {
+    Object.keys(run.params || {}).forEach(k => params.add(k));
+    Object.keys(run.metrics || {}).forEach(k => metrics.add(k));
+  }
+  return { params: [...params].sort(), metrics: [...metrics].sort() };
+}
+
+/** The value a column key names: `params.C`, `metrics.accuracy`, or a run field (`status`, `duration`, ...). */
+export function cellValue(run: Run, key: string): unknown {
+  if (key.startsWith('params.')) {
+    return run.params?.[key.slice(7)];
+  }
+  if (key.startsWith('metrics.')) {
+    return run.metrics?.[key.slice(8)];
+  }
+  return (run as unknown as Record<string, unknown>)[key];
+}
+
+/** Sort by a column; missing values last whatever the direction; numbers as numbers. */
+export function sortRuns(runs: readonly Run[], key: string, descending: boolean): Run[] {
+  const sign = descending ? -1 : 1;
+  return [...runs].sort((a, b) => {
+    const x = cellValue(a, key);
+    const y = cellValue(b, key);
+    const xMissing = x === undefined || x === null;
+    const yMissing = y === undefined || y === null;
+    if (xMissing || yMissing) {
+      return xMissing === yMissing ? 0 : xMissing ? 1 : -1;
+    }
+    if (typeof x === 'number' && typeof y === 'number') {
+      return sign * (x - y);
+    }
+    return sign * String(x).localeCompare(String(y), undefined, { numeric: true });
+  });
+}
+
+const COMPARISON = /^([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.+)$/;
+
+/**
+ * Keep the runs matching every word of `query`. A word like `accuracy>0.9`, `C=10` or `status=failed` compares
+ * that metric, parameter or field; any other word must appear in the run's id, status, notebook, sweep or schedule.
+ * Returns an error naming the word when a comparison names nothing any run has.
+ */
+export function filterRuns(runs: readonly Run[], query: string): { runs: Run[]; error: string | null } {
+  const words = query.trim().split(/\s+/).filter(Boolean);
+  const tests: ((run: Run) => boolean)[] = [];
+  const { params, metrics } = runColumns(runs);
+  for (const word of words) {
+    const match = COMPARISON.exec(word);
+    if (!match) {
+      const needle = word.toLowerCase();
+      tests.push(run =>
+        [run.id, run.status, run.path ?? run.notebook, run.sweep_id, run.schedule]
+          .some(v => typeof v === 'string' && v.toLowerCase().includes(needle))
+      );
+      continue;
+    }
+    const [, name, op, raw] = match;
+    const key = metrics.includes(name) ? `metrics.${name}` : params.includes(name) ? `params.${name}` : name;
+    if (!key.includes('.') && !['status', 'id', 'duration', 'sweep_id', 'schedule'].includes(key)) {
+      return { runs: [...runs], error: `no run has a parameter or metric named "${name}"` };
+    }
+    const wanted = Number(raw);
+    tests.push(run => {
+      const value = cellValue(run, key);
+      if (value === undefined || value === null) {
+        return false;
+      }
+      const numeric = typeof value === 'number' && !Number.isNaN(wanted);
+      const [a, b] = numeric ? [value as number, wanted] : [String(value), raw];
+      switch (op) {
+        case '=': return a === b;
+        case '!=': return a !== b;
+        case '>': return a > b;
+        case '<': return a < b;
+        case '>=': return a >= b;
+        default: return a <= b;
+      }
+    });
+  }
+  return { runs: runs.filter(run => tests.every(t => t(run))), error: null };
+}
+
+/** One page of rows (the table renders a page, not thousands of rows) and how many pages there are. */
+export function pageOf<T>(rows: readonly T[], page: number, size: number): { rows: T[]; page: number; pages: number } {
+  const pages = Math.max(1, Math.ceil(rows.length / size));
+  const current = Math.min(Math.max(0, page), pages - 1);
+  return { rows: rows.slice(current * size, (current + 1) * size), page: current, pages };
+}
+
+/**
+ * Form text into `{name: value}`: one `name = value` (or `name: value`) per line or comma-free entry. Values stay
+ * strings: the server types them against the notebook's parameters cell, and reads sweep ranges (`0.1..10:5:log`)
+ * and lists (`1,10,100`) from them. Throws naming the line that is not `name = value`.
+ */
+export function parseAssignments(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  text.split('\n').forEach((line, i) => {
+    const trimmed = line.trim();
+    if (!trimmed || trimmed.startsWith('#')) {
+      return;
+    }
+    const match = /^([A-Za-z_]\w*)\s*[=:]\s*(.+)$/.exec(trimmed);
+    if (!match) {
+      throw new Error(`line ${i + 1} ("${trimmed}") is not "name = value", e.g. "C = 0.1,1,10"`);
+    }
+    out[match[1]] = match[2].trim();
+  });
+  return out;
+}
+
+/** Quality gates, one per line or comma-separated: `accuracy >= 0.9`. Throws naming a malformed one. */
+export function parseGates(text: string): string[] {
+  return text
+    .split(/[\n,]/)
+    .map(g => g.replace(/\s+/g, ''))
+    .filter(Boolean)
+    .map(g => {
+      if (!/^[A-Za-z_][\w.]*(>=|<=|>|<|==)-?[\d.]+(e-?\d+)?$/.test(g)) {
+        throw new Error(`gate "${g}" is not METRIC OP NUMBER, e.g. "accuracy>=0.9"`);
+      }
+      return g;
+    });
+}
+
+/** The cron helper's presets. */
+export const CRON_PRESETS: { label: string; cron: string }[] = [
+  { label: 'every hour', cron: '0 * * * *' },
+  { label: 'every day at 03:00', cron: '0 3 * * *' },
+  { label: 'weekdays at 07:00', cron: '0 7 * * 1-5' },
+  { label: 'every Monday at 06:00', cron: '0 6 * * 1' },
+  { label: 'first of the month', cron: '0 4 1 * *' }
+];
+
+/** 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) {
+    return '';
+  }
+  if (seconds < 10) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  if (seconds < 60) {
+    return `${Math.round(seconds)} s`;
+  }
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) {
+    return `${minutes} min ${Math.round(seconds % 60)} s`;
+  }
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** Metric and parameter values, short. */
+export function formatValue(value: unknown): string {
+  if (value === undefined || value === null) {
+    return '';
+  }
+  if (typeof value === 'number') {
+    return Number.isInteger(value) ? String(value) : Number(value.toPrecision(4)).toString();
+  }
+  return String(value);
+}
+
+/** A run id (20261123-145100-940582) as the table shows it: its start, month-day hour:minute (UTC). */
+export function shortRunId(id: string): string {
+  const match = /^\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-/.exec(id);
+  return match ? `${match[1]}-${match[2]} ${match[3]}:${match[4]}` : id;
+}

@@ -1,0 +1,141 @@
+"""The JupyterLab panel end to end in real Chromium: tag cells through the panel, run, see the run in the table,
+open its output. Needs Debian's Chromium (`apt-get install chromium`, done by .ci/run) and the built labextension
+(`pip install -e .` builds it)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, JupyterServer
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).parent / "screenshots"  # git-ignored; look at them after a run
+STEP_CELLS = {4: "data", 8: "train", 10: "evaluate", 12: "serve"}  # cell index -> the tag the test clicks
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+                                reason="Chromium is not installed (.ci/run installs it; in CI this never skips)")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("panel") / "root"
+    (root / "project").mkdir(parents=True)
+    nb = json.loads((EXAMPLES / "digits.ipynb").read_text())
+    for index in STEP_CELLS:  # the data scientist's notebook before tagging: no step tags yet
+        nb["cells"][index]["metadata"].pop("tags", None)
+    (root / "project" / "digits.ipynb").write_text(json.dumps(nb))
+    built = Path(__file__).resolve().parent.parent / "jupyter_mlops" / "labextension"
+    assert (built / "package.json").exists(), "build the labextension first: pip install -e . (or jlpm build in labextension/)"
+    # the checkout's build comes first on JupyterLab's extension path, ahead of an installed (maybe older) copy
+    extra = root.parent / "jupyter-path"
+    (extra / "labextensions").mkdir(parents=True)
+    (extra / "labextensions" / "jupyter-mlops").symlink_to(built)
+    settings = root.parent / "settings"
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))  # no "get notified about news?" toast over the panel
+    running = JupyterServer(root, env={"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTER_PATH": str(extra),
+                                       "JUPYTERLAB_WORKSPACES_DIR": str(root.parent / "workspaces")}).wait()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield chromium
+        chromium.close()
+
+
+def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{lab.url}/lab/tree/project/digits.ipynb?reset&token={lab.token}")
+    page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
+    page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
+    panel = page.locator("#jupyter-mlops-panel")
+    panel.get_by_text("Tag the active cell").wait_for()
+
+    # tag the four step cells through the panel's buttons; badges appear on the cells
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    for index, role in STEP_CELLS.items():
+        cells.nth(index).locator(".jp-InputPrompt").click()
+        panel.locator(f'[data-testid="mlops-tag-{role}"]').click()
+        page.wait_for_function(
+            "([i, role]) => document.querySelectorAll('.jp-Notebook .jp-Cell')[i].dataset.mlopsRole === role",
+            arg=[index, role])
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
+    names = panel.locator('[data-testid="mlops-steps"] li b').all_inner_texts()
+    assert names == ["data", "train", "evaluate", "serve"]
+
+    # clicking a tag button twice takes the tag off again, and the pipeline follows
+    cells.nth(12).locator(".jp-InputPrompt").click()
+    panel.locator('[data-testid="mlops-tag-serve"]').click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 3")
+    panel.locator('[data-testid="mlops-tag-serve"]').click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
+
+    # run with a parameter: the notebook is saved first, the run shows up in the table and succeeds
+    panel.locator('[data-testid="mlops-run-params"]').fill("C = 7")
+    panel.locator('[data-testid="mlops-run"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("started").wait_for(timeout=60_000)
+    row = panel.locator('[data-testid="mlops-runs"] tbody tr.mlops-status-succeeded').first
+    row.wait_for(timeout=180_000)
+    assert "7" in row.inner_text()
+    saved = json.loads((lab.root / "project" / "digits.ipynb").read_text())
+    assert [saved["cells"][i]["metadata"].get("tags") for i in STEP_CELLS] == [[r] for r in STEP_CELLS.values()]
+
+    # open the train step's executed notebook in the main area
+    row.click()
+    panel.locator('[data-testid="mlops-open-train"]').click()
+    frame = page.frame_locator(".jp-MainAreaWidget iframe").last
+    frame.get_by_text("model.fit").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "panel-output.png"))
+    page.locator(".lm-TabBar-tab", has_text="digits.ipynb").click()
+    cells.nth(8).locator(".jp-InputPrompt").click()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / "panel-light.png"))
+
+    # readable in the dark theme too
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("JupyterLab Dark")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "panel-dark.png"))
+    assert not [e for e in errors if "mlops" in e.lower()], errors
+
+
+def test_filter_and_sort_the_runs_table(lab, browser):
+    import jupyter_mlops
+
+    for c in ("1", "10"):  # two more runs, made outside the panel: the table shows them too
+        jupyter_mlops.run(lab.root / "project" / "digits.ipynb", {"C": c}, workspace=lab.root / ".mlops")
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
+    table = page.locator('#jupyter-mlops-panel [data-testid="mlops-runs"]')
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-runs\"] tbody tr').length >= 3",
+                           timeout=60_000)
+    page.locator('[data-testid="mlops-runs-filter"]').fill("C>=7")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-runs\"] tbody tr').length === 2")
+    table.get_by_role("columnheader", name="C", exact=True).click()  # sort by C, descending
+    first = table.locator("tbody tr").first.inner_text()
+    assert "10" in first.split("\t")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _chromium_present():
+    if os.environ.get("CI") and not shutil.which("chromium"):
+        pytest.fail("CI must install Debian's chromium: apt-get install -y chromium")
