@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 STATUS_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "cancelled", "skipped": "skipped",
@@ -43,6 +44,9 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
+    p.add_argument("--trial-of", metavar="FILE.json",
+                   help="take the parameters at index $JOB_COMPLETION_INDEX of this JSON list (a sweep exported "
+                        "as a Kubernetes Indexed Job)")
     workspace(p)
 
     p = sub.add_parser("sweep", help="run the notebook over a grid or random sample of parameters, in parallel",
@@ -128,6 +132,36 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--shadow", type=int, metavar="VERSION",
                    help="a version that gets a copy of every request; its answers are compared, never returned")
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
+    workspace(p)
+
+    p = sub.add_parser("export", help="Kubernetes manifests for the notebook: run Job, CronJob, sweep, serving")
+    p.add_argument("format", choices=["k8s"])
+    p.add_argument("notebook")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the YAML files")
+    p.add_argument("--image", required=True, help="the image `jupyter-mlops build` made for this notebook")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter of the run (with --sweep: a swept parameter's values); repeatable")
+    p.add_argument("--schedule", metavar="CRON", help="also a CronJob running the notebook on this schedule")
+    p.add_argument("--timezone", default="UTC", help="the CronJob's IANA timezone (default UTC)")
+    p.add_argument("--sweep", action="store_true",
+                   help="the -p values are a sweep: an Indexed Job with one pod per trial")
+    p.add_argument("--samples", type=int, metavar="N", help="with --sweep: N random points instead of the grid")
+    p.add_argument("--parallel", type=int, default=2, metavar="N", help="with --sweep: trials at once (default 2)")
+    p.add_argument("--model", metavar="NAME", help="also serve this registered model (Deployments, Services, "
+                                                   "HTTPRoute); canary/shadow as deployed, or as given")
+    p.add_argument("--canary", type=int, metavar="VERSION")
+    p.add_argument("--weight", type=float, default=10.0, help="the canary's percent of requests (default 10)")
+    p.add_argument("--shadow", type=int, metavar="VERSION")
+    p.add_argument("--gateway", default="mlops-gateway", help="the Gateway the HTTPRoute attaches to")
+    p.add_argument("--cpu", default="1", help="CPU request of each pod (default 1)")
+    p.add_argument("--memory", default="2Gi", help="memory request and limit of each pod (default 2Gi)")
+    p.add_argument("--pvc", default="mlops-workspace", help="the PersistentVolumeClaim holding the workspace "
+                                                            "(default mlops-workspace; `none`: an emptyDir)")
+    p.add_argument("--artifacts", metavar="URL", help="an object-store URL (s3://bucket/prefix) for artifacts")
+    p.add_argument("--artifacts-secret", metavar="SECRET", help="a Secret whose keys become the pods' env "
+                                                                "(object-store credentials)")
+    p.add_argument("--store-secret", metavar="SECRET", help="a Secret whose key `url` is the team store's URL")
     workspace(p)
 
     p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
@@ -295,6 +329,20 @@ def _shadow_report(ws, name: str) -> dict | None:
         return None
 
 
+def _trial(path: str) -> dict:
+    """The parameters of this pod's trial: index $JOB_COMPLETION_INDEX of a JSON list (an exported sweep)."""
+    from .errors import MlopsError
+
+    index = os.environ.get("JOB_COMPLETION_INDEX", "")
+    if not index.isdigit():
+        raise MlopsError("--trial-of needs $JOB_COMPLETION_INDEX (set by an Indexed Job) to pick the trial")
+    try:
+        trials = json.loads(Path(path).read_text())
+        return dict(trials[int(index)])
+    except (OSError, ValueError, IndexError, TypeError, KeyError) as exc:
+        raise MlopsError(f"--trial-of {path}: no trial {index} in it ({exc})") from None
+
+
 def _schedule(args: argparse.Namespace) -> int:
     from . import schedule
     from .workspace import Workspace
@@ -397,7 +445,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         common = dict(workspace=args.workspace, max_parallel=args.parallel, timeout=args.timeout,
                       fresh_kernels=args.fresh_kernels, on_update=_progress)
         if args.command == "run":
-            result = api.run(args.notebook, _parameters(args.parameter), **common)
+            parameters = _parameters(args.parameter)
+            if args.trial_of:
+                parameters.update(_trial(args.trial_of))
+            result = api.run(args.notebook, parameters, **common)
         else:
             result = api.resume(args.run_id, **common)
         if args.json:
@@ -514,6 +565,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             if watcher:
                 watcher.stop()
             app.state.request_log.close()
+        return 0
+    if args.command == "export":
+        from .kube.export import export
+        from .kube.manifests import Target
+
+        target = Target(args.image, args.namespace, args.cpu, args.memory,
+                        None if args.pvc == "none" else args.pvc, args.artifacts, args.artifacts_secret,
+                        args.store_secret)
+        space = _parameters(args.parameter)
+        written = export(args.notebook, args.output, target, parameters={} if args.sweep else space,
+                         schedule=args.schedule, timezone=args.timezone, sweep=space if args.sweep else None,
+                         samples=args.samples, parallel=args.parallel, model=args.model, canary=args.canary,
+                         weight=args.weight, shadow=args.shadow, gateway=args.gateway, workspace=args.workspace)
+        for path in written:
+            print(path)
         return 0
     if args.command == "monitor":
         from .registry import resolve

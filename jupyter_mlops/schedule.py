@@ -24,7 +24,7 @@ from .errors import MlopsError
 MISSED_POLICIES = ("skip", "latest")
 
 
-def _zone(name: str):
+def timezone_of(name: str):
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -47,7 +47,7 @@ def ticks_between(expression: str, zone: str, after: float, until: float) -> lis
     """The cron ticks t with after < t <= until, as epoch seconds, computed in the schedule's timezone."""
     from croniter import croniter
 
-    start = datetime.fromtimestamp(after, _zone(zone))
+    start = datetime.fromtimestamp(after, timezone_of(zone))
     found = []
     iterator = croniter(expression, start)
     while True:
@@ -74,7 +74,7 @@ def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | No
 
     check_name(name)
     check_cron(cron)
-    _zone(timezone)
+    timezone_of(timezone)
     if missed not in MISSED_POLICIES:
         raise MlopsError(f"--missed must be one of {', '.join(MISSED_POLICIES)}, got `{missed}`")
     if retries < 0 or backoff < 0 or (timeout is not None and timeout <= 0):

@@ -1,0 +1,1 @@
+"""Kubernetes: manifests for a tagged notebook (and, later, the engine that submits them)."""
