@@ -134,6 +134,18 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
     workspace(p)
 
+    p = sub.add_parser("build", help="a container image for the notebook (or just its build context)")
+    p.add_argument("notebook")
+    p.add_argument("--tag", "-t", help="the image's name:tag (default: the notebook's name:latest)")
+    p.add_argument("--base-image", default="python:3.11-slim",
+                   help="an image with python3 and its venv module (default python:3.11-slim)")
+    p.add_argument("--context-only", action="store_true", help="write the build context to -o DIR, build nothing")
+    p.add_argument("-o", "--output", metavar="DIR", help="where the build context goes (default: a temporary folder)")
+    p.add_argument("--builder", choices=["docker", "podman", "buildah"], help="default: the first one found")
+    p.add_argument("--builder-arg", action="append", default=[], metavar="ARG",
+                   help="passed to the builder's build command, e.g. --builder-arg=--network=host; repeatable")
+    p.add_argument("--wheel", metavar="PATH", help="the jupyter_mlops wheel to install (default: built from source)")
+
     p = sub.add_parser("export", help="Kubernetes manifests for the notebook: run Job, CronJob, sweep, serving")
     p.add_argument("format", choices=["k8s"])
     p.add_argument("notebook")
@@ -565,6 +577,28 @@ def _dispatch(args: argparse.Namespace) -> int:
             if watcher:
                 watcher.stop()
             app.state.request_log.close()
+        return 0
+    if args.command == "build":
+        import tempfile
+
+        from . import image
+        from .errors import MlopsError
+        from .kube.manifests import resource_name
+
+        if args.context_only and not args.output:
+            raise MlopsError("--context-only writes the build context to a folder: give it with -o DIR")
+        tag = args.tag or f"{resource_name(Path(args.notebook).stem)}:latest"
+        if not args.context_only:
+            image.find_builder(args.builder)  # no builder: say so before the context is written
+        with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
+            context = image.build_context(args.notebook, args.output or Path(scratch) / "context",
+                                          base_image=args.base_image, wheel=args.wheel)
+            if args.context_only:
+                print(f"wrote the build context to {context}: docker build -t {tag} {context}")
+                return 0
+            built = image.build(context, tag, builder=args.builder, builder_args=args.builder_arg)
+        size = f"{built['size'] / 1e6:.0f} MB" if built["size"] else "size unknown"
+        print(f"built {built['tag']} with {built['builder']}: {built['id'][:19]}, {size}")
         return 0
     if args.command == "export":
         from .kube.export import export
