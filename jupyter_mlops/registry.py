@@ -166,12 +166,40 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         (staging / "reference.json").write_text(json.dumps(reference))
         (staging / "model.json").write_text(json.dumps({**lineage, "version": version}, indent=1, default=str))
         staging.rename(target)
-        return target
+        if not ws.artifacts_url:
+            return target
+        # a team's registry: the package goes where every client (and the cluster) can read it
+        remote = f"{ws.artifacts_url}/models/{name}/v{version}"
+        fs, base = fsspec.core.url_to_fs(remote)
+        fs.put(str(target), base, recursive=True)
+        return remote
 
-    version = ws.store.add_model_version(
+    version, package = ws.store.add_model_version(
         name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
         params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
-    return {**lineage, "version": version, "package": str(root / f"v{version}"), "schema": schema}
+    return {**lineage, "version": version, "package": package, "schema": schema}
+
+
+def fetch_package(ws, package: str) -> Path:
+    """A model package as a local folder: itself, or (registered by a team member to object storage) a copy
+    downloaded once into this workspace."""
+    if "://" not in package:
+        return Path(package)
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(package)
+    parts = base.rstrip("/").split("/")
+    local = ws.root / "models" / parts[-2] / parts[-1]
+    if not (local / "predict.pkl").exists():
+        staging = local.with_name(f".download-{parts[-1]}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        fs.get(base.rstrip("/") + "/", str(staging), recursive=True)
+        if (staging / parts[-1]).is_dir():  # some filesystems nest the folder's name
+            staging = staging / parts[-1]
+        shutil.rmtree(local, ignore_errors=True)
+        staging.rename(local)
+    return local
 
 
 def _pipeline_of_run(run: dict):

@@ -149,6 +149,13 @@ meta_table = sa.Table(
 )
 
 
+def _driver_url(url: str) -> str:
+    """postgresql://... means psycopg 3 (the maintained driver; SQLAlchemy's default name is psycopg2)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 60})
 
@@ -170,11 +177,24 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _exclusive(conn, key: str) -> None:
+    """Serialize read-then-write transactions on `key` across processes and machines. SQLite needs nothing (every
+    write transaction already holds the database's write lock); on PostgreSQL a transaction-scoped advisory lock
+    does it, released at commit or rollback."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"jupyter-mlops:{key}"})
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
-        self.engine = _sqlite_engine(url) if url.startswith("sqlite") else sa.create_engine(url)
+        if url.startswith("sqlite"):
+            self.engine = _sqlite_engine(url)
+        else:
+            # pool_pre_ping: a team store's server restarts or drops idle connections; reconnect instead of failing
+            self.engine = sa.create_engine(_driver_url(url), pool_pre_ping=True)
         with self.engine.begin() as conn:
+            _exclusive(conn, "schema")  # two first clients at once must not both create the tables
             metadata.create_all(conn)
             found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
             version = found.scalar()
@@ -283,10 +303,12 @@ class Store:
         return sweep
 
     # -- the model registry ----------------------------------------------------------------------------------------
-    def add_model_version(self, name: str, build_package, **fields: Any) -> int:
+    def add_model_version(self, name: str, build_package, **fields: Any) -> tuple[int, str]:
         """Allocate the next version of `name` and record it; `build_package(version)` puts the package in place
-        inside the same transaction, so a failure leaves neither a row nor a folder."""
+        (returning where) inside the same transaction, so a failure leaves neither a row nor a folder. Returns
+        (version, package)."""
         with self.engine.begin() as conn:
+            _exclusive(conn, f"model:{name}")
             latest = conn.execute(sa.select(sa.func.max(model_versions_table.c.version))
                                   .where(model_versions_table.c.name == name)).scalar()
             version = (latest or 0) + 1
@@ -295,7 +317,7 @@ class Store:
                 name=name, version=version, package=str(package), created=time.time(),
                 params=json.dumps(fields.pop("params"), default=str),
                 metrics=json.dumps(fields.pop("metrics")), **fields))
-        return version
+        return version, str(package)
 
     def model_versions(self, name: str | None = None) -> list[dict]:
         query = sa.select(model_versions_table).order_by(model_versions_table.c.name,
@@ -319,6 +341,7 @@ class Store:
         """Point `alias` at `version`; returns the version it pointed at before (None if new)."""
         now = time.time()
         with self.engine.begin() as conn:
+            _exclusive(conn, f"model:{name}")
             where = (aliases_table.c.name == name) & (aliases_table.c.alias == alias)
             previous = conn.execute(sa.select(aliases_table.c.version).where(where)).scalar()
             if previous is None:
@@ -342,6 +365,7 @@ class Store:
         from .errors import MlopsError
 
         with self.engine.begin() as conn:
+            _exclusive(conn, f"schedule:{values['name']}")
             if conn.execute(sa.select(schedules_table.c.name).where(schedules_table.c.name == values["name"])).first():
                 raise MlopsError(f"a schedule `{values['name']}` exists already; delete it first or pick another name")
             conn.execute(schedules_table.insert().values(status="active", last_tick=None, **values))
@@ -415,6 +439,7 @@ class Store:
         """Create or update a deployment's spec; url/owner are kept when not given (an update from another
         process)."""
         with self.engine.begin() as conn:
+            _exclusive(conn, f"deployment:{name}")
             where = deployments_table.c.name == name
             values = {"spec": json.dumps(spec), "updated": time.time()}
             if url is not None:

@@ -376,7 +376,7 @@ def _deployment_row(ws, name: str) -> dict:
 
 def _deployments(ws) -> list[dict]:
     """Each deployment with its spec, whether its server is up, and the drift of its logged requests."""
-    from ..registry import resolve
+    from ..registry import fetch_package, resolve
     from ..serving.monitor import report
     from ..serving.server import is_up
 
@@ -387,7 +387,7 @@ def _deployments(ws) -> list[dict]:
         aliases = {a["alias"]: a["version"] for a in ws.store.aliases(row["name"])}
         try:
             version = resolve(ws.store, f"{row['name']}@production" if "production" in aliases else row["name"])
-            found = report(version["package"], ws.root / "logs" / row["name"], 500)
+            found = report(fetch_package(ws, version["package"]), ws.root / "logs" / row["name"], 500)
             entry.update(version=version["version"], requests=found["requests"], outliers=found["outliers"],
                          drifted_features=found["drifted_features"])
         except (MlopsError, OSError, ValueError, KeyError) as exc:

@@ -9,11 +9,12 @@ from typing import Any
 
 def load(workspace, ref: str, variant: str = "primary"):
     """The ServedModel for `NAME`, `NAME:VERSION` or `NAME@ALIAS`."""
-    from ..registry import resolve
+    from ..registry import fetch_package, resolve
     from .app import ServedModel
 
     version = resolve(workspace.store, ref)
-    return ServedModel.from_package(version["name"], version["version"], version["package"], variant)
+    return ServedModel.from_package(version["name"], version["version"], fetch_package(workspace, version["package"]),
+                                    variant)
 
 
 def deployment(workspace, name: str, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
