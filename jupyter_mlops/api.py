@@ -157,6 +157,27 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     return result
 
 
+def run_kubernetes(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, image: str,
+                   namespace: str = "default", artifacts_secret: str | None = None, cpu: str = "1",
+                   memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None,
+                   on_log: Callable | None = None, engine_hook: Callable | None = None, **run_fields: Any) -> dict:
+    """Run the notebook as a Job on the cluster of the kubeconfig (see engines/kubernetes.py), in `image` (made by
+    `jupyter-mlops build`); the run is recorded in this workspace's store like a local one. `engine_hook` gets the
+    engine before it starts (to cancel it from another thread)."""
+    from .engines.kubernetes import KubernetesEngine
+    from .kube.manifests import Target
+    from .parameters import coerce_parameters
+
+    pipeline = validate(notebook)
+    overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+    ws = Workspace.locate(workspace, notebook)
+    target = Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret)
+    engine = KubernetesEngine(ws, target, api_client=api_client, on_log=on_log)
+    if engine_hook:
+        engine_hook(engine)
+    return engine.run(notebook, pipeline, overrides, new_run_id(), **run_fields)
+
+
 def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, **run_fields: Any) -> dict:
     """Compile the run's bundle and record the run with its pending steps; returns the step notebooks."""
     run_dir = ws.run_dir(run_id)
@@ -165,8 +186,9 @@ def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict,
     fingerprints = step_fingerprints(pipeline, code, values)
     steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
              for i, s in enumerate(pipeline.steps)]
+    run_fields.setdefault("owner", process_owner())
     ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                        steps, owner=process_owner(), **run_fields)
+                        steps, **run_fields)
     _write_run_file(run_dir, overrides)
     return paths
 

@@ -44,6 +44,16 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
+    p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
+                   help="where the run executes: here (default), or as a Job on the kubeconfig's cluster")
+    p.add_argument("--image", help="--backend kubernetes: the image `jupyter-mlops build` made for the notebook")
+    p.add_argument("--namespace", default="default", help="--backend kubernetes: the Job's namespace")
+    p.add_argument("--artifacts-secret", metavar="SECRET",
+                   help="--backend kubernetes: a Secret whose keys become the pod's env (object-store credentials)")
+    p.add_argument("--memory", default="2Gi", help="--backend kubernetes: the pod's memory (default 2Gi)")
+    p.add_argument("--cpu", default="1", help="--backend kubernetes: the pod's CPU request (default 1)")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
+    p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)  # the pod leaves its results for it
     p.add_argument("--trial-of", metavar="FILE.json",
                    help="take the parameters at index $JOB_COMPLETION_INDEX of this JSON list (a sweep exported "
                         "as a Kubernetes Indexed Job)")
@@ -145,6 +155,9 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--builder-arg", action="append", default=[], metavar="ARG",
                    help="passed to the builder's build command, e.g. --builder-arg=--network=host; repeatable")
     p.add_argument("--wheel", metavar="PATH", help="the jupyter_mlops wheel to install (default: built from source)")
+    p.add_argument("--with", dest="extra", action="append", default=[], metavar="DIST",
+                   help="also install this distribution, pinned from this environment (e.g. s3fs for artifacts on "
+                        "S3 with --backend kubernetes); repeatable")
 
     p = sub.add_parser("export", help="Kubernetes manifests for the notebook: run Job, CronJob, sweep, serving")
     p.add_argument("format", choices=["k8s"])
@@ -460,7 +473,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             parameters = _parameters(args.parameter)
             if args.trial_of:
                 parameters.update(_trial(args.trial_of))
-            result = api.run(args.notebook, parameters, **common)
+            if args.backend == "kubernetes":
+                if not args.image:
+                    raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build "
+                                     f"{args.notebook} --tag REGISTRY/NAME:TAG` and push it")
+                result = api.run_kubernetes(args.notebook, parameters, image=args.image, namespace=args.namespace,
+                                            artifacts_secret=args.artifacts_secret, cpu=args.cpu,
+                                            memory=args.memory, workspace=args.workspace,
+                                            on_log=lambda line: print(f"  pod| {line}", file=sys.stderr))
+            else:
+                result = api.run(args.notebook, parameters, run_id=args.run_id, **common)
+            if args.publish:
+                from .engines.kubernetes import publish
+                from .workspace import Workspace
+
+                publish(Workspace.locate(args.workspace, args.notebook), result)
         else:
             result = api.resume(args.run_id, **common)
         if args.json:
@@ -592,7 +619,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             image.find_builder(args.builder)  # no builder: say so before the context is written
         with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
             context = image.build_context(args.notebook, args.output or Path(scratch) / "context",
-                                          base_image=args.base_image, wheel=args.wheel)
+                                          base_image=args.base_image, wheel=args.wheel, extra=args.extra)
             if args.context_only:
                 print(f"wrote the build context to {context}: docker build -t {tag} {context}")
                 return 0

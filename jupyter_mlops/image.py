@@ -92,16 +92,17 @@ def pinned_closure(roots: list[str]) -> dict[str, str]:
     return pins
 
 
-def requirements(pipeline) -> dict[str, str]:
-    """The image's pinned requirements: the notebook's imports, jupyter_mlops's own requirements, papermill and
-    ipykernel, with their dependencies; jupyter_mlops itself comes as a wheel."""
+def requirements(pipeline, extra: list[str] | None = None) -> dict[str, str]:
+    """The image's pinned requirements: the notebook's imports, jupyter_mlops's own requirements, papermill,
+    ipykernel and the `extra` distributions asked for (an fsspec backend such as s3fs), with their dependencies;
+    jupyter_mlops itself comes as a wheel."""
     from .engines.local import notebook_modules
 
     imported = [d for d in distributions_for(notebook_modules(pipeline)) if _canonical(d) != "jupyter-mlops"]
     own = [r for r in (metadata.requires("jupyter-mlops") or []) if "extra ==" not in r]
     from packaging.requirements import Requirement
 
-    roots = imported + [Requirement(r).name for r in own] + list(RUNTIME_DISTRIBUTIONS)
+    roots = imported + [Requirement(r).name for r in own] + list(RUNTIME_DISTRIBUTIONS) + list(extra or [])
     pins = pinned_closure(roots)
     pins.pop("jupyter-mlops", None)
     return dict(sorted(pins.items()))
@@ -135,13 +136,14 @@ def _wheel(out: Path, given: str | None) -> Path:
 
 
 def build_context(notebook: str | os.PathLike, out: str | os.PathLike, *, base_image: str = DEFAULT_BASE,
-                  wheel: str | None = None) -> Path:
-    """Write the build context to `out` (emptied first); returns it."""
+                  wheel: str | None = None, extra: list[str] | None = None) -> Path:
+    """Write the build context to `out` (emptied first); returns it. `extra`: more distributions to install,
+    pinned from this environment like the rest (`s3fs` when the pods keep artifacts on S3)."""
     from . import api
     from .compile import compile_pipeline
 
     pipeline = api.validate(notebook)
-    pins = requirements(pipeline)
+    pins = requirements(pipeline, extra)
     out = Path(out)
     if out.exists():
         if not (out / "Dockerfile").exists() and any(out.iterdir()):

@@ -1,7 +1,9 @@
 """Shared helpers: notebooks written on the fly from (source, tags) pairs, and an isolated workspace."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -133,3 +135,103 @@ class JupyterServer:
         except Exception:
             self.process.kill()
         self.log.close()
+
+
+# -- real images, built with podman -------------------------------------------------------------------------------
+CONTAINER_STATE = Path("/var/tmp/jupyter-mlops-test-containers")  # images kept between runs: rebuilt only if gone
+BASE_IMAGE = "localhost/mlops-test-python:bookworm"
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 900):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def _podman_env(tmp: Path) -> dict:
+    """podman as it works on these machines (../shared/ENVIRONMENT.md): runc, cgroupfs, overlay, raised ulimits."""
+    conf, storage = tmp / "containers.conf", tmp / "storage.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{CONTAINER_STATE}/graph"\n'
+                       f'runroot = "{CONTAINER_STATE}/run"\n')
+    return {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    if not shutil.which("podman") or not shutil.which("debootstrap"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install podman and debootstrap (apt-get install podman buildah runc debootstrap)")
+        pytest.skip("podman/debootstrap not installed (.ci/run installs them)")
+    env = _podman_env(tmp_path_factory.mktemp("podman"))
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    if run("image", "exists", BASE_IMAGE).returncode != 0:
+        # no registry is reachable: a Debian base made here, with python3 and venv from Debian's mirror
+        rootfs = CONTAINER_STATE / "rootfs"
+        shutil.rmtree(rootfs, ignore_errors=True)
+        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs)], check=True,
+                       capture_output=True, timeout=900)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(["podman", "import", "-", "localhost/mlops-test-debian:bookworm"],
+                                  stdin=tar.stdout, capture_output=True, env=env, timeout=600)
+        assert imported.returncode == 0, imported.stderr
+        base = tmp_path_factory.mktemp("base")
+        (base / "Dockerfile").write_text(
+            "FROM localhost/mlops-test-debian:bookworm\nRUN apt-get update -qq && apt-get install -y -qq "
+            "--no-install-recommends python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*\n")
+        built = run("build", "--network", "host", "--isolation", "chroot", "-t", BASE_IMAGE, str(base), timeout=900)
+        assert built.returncode == 0, built.stdout + built.stderr
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return env, run
+
+
+@pytest.fixture(scope="session")
+def digits_image(podman, tmp_path_factory):
+    """The digits example's image, built by `jupyter-mlops build` with podman: (tag, podman runner, CLI output)."""
+    env, run = podman
+    folder = tmp_path_factory.mktemp("digits-image")
+    shutil.copy(EXAMPLES / "digits.ipynb", folder / "digits.ipynb")
+    tag = "localhost/mlops-test-digits:latest"
+    # pip inside the build reaches the package index through the host's network and CA bundle
+    done = cli("build", str(folder / "digits.ipynb"), "--tag", tag, "--base-image", BASE_IMAGE,
+               "--builder", "podman", "--builder-arg=--network=host", "--builder-arg=--isolation=chroot",
+               "--builder-arg=--volume=/etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro",
+               "--builder-arg=--build-arg=PIP_CERT=/host-ca.crt", "--with", "s3fs", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return tag, run, done.stdout
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1 with a bucket `team-bucket`: (env, fs)."""
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    port = free_port()
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]})
+    import time
+
+    deadline = time.time() + 30
+    while True:
+        try:
+            fs.mkdir("team-bucket")
+            break
+        except Exception:
+            assert time.time() < deadline and server.poll() is None, "moto's S3 server did not start"
+            time.sleep(0.3)
+    yield env, fs
+    server.terminate()
+    server.wait(30)

@@ -11,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
-
-CONTAINER_STATE = Path("/var/tmp/jupyter-mlops-test-containers")  # images kept between runs: rebuilt only if gone
-BASE_IMAGE = "localhost/mlops-test-python:bookworm"
 
 
-def cli(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+from conftest import EXAMPLES, cli
 
 
 @pytest.fixture(scope="module")
@@ -58,59 +52,10 @@ def test_no_builder_says_to_use_context_only(tmp_path):
     assert cli("build", str(tmp_path / "digits.ipynb"), "--context-only").returncode == 1  # needs -o
 
 
-# -- a real image, built with podman ------------------------------------------------------------------------------
-def _podman_env(tmp: Path) -> dict:
-    """podman as it works on these machines (../shared/ENVIRONMENT.md): runc, cgroupfs, overlay, raised ulimits."""
-    conf, storage = tmp / "containers.conf", tmp / "storage.conf"
-    conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
-    storage.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{CONTAINER_STATE}/graph"\n'
-                       f'runroot = "{CONTAINER_STATE}/run"\n')
-    return {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory):
-    if not shutil.which("podman") or not shutil.which("debootstrap"):
-        if os.environ.get("CI"):
-            pytest.fail("CI must install podman and debootstrap (apt-get install podman buildah runc debootstrap)")
-        pytest.skip("podman/debootstrap not installed (.ci/run installs them)")
-    env = _podman_env(tmp_path_factory.mktemp("podman"))
-
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-    if run("image", "exists", BASE_IMAGE).returncode != 0:
-        # no registry is reachable: a Debian base made here, with python3 and venv from Debian's mirror
-        rootfs = CONTAINER_STATE / "rootfs"
-        shutil.rmtree(rootfs, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs)], check=True,
-                       capture_output=True, timeout=900)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(["podman", "import", "-", "localhost/mlops-test-debian:bookworm"],
-                                  stdin=tar.stdout, capture_output=True, env=env, timeout=600)
-        assert imported.returncode == 0, imported.stderr
-        base = tmp_path_factory.mktemp("base")
-        (base / "Dockerfile").write_text(
-            "FROM localhost/mlops-test-debian:bookworm\nRUN apt-get update -qq && apt-get install -y -qq "
-            "--no-install-recommends python3 python3-venv ca-certificates && rm -rf /var/lib/apt/lists/*\n")
-        built = run("build", "--network", "host", "--isolation", "chroot", "-t", BASE_IMAGE, str(base), timeout=900)
-        assert built.returncode == 0, built.stdout + built.stderr
-        shutil.rmtree(rootfs, ignore_errors=True)
-    return env, run
-
-
-def test_a_real_image_runs_a_step_and_the_pipeline_offline_as_non_root(podman, tmp_path):
-    env, run = podman
-    shutil.copy(EXAMPLES / "digits.ipynb", tmp_path / "digits.ipynb")
-    tag = "localhost/mlops-test-digits:latest"
-    # pip inside the build reaches the package index through the host's network and CA bundle
-    done = cli("build", str(tmp_path / "digits.ipynb"), "--tag", tag, "--base-image", BASE_IMAGE,
-               "--builder", "podman", "--builder-arg=--network=host", "--builder-arg=--isolation=chroot",
-               "--builder-arg=--volume=/etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro",
-               "--builder-arg=--build-arg=PIP_CERT=/host-ca.crt", env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"built {tag} with podman" in done.stdout and " MB" in done.stdout
+# -- a real image, built with podman (the session's `digits_image` in conftest.py, by this CLI command) ---------
+def test_a_real_image_runs_a_step_and_the_pipeline_offline_as_non_root(digits_image):
+    tag, run, built = digits_image
+    assert f"built {tag} with podman" in built and " MB" in built
 
     offline = ["run", "--rm", "--network", "none", tag]
     user = run(*offline, "id", "-u")

@@ -67,31 +67,6 @@ def postgres():
     shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def s3():
-    pytest.importorskip("moto")
-    pytest.importorskip("s3fs")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    import s3fs
-
-    fs = s3fs.S3FileSystem(key="testing", secret="testing", client_kwargs={"endpoint_url": env["AWS_ENDPOINT_URL"]})
-    deadline = time.time() + 30
-    while True:
-        try:
-            fs.mkdir("team-bucket")
-            break
-        except Exception:
-            assert time.time() < deadline and server.poll() is None, "moto's S3 server did not start"
-            time.sleep(0.3)
-    yield env, fs
-    server.terminate()
-    server.wait(30)
-
-
 WRITER = textwrap.dedent("""
     import sys, time
     from jupyter_mlops.store import Store

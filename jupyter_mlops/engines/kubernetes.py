@@ -1,0 +1,266 @@
+"""The Kubernetes engine: a run becomes a Job in the cluster, watched from here, its results brought home.
+
+The Job's pod runs the notebook's image (`jupyter-mlops build`) with `jupyter-mlops run --run-id ID --publish`:
+steps exchange values under the artifacts URL (object storage both sides reach), and at the end the pod publishes
+its run record and executed step notebooks next to them (`<artifacts>/<run>/_run/`). This side records the run in
+its own store (local, or the team's) as soon as the Job is created, follows the Job and its pods, and on the end
+copies the step notebooks, statuses and metrics into the store, so `runs` shows cluster runs beside local ones.
+
+Failures come back named: no kubeconfig, an unreachable API server, RBAC refusals, an image that cannot be pulled,
+a pod OOM-killed or evicted: the run is failed with that reason (and its Job deleted), never left `running`.
+Ctrl-C (or `cancel`) deletes the Job with foreground propagation (its pods go too) and cancels the run.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import MlopsError
+
+PUBLISHED = "_run"  # <artifacts>/<run id>/_run/{run.json, steps/*.ipynb}: what a pod leaves for its caller
+IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+
+
+def load_client(context: str | None = None):
+    """The official client configured from the kubeconfig (KUBECONFIG or ~/.kube/config), or in-cluster."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    import os
+
+    try:
+        # KUBECONFIG read now: the client reads it once, at import, and would miss a change since
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
+    except (ConfigException, FileNotFoundError, TypeError) as exc:
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            raise MlopsError(f"no Kubernetes configuration: {exc}. Point KUBECONFIG at a kubeconfig file (or put "
+                             "one in ~/.kube/config), or run inside a cluster with a service account") from None
+    return client.ApiClient()
+
+
+def explain(exc: Exception, verb: str, what: str, namespace: str) -> MlopsError:
+    """An API failure as the user's problem: unreachable cluster, RBAC, a missing namespace, ..."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        if exc.status == 403:
+            return MlopsError(f"forbidden by RBAC: you may not {verb} {what} in namespace `{namespace}` "
+                              f"(check with `kubectl auth can-i {verb} {what} -n {namespace}`); the cluster said: "
+                              f"{_message(exc)}")
+        if exc.status == 401:
+            return MlopsError(f"the cluster did not accept your credentials ({_message(exc)}); refresh the "
+                              "kubeconfig's token or certificate")
+        if exc.status == 404:
+            return MlopsError(f"not found while trying to {verb} {what} in namespace `{namespace}`: "
+                              f"{_message(exc)} (does the namespace exist?)")
+        return MlopsError(f"the cluster refused to {verb} {what} (HTTP {exc.status}): {_message(exc)}")
+    if isinstance(exc, (HTTPError, OSError)):
+        return MlopsError(f"the Kubernetes API server is unreachable ({exc}); check the cluster and the kubeconfig's "
+                          "server address")
+    return MlopsError(f"could not {verb} {what}: {exc}")
+
+
+def _message(exc) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def pod_failure(pod) -> str | None:
+    """Why a pod cannot succeed, if it cannot: image pull failures, OOM kills, evictions."""
+    status = pod.status
+    if status is None:
+        return None
+    if (status.reason or "") == "Evicted":
+        return f"the pod was evicted: {status.message or 'the node ran short of resources'}"
+    for container in (status.container_statuses or []) + (status.init_container_statuses or []):
+        state = container.state
+        if state and state.waiting and state.waiting.reason in IMAGE_PULL_FAILURES:
+            return (f"the image `{container.image}` could not be pulled ({state.waiting.reason}: "
+                    f"{state.waiting.message or 'no detail'}); push it where the cluster can pull it, or fix --image")
+        if state and state.terminated and state.terminated.reason == "OOMKilled":
+            return (f"the pod was OOM-killed (out of memory, container `{container.name}`); raise --memory or make "
+                    "the step use less")
+    return None
+
+
+def publish(workspace, run: dict) -> None:
+    """In the pod, after the run: its record and executed step notebooks, where the caller collects them."""
+    import fsspec
+
+    target = f"{workspace.artifacts(run['id'])}/{PUBLISHED}"
+    fs, base = fsspec.core.url_to_fs(target)
+    fs.makedirs(f"{base}/steps", exist_ok=True)
+    for step in run["steps"]:
+        if step["output_notebook"] and Path(step["output_notebook"]).is_file():
+            fs.put_file(step["output_notebook"], f"{base}/steps/{Path(step['output_notebook']).name}")
+    with fs.open(f"{base}/run.json", "w") as f:
+        f.write(json.dumps(run, default=str))
+
+
+class KubernetesEngine:
+    def __init__(self, ws, target, *, api_client=None, poll: float = 1.0, on_log: Callable[[str], Any] | None = None):
+        from kubernetes import client
+
+        if not ws.artifacts_url or "://" not in ws.artifacts_url:
+            raise MlopsError("--backend kubernetes needs artifacts that this machine and the pods both reach: set "
+                             "MLOPS_ARTIFACTS_URL to an object-store URL (s3://bucket/prefix), with its credentials "
+                             "in a Secret given by --artifacts-secret")
+        target.check()
+        self.ws, self.target = ws, target
+        self.api = api_client or load_client()
+        self.batch, self.core = client.BatchV1Api(self.api), client.CoreV1Api(self.api)
+        self.poll, self.on_log = poll, on_log
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def run(self, notebook: str | Path, pipeline, parameters: dict, run_id: str, **run_fields: Any) -> dict:
+        from ..api import _record_run, describe_run
+        from ..kube.manifests import resource_name, run_job
+
+        app = resource_name(Path(notebook).stem)
+        job = run_job(self.target, app, Path(notebook).name, parameters)
+        name = resource_name(app, run_id)
+        job["metadata"]["name"] = name
+        job["metadata"]["labels"]["mlops.jupyter.org/run"] = run_id
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        container["command"] += ["--run-id", run_id, "--publish"]
+        container["env"] = [e for e in container["env"] if e["name"] != "MLOPS_ARTIFACTS_URL"] + [
+            {"name": "MLOPS_ARTIFACTS_URL", "value": self.ws.artifacts_url}]
+        namespace = self.target.namespace
+        try:
+            self.batch.create_namespaced_job(namespace, job)
+        except Exception as exc:
+            raise explain(exc, "create", "jobs", namespace) from None
+        # recorded once the cluster has the Job: a refused submission leaves nothing behind
+        _record_run(self.ws, run_id, notebook, pipeline, parameters,
+                    owner=f"kubernetes/{namespace}/{name}", **run_fields)
+        store = self.ws.store
+        try:
+            outcome, reason = self._follow(name, namespace)
+        except KeyboardInterrupt:
+            self._delete(name, namespace)
+            store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
+            raise
+        logs = self._save_logs(name, namespace, run_id)
+        published = self._collect(run_id, pipeline)
+        if outcome == "cancelled":
+            self._delete(name, namespace)
+            store.finish_run(run_id, "cancelled", "cancelled; the Job was deleted")
+        elif outcome == "succeeded" and published and published["status"] == "succeeded":
+            store.finish_run(run_id, "succeeded")
+        else:
+            if outcome == "failed" and reason and not published:
+                self._delete(name, namespace)
+            error = (published or {}).get("error") or reason or "the Job failed"
+            if not published and logs.strip():  # the pod died before it could say what happened: its last words
+                error += "; the pod's log ends:\n" + "\n".join(logs.strip().splitlines()[-8:])
+            store.finish_run(run_id, "failed", f"{error} (Kubernetes Job {namespace}/{name})")
+        return describe_run(store.get_run(run_id))
+
+    def _follow(self, name: str, namespace: str) -> tuple[str, str | None]:
+        """Wait for the Job to end: ("succeeded" | "failed" | "cancelled", reason)."""
+        while not self.cancelled.is_set():
+            try:
+                job = self.batch.read_namespaced_job_status(name, namespace)
+                pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+            except Exception as exc:
+                raise explain(exc, "get", "jobs", namespace) from None
+            for pod in pods:
+                if (pod.metadata.labels or {}).get("job-name", name) != name:
+                    continue  # a server that ignores label selectors
+                failure = pod_failure(pod)
+                if failure:
+                    return "failed", failure
+            conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"} \
+                if job.status else {}
+            if "Complete" in conditions or (job.status and job.status.succeeded):
+                return "succeeded", None
+            if "Failed" in conditions:
+                c = conditions["Failed"]
+                return "failed", f"{c.reason or 'Failed'}: {c.message or 'the Job failed'}"
+            if job.status and job.status.failed:
+                return "failed", "the Job's pod failed"
+            self.cancelled.wait(self.poll)
+        return "cancelled", None
+
+    def _delete(self, name: str, namespace: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
+        except Exception:
+            pass  # already gone, or unreachable: the run's state is what matters here
+
+    def _save_logs(self, name: str, namespace: str, run_id: str) -> str:
+        """The Job's pod logs, kept as <run dir>/pod.log and passed to on_log; returned."""
+        try:
+            pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+        except Exception:
+            return ""
+        lines = []
+        for pod in pods:
+            if (pod.metadata.labels or {}).get("job-name") != name:
+                continue
+            try:
+                lines.append(self.core.read_namespaced_pod_log(pod.metadata.name, namespace))
+            except Exception as exc:
+                lines.append(f"(no logs from pod {pod.metadata.name}: {exc})")
+        text = "\n".join(lines)
+        run_dir = self.ws.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "pod.log").write_text(text)
+        if self.on_log and text:
+            for line in text.splitlines():
+                self.on_log(line)
+        return text
+
+    def _collect(self, run_id: str, pipeline) -> dict | None:
+        """Copy what the pod published (statuses, metrics, step notebooks) into this store; None if nothing."""
+        import fsspec
+
+        source = f"{self.ws.artifacts(run_id)}/{PUBLISHED}"
+        fs, base = fsspec.core.url_to_fs(source)
+        try:
+            with fs.open(f"{base}/run.json") as f:
+                published = json.loads(f.read())
+        except (FileNotFoundError, OSError, ValueError):
+            return None
+        steps_dir = self.ws.run_dir(run_id) / "steps"
+        steps_dir.mkdir(parents=True, exist_ok=True)
+        store = self.ws.store
+        by_step = {s.name: s for s in pipeline.steps}
+        for step in published["steps"]:
+            local = None
+            if step["output_notebook"]:
+                remote = posixpath.join(base, "steps", Path(step["output_notebook"]).name)
+                if fs.exists(remote):
+                    local = steps_dir / Path(step["output_notebook"]).name
+                    fs.get_file(remote, str(local))
+            started = step["started"]
+            store.update_step(run_id, step["name"], status=step["status"], duration=step["duration"],
+                              output_notebook=str(local) if local else None, error=step["error"],
+                              cell=step["cell"], attempts=step["attempts"],
+                              started=_epoch(started) if started else None)
+            declared = by_step[step["name"]].metrics if step["name"] in by_step else []
+            store.record_metrics(run_id, step["name"], {k: v for k, v in published["metrics"].items()
+                                                        if k in declared})
+        unassigned = {k: v for k, v in published["metrics"].items()
+                      if not any(k in s.metrics for s in pipeline.steps)}
+        if unassigned and pipeline.steps:
+            store.record_metrics(run_id, pipeline.steps[-1].name, unassigned)
+        return published
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()

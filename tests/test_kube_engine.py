@@ -1,0 +1,281 @@
+"""`run --backend kubernetes` against the kmock emulator with the unmodified official client. The test plays the
+cluster's controllers: each Job's pod spec (image, command, env, Secrets) runs with podman in the image that
+`jupyter-mlops build` made, and the Job's and pod's status are patched from what really happened."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+
+import pytest
+
+from conftest import EXAMPLES, free_port
+
+kmock = pytest.importorskip("kmock")
+NAMESPACE = "ml"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    state: dict = {"logs": {}}
+    ready, stop = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        async def main() -> None:
+            async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as srv:
+                for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets"):
+                    emu.resources[resource] = {}  # listed before anything is created
+                forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                             "code": 403, "message": 'jobs.batch is forbidden: User "bob" cannot create resource '
+                                                     '"jobs" in API group "batch" in the namespace "locked"'}
+                emu[kmock.method("POST"), kmock.resource("jobs"), kmock.namespace("locked")] << 403 << forbidden
+                emu[kmock.subresource("log")] << (lambda request: state["logs"].get(request.name, ""))
+                state["url"] = str(srv.url)
+                ready.set()
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+
+    threading.Thread(target=serve, daemon=True).start()
+    assert ready.wait(30)
+    yield state
+    stop.set()
+
+
+@pytest.fixture
+def kubeconfig(cluster, tmp_path, monkeypatch):
+    path = tmp_path / "kubeconfig"
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: test, cluster: {{server: "{cluster['url']}"}}}}]
+users: [{{name: bob, user: {{token: not-a-secret}}}}]
+contexts: [{{name: test, context: {{cluster: test, user: bob, namespace: {NAMESPACE}}}}}]
+current-context: test
+""")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+class Controller:
+    """Plays the Job controller and kubelet: a pod per new Job, run by podman (or failed as the image tag says:
+    `oom`, `evicted`, `nope` = cannot be pulled, `hang` = runs until deleted)."""
+
+    def __init__(self, cluster, podman_run=None):
+        from kubernetes import client
+
+        from jupyter_mlops.engines.kubernetes import load_client
+
+        api = load_client()
+        self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
+        self.cluster, self.podman_run = cluster, podman_run
+        self.seen: set[str] = set()
+        self.pod_specs: list[dict] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            for job in self.batch.list_namespaced_job(NAMESPACE).items:
+                if job.metadata.name not in self.seen:
+                    self.seen.add(job.metadata.name)
+                    threading.Thread(target=self.play, args=(job,), daemon=True).start()
+            time.sleep(0.2)
+
+    def secret(self, name: str) -> dict:
+        found = self.core.read_namespaced_secret(name, NAMESPACE)
+        values = dict(found.string_data or {})
+        values.update({k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()})
+        return values
+
+    def play(self, job) -> None:
+        name = job.metadata.name
+        spec = self.batch.api_client.sanitize_for_serialization(job.spec.template.spec)
+        self.pod_specs.append(spec)
+        container = spec["containers"][0]
+        pod = f"{name}-x7k2p"
+        self.core.create_namespaced_pod(NAMESPACE, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": NAMESPACE,
+                                                            "labels": {"job-name": name}},
+            "spec": spec, "status": {"phase": "Pending"}})
+        image = container["image"]
+
+        def terminated(code: int, reason: str | None = None) -> dict:
+            return {"name": container["name"], "image": image, "imageID": "", "ready": False, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": code, **({"reason": reason} if reason else {})}}}
+
+        if image.startswith("nope"):
+            self.core.patch_namespaced_pod_status(pod, NAMESPACE, {"status": {"phase": "Pending", "containerStatuses": [
+                {"name": container["name"], "image": image, "imageID": "", "ready": False, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ImagePullBackOff",
+                                       "message": f'Back-off pulling image "{image}"'}}}]}})
+            return
+        if image.startswith("hang"):
+            self.core.patch_namespaced_pod_status(pod, NAMESPACE, {"status": {"phase": "Running"}})
+            return
+        if image.startswith("oom"):
+            status = {"phase": "Failed", "containerStatuses": [terminated(137, "OOMKilled")]}
+            code = 137
+        elif image.startswith("evicted"):
+            status = {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}
+            code = 1
+        else:
+            env = {e["name"]: e["value"] if "value" in e else
+                   self.secret(e["valueFrom"]["secretKeyRef"]["name"])[e["valueFrom"]["secretKeyRef"]["key"]]
+                   for e in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                env.update(self.secret(source["secretRef"]["name"]))
+            user = spec["securityContext"]["runAsUser"]
+            args = ["run", "--rm", "--network", "host", "--user", str(user), "--read-only",
+                    "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/mlops:rw,mode=1777"]
+            for key, value in env.items():
+                args += ["-e", f"{key}={value}"]
+            done = self.podman_run(*args, image, *container["command"], timeout=600)
+            self.cluster["logs"][pod] = done.stdout + done.stderr
+            code = done.returncode
+            status = {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [terminated(code)]}
+        self.core.patch_namespaced_pod_status(pod, NAMESPACE, {"status": status})
+        condition = ({"type": "Complete", "status": "True"} if code == 0 else
+                     {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                      "message": "Job has reached the specified backoff limit"})
+        self.batch.patch_namespaced_job_status(name, NAMESPACE, {"status": {
+            "succeeded": int(code == 0), "failed": int(code != 0), "conditions": [condition]}})
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def artifacts(s3, monkeypatch):
+    env, fs = s3
+    for key, value in {**env, "MLOPS_ARTIFACTS_URL": "s3://team-bucket/cluster"}.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def _secret(env: dict) -> None:
+    from kubernetes import client
+
+    from jupyter_mlops.engines.kubernetes import load_client
+
+    core = client.CoreV1Api(load_client())
+    try:
+        core.create_namespaced_secret(NAMESPACE, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "s3-creds", "namespace": NAMESPACE}, "stringData": env})
+    except Exception:
+        pass  # made by an earlier test
+
+
+def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, cluster, artifacts, digits_image,
+                                                                 tmp_path):
+    import jupyter_mlops
+
+    tag, podman_run, _ = digits_image
+    _secret(artifacts)
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    controller = Controller(cluster, podman_run)
+    try:
+        run = jupyter_mlops.run_kubernetes(notebook, {"C": 3}, image=tag, namespace=NAMESPACE,
+                                               artifacts_secret="s3-creds")
+    finally:
+        controller.close()
+    assert run["status"] == "succeeded", run["error"]
+    assert run["params"]["C"] == 3.0 and run["metrics"]["accuracy"] > 0.9
+    assert [s["status"] for s in run["steps"]] == ["succeeded"] * 4
+    assert all(s["output_notebook"] and s["output_notebook"].startswith(str(tmp_path)) for s in run["steps"])
+    assert "accuracy" in (tmp_path / ".mlops" / "runs" / run["id"] / "pod.log").read_text()
+    spec = controller.pod_specs[-1]
+    assert spec["securityContext"]["runAsNonRoot"] and spec["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "s3-creds"}}]
+    # beside local runs in the same table
+    local = jupyter_mlops.run(notebook, {"C": 4})
+    assert {r["id"] for r in jupyter_mlops.list_runs(workspace=tmp_path / ".mlops")} >= {run["id"], local["id"]}
+
+
+@pytest.mark.parametrize("image,reason", [
+    ("oom:1", "OOM-killed"),
+    ("evicted:1", "evicted"),
+    ("nope:1", "could not be pulled"),
+])
+def test_a_pod_that_cannot_finish_fails_the_run_with_its_reason(kubeconfig, cluster, artifacts, tmp_path, image,
+                                                                 reason):
+    import jupyter_mlops
+    from kubernetes import client
+
+    from jupyter_mlops.engines.kubernetes import load_client
+
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    controller = Controller(cluster)
+    try:
+        run = jupyter_mlops.run_kubernetes(notebook, image=image, namespace=NAMESPACE)
+    finally:
+        controller.close()
+    assert run["status"] == "failed" and reason in run["error"], run["error"]
+    jobs = client.BatchV1Api(load_client()).list_namespaced_job(NAMESPACE).items
+    assert not [j for j in jobs if j.metadata.labels.get("mlops.jupyter.org/run") == run["id"]]  # deleted
+
+
+def test_cancel_deletes_the_job_and_cancels_the_run(kubeconfig, cluster, artifacts, tmp_path):
+    import jupyter_mlops
+
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    controller = Controller(cluster)
+    engines = []
+    threading.Timer(2.0, lambda: engines[0].cancel()).start()
+    try:
+        run = jupyter_mlops.run_kubernetes(notebook, image="hang:1", namespace=NAMESPACE,
+                                               engine_hook=engines.append)
+    finally:
+        controller.close()
+    assert run["status"] == "cancelled" and "deleted" in run["error"]
+
+
+def test_rbac_refusal_is_named_and_nothing_is_recorded(kubeconfig, artifacts, tmp_path):
+    import jupyter_mlops
+    from jupyter_mlops.errors import MlopsError
+
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    with pytest.raises(MlopsError, match=r"forbidden by RBAC.*create jobs.*locked"):
+        jupyter_mlops.run_kubernetes(notebook, image="img:1", namespace="locked")
+    assert jupyter_mlops.list_runs(workspace=tmp_path / ".mlops") == []
+
+
+def test_no_kubeconfig_or_no_cluster_is_a_clear_error(artifacts, tmp_path, monkeypatch):
+    import jupyter_mlops
+    from jupyter_mlops.errors import MlopsError
+
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(MlopsError, match="no Kubernetes configuration"):
+        jupyter_mlops.run_kubernetes(notebook, image="img:1")
+    closed = tmp_path / "closed"
+    closed.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: c, cluster: {{server: "http://127.0.0.1:{free_port()}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
+current-context: c
+""")
+    monkeypatch.setenv("KUBECONFIG", str(closed))
+    with pytest.raises(MlopsError, match="unreachable"):
+        jupyter_mlops.run_kubernetes(notebook, image="img:1")
+
+
+def test_local_artifacts_are_refused_for_the_cluster(kubeconfig, tmp_path, monkeypatch):
+    import jupyter_mlops
+    from jupyter_mlops.errors import MlopsError
+
+    monkeypatch.delenv("MLOPS_ARTIFACTS_URL", raising=False)
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    with pytest.raises(MlopsError, match="MLOPS_ARTIFACTS_URL"):
+        jupyter_mlops.run_kubernetes(notebook, image="img:1")
