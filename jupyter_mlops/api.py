@@ -157,25 +157,93 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     return result
 
 
+def _cluster_target(image: str | None, namespace: str, artifacts_secret: str | None, store_secret: str | None,
+                    cpu: str, memory: str):
+    from .kube.manifests import Target
+
+    if not image:
+        raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build NOTEBOOK --tag "
+                         "REGISTRY/NAME:TAG` and push it where the cluster pulls from")
+    return Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret,
+                  store_secret=store_secret)
+
+
 def run_kubernetes(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, image: str,
-                   namespace: str = "default", artifacts_secret: str | None = None, cpu: str = "1",
-                   memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None,
+                   namespace: str = "default", artifacts_secret: str | None = None, store_secret: str | None = None,
+                   cpu: str = "1", memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None,
                    on_log: Callable | None = None, engine_hook: Callable | None = None, **run_fields: Any) -> dict:
     """Run the notebook as a Job on the cluster of the kubeconfig (see engines/kubernetes.py), in `image` (made by
     `jupyter-mlops build`); the run is recorded in this workspace's store like a local one. `engine_hook` gets the
     engine before it starts (to cancel it from another thread)."""
     from .engines.kubernetes import KubernetesEngine
-    from .kube.manifests import Target
     from .parameters import coerce_parameters
 
     pipeline = validate(notebook)
     overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
     ws = Workspace.locate(workspace, notebook)
-    target = Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret)
+    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
     engine = KubernetesEngine(ws, target, api_client=api_client, on_log=on_log)
     if engine_hook:
         engine_hook(engine)
     return engine.run(notebook, pipeline, overrides, new_run_id(), **run_fields)
+
+
+def deploy_kubernetes(name: str, *, image: str | None, canary: int | None = None, weight: float = 10.0,
+                      shadow: int | None = None, gateway: str = "mlops-gateway", sticky_header: str | None = None,
+                      namespace: str = "default", artifacts_secret: str | None = None,
+                      store_secret: str | None = None, cpu: str = "1", memory: str = "2Gi",
+                      workspace: str | os.PathLike | None = None, api_client=None) -> list[str]:
+    """Serve model `name` on the cluster: a Deployment and Service per variant and an HTTPRoute with the canary's
+    weight and a mirror to the shadow, created or updated. The servers read the team's registry, so the store and
+    the model packages must be shared (`store_secret`, and an object-store MLOPS_ARTIFACTS_URL at registration)."""
+    from .engines.kubernetes import load_client
+    from .kube.apply import apply
+    from .kube.manifests import serving
+    from .registry import resolve
+
+    if sticky_header:
+        raise MlopsError("--sticky-header cannot be expressed by a standard Gateway API HTTPRoute; deploy without it "
+                         "on Kubernetes (or route by header in your gateway's own configuration)")
+    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
+    target.check()
+    if not store_secret:
+        raise MlopsError("the cluster's model servers read the registry: give --store-secret, a Secret whose key "
+                         "`url` is the team store (MLOPS_STORE_URL) that holds this model")
+    store = Workspace.locate(workspace).store
+    aliases = {a["alias"]: a["version"] for a in store.aliases(name)}
+    primary = resolve(store, f"{name}@production" if "production" in aliases else name)
+    if "://" not in primary["package"]:
+        raise MlopsError(f"{name} version {primary['version']} is packaged on this machine ({primary['package']}); "
+                         "register it with MLOPS_ARTIFACTS_URL set to object storage so the cluster can fetch it")
+    for version in (canary, shadow):
+        if version is not None:
+            resolve(store, f"{name}:{version}")
+    objects = serving(target, name, primary["version"], canary, weight, shadow, gateway)
+    return apply(api_client or load_client(), objects)
+
+
+def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,
+                        *, image: str | None, timezone: str = "UTC", namespace: str = "default",
+                        artifacts_secret: str | None = None, store_secret: str | None = None, cpu: str = "1",
+                        memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None) -> list[str]:
+    """The schedule as a CronJob on the cluster (the cluster's controller fires it; overlapping runs forbidden)."""
+    from .engines.kubernetes import load_client
+    from .kube.apply import apply
+    from .kube.manifests import cron_job, resource_name
+    from .parameters import coerce_parameters
+    from .registry import check_name
+    from .schedule import check_cron, timezone_of
+
+    check_name(name)
+    check_cron(cron)
+    timezone_of(timezone)
+    pipeline = validate(notebook)
+    values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
+    target.artifacts_url = Workspace.locate(workspace, notebook).artifacts_url or None
+    target.check()
+    job = cron_job(target, resource_name(name), Path(notebook).name, values, cron, timezone)
+    return apply(api_client or load_client(), [job])
 
 
 def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, **run_fields: Any) -> dict:

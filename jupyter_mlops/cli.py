@@ -26,6 +26,18 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                        help="workspace folder (default: $MLOPS_WORKSPACE, else .mlops beside the notebook, or in "
                             "the current folder)")
 
+    def kubernetes(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
+                       help=f"where {what}: here (default), or on the kubeconfig's cluster")
+        p.add_argument("--image", help="--backend kubernetes: the image `jupyter-mlops build` made for the notebook")
+        p.add_argument("--namespace", default="default", help="--backend kubernetes: the namespace")
+        p.add_argument("--artifacts-secret", metavar="SECRET",
+                       help="--backend kubernetes: a Secret whose keys become the pods' env (object-store credentials)")
+        p.add_argument("--store-secret", metavar="SECRET",
+                       help="--backend kubernetes: a Secret whose key `url` is the team store (MLOPS_STORE_URL)")
+        p.add_argument("--memory", default="2Gi", help="--backend kubernetes: each pod's memory (default 2Gi)")
+        p.add_argument("--cpu", default="1", help="--backend kubernetes: each pod's CPU request (default 1)")
+
     p = sub.add_parser("validate", help="check the tags and print the steps and their edges")
     p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("--json", action="store_true", help="print the pipeline as JSON")
@@ -44,14 +56,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
-    p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
-                   help="where the run executes: here (default), or as a Job on the kubeconfig's cluster")
-    p.add_argument("--image", help="--backend kubernetes: the image `jupyter-mlops build` made for the notebook")
-    p.add_argument("--namespace", default="default", help="--backend kubernetes: the Job's namespace")
-    p.add_argument("--artifacts-secret", metavar="SECRET",
-                   help="--backend kubernetes: a Secret whose keys become the pod's env (object-store credentials)")
-    p.add_argument("--memory", default="2Gi", help="--backend kubernetes: the pod's memory (default 2Gi)")
-    p.add_argument("--cpu", default="1", help="--backend kubernetes: the pod's CPU request (default 1)")
+    kubernetes(p, "the run executes (a Job)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
     p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)  # the pod leaves its results for it
     p.add_argument("--trial-of", metavar="FILE.json",
@@ -142,6 +147,8 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--shadow", type=int, metavar="VERSION",
                    help="a version that gets a copy of every request; its answers are compared, never returned")
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
+    p.add_argument("--gateway", default="mlops-gateway", help="--backend kubernetes: the Gateway of the HTTPRoute")
+    kubernetes(p, "the servers run (Deployments, Services, an HTTPRoute)")
     workspace(p)
 
     p = sub.add_parser("build", help="a container image for the notebook (or just its build context)")
@@ -210,6 +217,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     a.add_argument("--retries", type=int, default=0, help="reruns of a failed run (default 0)")
     a.add_argument("--backoff", type=float, default=60.0, help="seconds before the first retry; doubles each time")
     a.add_argument("--timeout", type=float, default=None, help="seconds a run may take before it is stopped")
+    kubernetes(a, "it fires (a CronJob)")
     workspace(a)
     a = actions.add_parser("list", help="schedules with their next tick")
     a.add_argument("--json", action="store_true")
@@ -354,6 +362,11 @@ def _shadow_report(ws, name: str) -> dict | None:
         return None
 
 
+def _target_args(args: argparse.Namespace) -> dict:
+    return dict(namespace=args.namespace, artifacts_secret=args.artifacts_secret, store_secret=args.store_secret,
+                cpu=args.cpu, memory=args.memory, workspace=args.workspace)
+
+
 def _trial(path: str) -> dict:
     """The parameters of this pod's trial: index $JOB_COMPLETION_INDEX of a JSON list (an exported sweep)."""
     from .errors import MlopsError
@@ -383,6 +396,13 @@ def _schedule(args: argparse.Namespace) -> int:
             scheduler.run_forever(args.interval)
         return 0
     store = ws.store
+    if args.action == "add" and args.backend == "kubernetes":
+        from . import api
+
+        for line in api.schedule_kubernetes(args.notebook, args.name, args.cron, _parameters(args.parameter),
+                                            timezone=args.timezone, image=args.image, **_target_args(args)):
+            print(line)
+        return 0
     if args.action == "add":
         added = schedule.add(ws, args.notebook, args.name, args.cron, _parameters(args.parameter),
                              timezone=args.timezone, missed=args.missed, retries=args.retries, backoff=args.backoff,
@@ -474,11 +494,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.trial_of:
                 parameters.update(_trial(args.trial_of))
             if args.backend == "kubernetes":
-                if not args.image:
-                    raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build "
-                                     f"{args.notebook} --tag REGISTRY/NAME:TAG` and push it")
                 result = api.run_kubernetes(args.notebook, parameters, image=args.image, namespace=args.namespace,
-                                            artifacts_secret=args.artifacts_secret, cpu=args.cpu,
+                                            artifacts_secret=args.artifacts_secret,
+                                            store_secret=args.store_secret, cpu=args.cpu,
                                             memory=args.memory, workspace=args.workspace,
                                             on_log=lambda line: print(f"  pod| {line}", file=sys.stderr))
             else:
@@ -565,6 +583,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             done = api.rollback(args.name, alias=args.alias, workspace=args.workspace)
         was = f" (was {done['previous']})" if done["previous"] is not None else ""
         print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
+        return 0
+    if args.command == "deploy" and args.backend == "kubernetes":
+        for line in api.deploy_kubernetes(args.name, image=args.image, canary=args.canary, weight=args.weight,
+                                          shadow=args.shadow, gateway=args.gateway,
+                                          sticky_header=args.sticky_header, **_target_args(args)):
+            print(line)
         return 0
     if args.command in ("serve", "deploy"):
         from .serving.app import create_app

@@ -24,7 +24,8 @@ def cluster():
     def serve() -> None:
         async def main() -> None:
             async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as srv:
-                for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets"):
+                for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets", "apps/v1/deployments", "v1/services",
+                                 "batch/v1/cronjobs", "gateway.networking.k8s.io/v1/httproutes"):
                     emu.resources[resource] = {}  # listed before anything is created
                 forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
                              "code": 403, "message": 'jobs.batch is forbidden: User "bob" cannot create resource '
@@ -279,3 +280,42 @@ def test_local_artifacts_are_refused_for_the_cluster(kubeconfig, tmp_path, monke
     notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
     with pytest.raises(MlopsError, match="MLOPS_ARTIFACTS_URL"):
         jupyter_mlops.run_kubernetes(notebook, image="img:1")
+
+
+def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kubeconfig, cluster, artifacts,
+                                                                           tmp_path):
+    import jupyter_mlops
+    from kubernetes import client
+
+    from jupyter_mlops.engines.kubernetes import load_client
+    from jupyter_mlops.errors import MlopsError
+
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    workspace = tmp_path / ".mlops"
+    for c in (5, 1):
+        run = jupyter_mlops.run(notebook, {"C": c})
+        jupyter_mlops.register(run["id"], "digits", workspace=workspace)  # packaged on the object store
+    options = dict(image="registry.example.com/digits:1", namespace=NAMESPACE, store_secret="team-store",
+                   workspace=workspace)
+    created = jupyter_mlops.deploy_kubernetes("digits", canary=2, weight=10, **options)
+    assert created == ["created Deployment/digits-primary", "created Service/digits-primary",
+                       "created Deployment/digits-canary", "created Service/digits-canary", "created HTTPRoute/digits"]
+    updated = jupyter_mlops.deploy_kubernetes("digits", canary=2, weight=50, **options)
+    assert updated[-1] == "updated HTTPRoute/digits"
+    api = load_client()
+    route = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", "digits")
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [50, 50]
+    served = client.AppsV1Api(api).read_namespaced_deployment("digits-canary", NAMESPACE)
+    assert served.spec.template.spec.containers[0].command[2] == "digits:2"
+    with pytest.raises(MlopsError, match="--store-secret"):
+        jupyter_mlops.deploy_kubernetes("digits", **{**options, "store_secret": None})
+
+    lines = jupyter_mlops.schedule_kubernetes(notebook, "nightly", "0 3 * * *", {"C": 2}, timezone="Europe/Paris",
+                                              **options)
+    assert lines == ["created CronJob/nightly-schedule"]
+    cron = client.BatchV1Api(api).read_namespaced_cron_job("nightly-schedule", NAMESPACE)
+    assert cron.spec.schedule == "0 3 * * *" and cron.spec.time_zone == "Europe/Paris"
+    with pytest.raises(MlopsError, match="cron"):
+        jupyter_mlops.schedule_kubernetes(notebook, "bad", "0 3 * *", **options)
