@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only when a metric is logged
 
-_API = {"run", "run_kubernetes", "deploy_kubernetes", "schedule_kubernetes", "resume", "runs", "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models",
+_API = {"run", "run_kubernetes", "sweep_kubernetes", "deploy_kubernetes", "schedule_kubernetes", "resume", "runs", "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models",
         "promote", "rollback", "alias_history"}
 __all__ = ["log_metrics", *sorted(_API)]
 

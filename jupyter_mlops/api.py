@@ -188,6 +188,32 @@ def run_kubernetes(notebook: str | os.PathLike, parameters: dict[str, Any] | Non
     return engine.run(notebook, pipeline, overrides, new_run_id(), **run_fields)
 
 
+def sweep_kubernetes(notebook: str | os.PathLike, space: dict[str, Any], *, image: str | None,
+                     samples: int | None = None, seed: int = 0, search: str = "grid", trials: int | None = None,
+                     parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
+                     namespace: str = "default", artifacts_secret: str | None = None,
+                     store_secret: str | None = None, cpu: str = "1", memory: str = "2Gi",
+                     workspace: str | os.PathLike | None = None, api_client=None,
+                     engine_hook: Callable | None = None) -> dict:
+    """A sweep on the cluster: one Indexed Job, pod i running trial i, `parallel` at once; each trial a run in
+    this store under the sweep id, like a local sweep's (grid or random points; Bayesian search stays local, as it
+    needs each result before choosing the next point)."""
+    from .engines.kubernetes import KubernetesEngine
+
+    if search == "bayes":
+        raise MlopsError("--search bayes picks each point from the results before it: run it locally (or use a "
+                         "grid or --samples N on the cluster)")
+    pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
+                                                     trials=trials, parallel=parallel, maximize=maximize,
+                                                     minimize=minimize)
+    ws = Workspace.locate(workspace, notebook)
+    engine = KubernetesEngine(ws, _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory),
+                              api_client=api_client)
+    if engine_hook:
+        engine_hook(engine)
+    return engine.sweep(notebook, pipeline, points.points, dict(space), metric, direction, parallel)
+
+
 def deploy_kubernetes(name: str, *, image: str | None, canary: int | None = None, weight: float = 10.0,
                       shadow: int | None = None, gateway: str = "mlops-gateway", sticky_header: str | None = None,
                       namespace: str = "default", artifacts_secret: str | None = None,

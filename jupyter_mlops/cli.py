@@ -58,6 +58,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
     kubernetes(p, "the run executes (a Job)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
+    p.add_argument("--run-id-prefix", help=argparse.SUPPRESS)  # a sweep's pod: its run id is PREFIX-INDEX
     p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)  # the pod leaves its results for it
     p.add_argument("--trial-of", metavar="FILE.json",
                    help="take the parameters at index $JOB_COMPLETION_INDEX of this JSON list (a sweep exported "
@@ -82,6 +83,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per cell")
     p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
     p.add_argument("--json", action="store_true", help="print the sweep and its trials as JSON")
+    kubernetes(p, "the trials run (an Indexed Job, one pod per trial)")
     workspace(p)
 
     p = sub.add_parser("resume", help="rerun a failed run from its failed step, reusing upstream results")
@@ -493,6 +495,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             parameters = _parameters(args.parameter)
             if args.trial_of:
                 parameters.update(_trial(args.trial_of))
+            if args.run_id_prefix:
+                args.run_id = f"{args.run_id_prefix}-{os.environ.get('JOB_COMPLETION_INDEX', '0')}"
             if args.backend == "kubernetes":
                 result = api.run_kubernetes(args.notebook, parameters, image=args.image, namespace=args.namespace,
                                             artifacts_secret=args.artifacts_secret,
@@ -530,9 +534,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         search = args.search or ("random" if args.samples else "grid")
         options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials)
         total[0] = api.planned_trials(args.notebook, space, **options)
-        result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                           minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
-                           fresh_kernels=args.fresh_kernels, on_trial=on_trial, **options)
+        if args.backend == "kubernetes":
+            result = api.sweep_kubernetes(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                                          minimize=args.minimize, image=args.image, **_target_args(args),
+                                          **options)
+        else:
+            result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                               minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
+                               fresh_kernels=args.fresh_kernels, on_trial=on_trial, **options)
         if args.json:
             print(json.dumps(result, indent=1))
         else:

@@ -109,6 +109,29 @@ def _step_line(result: Any) -> None:
         print(f"  {result.name:<16} {result.status:<9}{extra}", flush=True)
 
 
+def _on_kubernetes(args) -> Any:
+    """`%mlops run|sweep|deploy --backend kubernetes`: as on the command line, answered with Python objects."""
+    from . import api
+    from .cli import _parameters, _target_args
+
+    if args.command == "run":
+        return RunResult(api.run_kubernetes(args.notebook, _parameters(args.parameter), image=args.image,
+                                            on_log=lambda line: print(f"  pod| {line}", flush=True),
+                                            **_target_args(args)))
+    if args.command == "sweep":
+        result = api.sweep_kubernetes(args.notebook, _parameters(args.parameter), image=args.image,
+                                      parallel=args.parallel, maximize=args.maximize, minimize=args.minimize,
+                                      samples=args.samples, seed=args.seed,
+                                      search=args.search or ("random" if args.samples else "grid"),
+                                      **_target_args(args))
+        return api.runs(workspace=args.workspace, sweep_id=result["id"])
+    for line in api.deploy_kubernetes(args.name, image=args.image, canary=args.canary, weight=args.weight,
+                                      shadow=args.shadow, gateway=args.gateway, sticky_header=args.sticky_header,
+                                      **_target_args(args)):
+        print(line, flush=True)
+    return None
+
+
 def mlops(line: str) -> Any:
     """The `%mlops` line magic."""
     from . import api
@@ -122,6 +145,8 @@ def mlops(line: str) -> Any:
     try:
         if getattr(args, "notebook", "") is None:
             args.notebook = current_notebook()
+        if getattr(args, "backend", "local") == "kubernetes" and args.command in ("run", "sweep", "deploy"):
+            return _on_kubernetes(args)
         if args.command == "run":
             return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
                                      max_parallel=args.parallel, timeout=args.timeout,

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ def cluster():
     def serve() -> None:
         async def main() -> None:
             async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as srv:
-                for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets", "apps/v1/deployments", "v1/services",
+                for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets", "v1/configmaps", "apps/v1/deployments",
+                                 "v1/services",
                                  "batch/v1/cronjobs", "gateway.networking.k8s.io/v1/httproutes"):
                     emu.resources[resource] = {}  # listed before anything is created
                 forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
@@ -71,7 +73,8 @@ class Controller:
         api = load_client()
         self.batch, self.core = client.BatchV1Api(api), client.CoreV1Api(api)
         self.cluster, self.podman_run = cluster, podman_run
-        self.seen: set[str] = set()
+        # Jobs of earlier tests are not this controller's to play again
+        self.seen: set[str] = {j.metadata.name for j in self.batch.list_namespaced_job(NAMESPACE).items}
         self.pod_specs: list[dict] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
@@ -95,11 +98,28 @@ class Controller:
         name = job.metadata.name
         spec = self.batch.api_client.sanitize_for_serialization(job.spec.template.spec)
         self.pod_specs.append(spec)
+        if job.spec.completion_mode == "Indexed":
+            codes = [self.pod(name, spec, index) for index in range(job.spec.completions)]
+            code = max(codes)
+        else:
+            code = self.pod(name, spec)
+        if code is None:
+            return  # a pod that never ends (or never starts): the Job stays active
+        condition = ({"type": "Complete", "status": "True"} if code == 0 else
+                     {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                      "message": "Job has reached the specified backoff limit"})
+        self.batch.patch_namespaced_job_status(name, NAMESPACE, {"status": {
+            "succeeded": int(code == 0), "failed": int(code != 0), "conditions": [condition]}})
+
+    def pod(self, job: str, spec: dict, index: int | None = None) -> int | None:
+        """One pod of the Job: made, run (or failed as its image says), its status patched; its exit code."""
         container = spec["containers"][0]
-        pod = f"{name}-x7k2p"
+        pod = f"{job}-{index}-x7k2p" if index is not None else f"{job}-x7k2p"
+        labels = {"job-name": job}
+        if index is not None:
+            labels["batch.kubernetes.io/job-completion-index"] = str(index)
         self.core.create_namespaced_pod(NAMESPACE, {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": NAMESPACE,
-                                                            "labels": {"job-name": name}},
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": NAMESPACE, "labels": labels},
             "spec": spec, "status": {"phase": "Pending"}})
         image = container["image"]
 
@@ -112,10 +132,10 @@ class Controller:
                 {"name": container["name"], "image": image, "imageID": "", "ready": False, "restartCount": 0,
                  "state": {"waiting": {"reason": "ImagePullBackOff",
                                        "message": f'Back-off pulling image "{image}"'}}}]}})
-            return
+            return None
         if image.startswith("hang"):
             self.core.patch_namespaced_pod_status(pod, NAMESPACE, {"status": {"phase": "Running"}})
-            return
+            return None
         if image.startswith("oom"):
             status = {"phase": "Failed", "containerStatuses": [terminated(137, "OOMKilled")]}
             code = 137
@@ -123,26 +143,39 @@ class Controller:
             status = {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}
             code = 1
         else:
-            env = {e["name"]: e["value"] if "value" in e else
-                   self.secret(e["valueFrom"]["secretKeyRef"]["name"])[e["valueFrom"]["secretKeyRef"]["key"]]
-                   for e in container.get("env", [])}
-            for source in container.get("envFrom", []):
-                env.update(self.secret(source["secretRef"]["name"]))
-            user = spec["securityContext"]["runAsUser"]
-            args = ["run", "--rm", "--network", "host", "--user", str(user), "--read-only",
-                    "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/mlops:rw,mode=1777"]
-            for key, value in env.items():
-                args += ["-e", f"{key}={value}"]
-            done = self.podman_run(*args, image, *container["command"], timeout=600)
-            self.cluster["logs"][pod] = done.stdout + done.stderr
-            code = done.returncode
+            code = self.run_container(pod, spec, index)
             status = {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": [terminated(code)]}
         self.core.patch_namespaced_pod_status(pod, NAMESPACE, {"status": status})
-        condition = ({"type": "Complete", "status": "True"} if code == 0 else
-                     {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                      "message": "Job has reached the specified backoff limit"})
-        self.batch.patch_namespaced_job_status(name, NAMESPACE, {"status": {
-            "succeeded": int(code == 0), "failed": int(code != 0), "conditions": [condition]}})
+        return code
+
+    def run_container(self, pod: str, spec: dict, index: int | None) -> int:
+        """What the kubelet does, with podman: env (Secrets resolved), ConfigMap volumes, the pod's user."""
+        import tempfile
+
+        container = spec["containers"][0]
+        env = {e["name"]: e["value"] if "value" in e else
+               self.secret(e["valueFrom"]["secretKeyRef"]["name"])[e["valueFrom"]["secretKeyRef"]["key"]]
+               for e in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            env.update(self.secret(source["secretRef"]["name"]))
+        if index is not None:
+            env["JOB_COMPLETION_INDEX"] = str(index)
+        args = ["run", "--rm", "--network", "host", "--user", str(spec["securityContext"]["runAsUser"]),
+                "--read-only", "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/mlops:rw,mode=1777"]
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                folder = Path(tempfile.mkdtemp(prefix="configmap-"))
+                data = self.core.read_namespaced_config_map(volume["configMap"]["name"], NAMESPACE).data
+                for key, value in data.items():
+                    (folder / key).write_text(value)
+                folder.chmod(0o755)
+                args += ["-v", f"{folder}:{mounts[volume['name']]}:ro"]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        done = self.podman_run(*args, container["image"], *container["command"], timeout=600)
+        self.cluster["logs"][pod] = done.stdout + done.stderr
+        return done.returncode
 
     def close(self) -> None:
         self.stop.set()
@@ -319,3 +352,25 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
     assert cron.spec.schedule == "0 3 * * *" and cron.spec.time_zone == "Europe/Paris"
     with pytest.raises(MlopsError, match="cron"):
         jupyter_mlops.schedule_kubernetes(notebook, "bad", "0 3 * *", **options)
+
+
+def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfig, cluster, artifacts, digits_image,
+                                                                       tmp_path):
+    import jupyter_mlops
+
+    tag, podman_run, _ = digits_image
+    _secret(artifacts)
+    notebook = tmp_path / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    controller = Controller(cluster, podman_run)
+    try:
+        sweep = jupyter_mlops.sweep_kubernetes(notebook, {"C": "1,10"}, image=tag, namespace=NAMESPACE,
+                                               artifacts_secret="s3-creds", parallel=2, maximize="accuracy")
+    finally:
+        controller.close()
+    assert sweep["status"] == "succeeded", [t["error"] for t in sweep["trials"]]
+    assert [t["params"]["C"] for t in sweep["trials"]] == [1.0, 10.0]
+    assert all(t["status"] == "succeeded" and t["metrics"]["accuracy"] > 0.9 for t in sweep["trials"])
+    assert sweep["best"]["id"] in {t["id"] for t in sweep["trials"]}
+    table = jupyter_mlops.list_runs(workspace=tmp_path / ".mlops", sweep_id=sweep["id"])
+    assert len(table) == 2

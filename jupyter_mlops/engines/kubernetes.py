@@ -124,6 +124,16 @@ class KubernetesEngine:
     def cancel(self) -> None:
         self.cancelled.set()
 
+    def _submit(self, objects: list[dict]) -> None:
+        from ..kube.apply import apply
+
+        for obj in objects:
+            if obj["kind"] == "Job":  # the image's run, told its id and to publish what it did
+                container = obj["spec"]["template"]["spec"]["containers"][0]
+                container["env"] = [e for e in container["env"] if e["name"] != "MLOPS_ARTIFACTS_URL"] + [
+                    {"name": "MLOPS_ARTIFACTS_URL", "value": self.ws.artifacts_url}]
+        apply(self.api, objects)
+
     def run(self, notebook: str | Path, pipeline, parameters: dict, run_id: str, **run_fields: Any) -> dict:
         from ..api import _record_run, describe_run
         from ..kube.manifests import resource_name, run_job
@@ -133,43 +143,94 @@ class KubernetesEngine:
         name = resource_name(app, run_id)
         job["metadata"]["name"] = name
         job["metadata"]["labels"]["mlops.jupyter.org/run"] = run_id
-        container = job["spec"]["template"]["spec"]["containers"][0]
-        container["command"] += ["--run-id", run_id, "--publish"]
-        container["env"] = [e for e in container["env"] if e["name"] != "MLOPS_ARTIFACTS_URL"] + [
-            {"name": "MLOPS_ARTIFACTS_URL", "value": self.ws.artifacts_url}]
+        job["spec"]["template"]["spec"]["containers"][0]["command"] += ["--run-id", run_id, "--publish"]
         namespace = self.target.namespace
-        try:
-            self.batch.create_namespaced_job(namespace, job)
-        except Exception as exc:
-            raise explain(exc, "create", "jobs", namespace) from None
+        self._submit([job])
         # recorded once the cluster has the Job: a refused submission leaves nothing behind
         _record_run(self.ws, run_id, notebook, pipeline, parameters,
                     owner=f"kubernetes/{namespace}/{name}", **run_fields)
-        store = self.ws.store
         try:
             outcome, reason = self._follow(name, namespace)
         except KeyboardInterrupt:
             self._delete(name, namespace)
-            store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
+            self.ws.store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
             raise
         logs = self._save_logs(name, namespace, run_id)
+        if outcome != "succeeded":
+            self._delete(name, namespace)
+        self._finish(run_id, pipeline, outcome, reason, logs, f"{namespace}/{name}")
+        return describe_run(self.ws.store.get_run(run_id))
+
+    def sweep(self, notebook: str | Path, pipeline, points: list[dict], space: dict, metric: str | None,
+              direction: str | None, parallel: int) -> dict:
+        """The trials as one Indexed Job: pod i runs trial i (parameters from a ConfigMap), `parallel` at once."""
+        from ..api import _record_run, describe_run
+        from ..kube.manifests import resource_name, sweep_jobs
+        from ..trials import best_trial
+        from ..workspace import new_run_id
+
+        prefix = new_run_id()
+        sweep_id = f"sweep-{prefix}"
+        app = resource_name(Path(notebook).stem)
+        config, job = sweep_jobs(self.target, app, Path(notebook).name, points, parallel)
+        name = resource_name(app, "sweep", prefix)
+        config["metadata"]["name"] = resource_name(app, "trials", prefix)
+        job["metadata"]["name"] = name
+        job["spec"]["template"]["spec"]["volumes"][-1]["configMap"]["name"] = config["metadata"]["name"]
+        job["spec"]["template"]["spec"]["containers"][0]["command"] += ["--run-id-prefix", prefix, "--publish"]
+        namespace = self.target.namespace
+        self._submit([config, job])
+        store = self.ws.store
+        store.create_sweep(sweep_id, str(Path(notebook).resolve()), space, len(points), metric, direction)
+        run_ids = [f"{prefix}-{i}" for i in range(len(points))]
+        for run_id, point in zip(run_ids, points):
+            _record_run(self.ws, run_id, notebook, pipeline, point, sweep_id=sweep_id,
+                        owner=f"kubernetes/{namespace}/{name}")
+        done: set[int] = set()
+
+        def trial_ended(index: int, outcome: str, reason: str | None) -> None:
+            done.add(index)
+            self._finish(run_ids[index], pipeline, outcome, reason, "", f"{namespace}/{name} index {index}")
+
+        try:
+            outcome, reason = self._follow(name, namespace, trial_ended)
+        except KeyboardInterrupt:
+            self._delete(name, namespace)
+            for i, run_id in enumerate(run_ids):
+                if i not in done:
+                    store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
+            store.finish_sweep(sweep_id, "cancelled", None)
+            raise
+        if outcome != "succeeded":
+            self._delete(name, namespace)
+        for i, run_id in enumerate(run_ids):
+            if i not in done:  # the Job ended before this trial's pod said anything
+                self._finish(run_id, pipeline, outcome, reason, "", f"{namespace}/{name} index {i}")
+        results = [describe_run(store.get_run(r)) for r in run_ids]
+        best = best_trial(results, metric, direction)
+        status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+        store.finish_sweep(sweep_id, status, best["id"] if best else None)
+        return {"id": sweep_id, "status": status, "metric": metric, "direction": direction, "shared_steps": [],
+                "best": best, "trials": results}
+
+    def _finish(self, run_id: str, pipeline, outcome: str, reason: str | None, logs: str, where: str) -> None:
+        """Bring what the pod published home, and end the run with the right status and reason."""
+        store = self.ws.store
         published = self._collect(run_id, pipeline)
         if outcome == "cancelled":
-            self._delete(name, namespace)
             store.finish_run(run_id, "cancelled", "cancelled; the Job was deleted")
-        elif outcome == "succeeded" and published and published["status"] == "succeeded":
+        elif published and published["status"] == "succeeded":
             store.finish_run(run_id, "succeeded")
         else:
-            if outcome == "failed" and reason and not published:
-                self._delete(name, namespace)
             error = (published or {}).get("error") or reason or "the Job failed"
             if not published and logs.strip():  # the pod died before it could say what happened: its last words
                 error += "; the pod's log ends:\n" + "\n".join(logs.strip().splitlines()[-8:])
-            store.finish_run(run_id, "failed", f"{error} (Kubernetes Job {namespace}/{name})")
-        return describe_run(store.get_run(run_id))
+            store.finish_run(run_id, "failed", f"{error} (Kubernetes Job {where})")
 
-    def _follow(self, name: str, namespace: str) -> tuple[str, str | None]:
-        """Wait for the Job to end: ("succeeded" | "failed" | "cancelled", reason)."""
+    def _follow(self, name: str, namespace: str, pod_ended: Callable | None = None) -> tuple[str, str | None]:
+        """Wait for the Job to end: ("succeeded" | "failed" | "cancelled", reason). For an Indexed Job,
+        `pod_ended(index, outcome, reason)` hears of each completion index as its pod ends."""
+        reported: set[int] = set()
         while not self.cancelled.is_set():
             try:
                 job = self.batch.read_namespaced_job_status(name, namespace)
@@ -180,6 +241,14 @@ class KubernetesEngine:
                 if (pod.metadata.labels or {}).get("job-name", name) != name:
                     continue  # a server that ignores label selectors
                 failure = pod_failure(pod)
+                index = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-completion-index")
+                if pod_ended and index is not None and index.isdigit() and int(index) not in reported:
+                    phase = pod.status.phase if pod.status else None
+                    if failure or phase in ("Succeeded", "Failed"):
+                        reported.add(int(index))
+                        pod_ended(int(index), "succeeded" if phase == "Succeeded" else "failed",
+                                  failure or "the trial's pod failed")
+                    continue  # one trial's failure is not the sweep's
                 if failure:
                     return "failed", failure
             conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"} \
