@@ -637,6 +637,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if watcher:
                 watcher.stop()
             app.state.request_log.close()
+            app.state.shadow_process.close()
         return 0
     if args.command == "build":
         import tempfile

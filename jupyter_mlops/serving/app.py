@@ -47,6 +47,7 @@ class ServedModel:
     schema: list[dict]  # [{"name", "type", "kind"}]
     variant: str = "primary"
     reference: dict | None = None  # statistics of the training inputs, for drift and outliers
+    package: str | None = None  # where it was loaded from: a shadow is loaded again there, in its own process
     columns: list[str] = field(init=False)
     numeric_only: bool = field(init=False)
 
@@ -61,7 +62,7 @@ class ServedModel:
         schema = json.loads((Path(package) / "schema.json").read_text())
         reference_file = Path(package) / "reference.json"
         reference = json.loads(reference_file.read_text()) if reference_file.exists() else None
-        return cls(name, version, load_predict(package), schema, variant, reference)
+        return cls(name, version, load_predict(package), schema, variant, reference, str(package))
 
 
 # -- request decoding ---------------------------------------------------------------------------------------------
@@ -386,16 +387,18 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         return result
 
     def mirror(deployed: Deployment, frame, primary_values: list, primary_seconds: float) -> None:
-        """Runs after the answer was sent: shadows never change or delay the primary's response."""
+        """Runs after the answer was sent: shadows never change or delay the primary's response. A packaged
+        shadow predicts in the shadow process (see shadow.py), so it never holds this process's GIL."""
         for shadow in deployed.shadows:
-            started = time.perf_counter()
-            try:
-                values = _json_ready(shadow.predict(frame))
-            except Exception as exc:  # a broken shadow is reported, never raised
-                values, failure = [], f"{type(exc).__name__}: {exc}"
+            if shadow.package:
+                values, seconds, failure = shadow_process.predict(shadow.package, frame)
             else:
-                failure = None
-            seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                try:
+                    values, failure = _json_ready(shadow.predict(frame)), None
+                except Exception as exc:  # a broken shadow is reported, never raised
+                    values, failure = [], f"{type(exc).__name__}: {exc}"
+                seconds = time.perf_counter() - started
             agreeing = sum(a == b for a, b in zip(values, primary_values))
             metrics.shadow_rows.labels(shadow.name, str(shadow.version), "agree").inc(agreeing)
             metrics.shadow_rows.labels(shadow.name, str(shadow.version), "disagree").inc(len(primary_values) - agreeing)
@@ -417,6 +420,9 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         return values
 
     mirrors: queue.Queue = queue.Queue(maxsize=1000)
+    from .shadow import ShadowProcess
+
+    shadow_process = ShadowProcess()
 
     def mirror_forever() -> None:
         while True:
@@ -510,4 +516,5 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     app.state.request_log = request_log
     app.state.live = live
     app.state.shadows = shadows
+    app.state.shadow_process = shadow_process
     return app

@@ -70,6 +70,7 @@ class BackgroundServer:
     """A server on a thread of this process (for notebooks); `stop()` ends it."""
 
     def __init__(self, app, host: str, port: int):
+        self.app = app
         self.server = _server(app, host, port)
         self.thread = threading.Thread(target=self.server.run, name="mlops-serve", daemon=True)
         self.thread.start()
@@ -89,6 +90,9 @@ class BackgroundServer:
             self.watcher.stop()
         self.server.should_exit = True
         self.thread.join(10)
+        shadows = getattr(getattr(self.app, "state", None), "shadow_process", None)
+        if shadows is not None:
+            shadows.close()
 
     def __repr__(self) -> str:
         return f"<model server {self.url}>"
