@@ -104,6 +104,13 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     page.screenshot(path=str(SHOTS / "panel-output.png"))
     page.locator(".lm-TabBar-tab", has_text="digits.ipynb").click()
     cells.nth(8).locator(".jp-InputPrompt").click()
+    # as a user would: widen the sidebar to see the table's parameter and metric columns, scrolled to the start
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    page.mouse.move(handle["x"] + 1, 400)
+    page.mouse.down()
+    page.mouse.move(560, 400, steps=5)
+    page.mouse.up()
+    page.evaluate("document.querySelector('.mlops-table-scroll').scrollLeft = 0")
     page.wait_for_timeout(300)
     page.screenshot(path=str(SHOTS / "panel-light.png"))
 

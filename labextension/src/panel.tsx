@@ -585,8 +585,8 @@ function RunsTable(props: { runs: Run[]; openStepNotebook: (run: string, step: s
           <tbody>
             {shown.rows.map(run => (
               <React.Fragment key={run.id}>
-                <tr className={`mlops-status-${run.status}`} onClick={() => setOpen(open === run.id ? null : run.id)}
-                  data-run={run.id}>
+                <tr className={`mlops-status-${run.status}${open === run.id ? ' mlops-selected' : ''}`}
+                  onClick={() => setOpen(open === run.id ? null : run.id)} data-run={run.id}>
                   <td title={`${run.id} · ${run.path ?? run.notebook}${run.sweep_id ? ` · sweep ${run.sweep_id}` : ''}`}>
                     {shortRunId(run.id)}{run.sweep_id ? ' ⋯' : ''}</td>
                   <td><span className={`mlops-status mlops-status-${run.status}`}>{run.status}</span>
@@ -594,16 +594,17 @@ function RunsTable(props: { runs: Run[]; openStepNotebook: (run: string, step: s
                   <td>{formatDuration(run.duration)}</td>
                   {columns.slice(3).map(([k]) => <td key={k}>{formatValue(cellValue(run, k))}</td>)}
                 </tr>
-                {open === run.id && (
-                  <tr className="mlops-run-detail"><td colSpan={columns.length}>
-                    <RunDetail id={run.id} status={run.status} open={props.openStepNotebook} report={props.report} />
-                  </td></tr>
-                )}
               </React.Fragment>
             ))}
           </tbody>
         </table>
       </div>
+      {open && (  // below the table, not inside it: the steps need the panel's width, not a column's
+        <div className="mlops-run-detail" data-testid="mlops-run-detail">
+          <RunDetail id={open} status={props.runs.find(r => r.id === open)?.status ?? ''}
+            open={props.openStepNotebook} report={props.report} />
+        </div>
+      )}
       <div className="mlops-pager">
         <span>{sorted.length} of {props.runs.length} runs</span>
         {shown.pages > 1 && (
