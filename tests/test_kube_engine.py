@@ -190,6 +190,19 @@ def artifacts(s3, monkeypatch):
     return env
 
 
+def digits(folder: Path) -> Path:
+    notebook = folder / "digits.ipynb"
+    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    return notebook
+
+
+@pytest.fixture
+def real_image(digits_image, artifacts):
+    """The digits image and the Secret its pods read the object store's credentials from."""
+    _secret(artifacts)
+    return digits_image
+
+
 def _secret(env: dict) -> None:
     from kubernetes import client
 
@@ -203,14 +216,11 @@ def _secret(env: dict) -> None:
         pass  # made by an earlier test
 
 
-def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, cluster, artifacts, digits_image,
-                                                                 tmp_path):
+def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, cluster, real_image, tmp_path):
     import jupyter_mlops
 
-    tag, podman_run, _ = digits_image
-    _secret(artifacts)
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    tag, podman_run, _ = real_image
+    notebook = digits(tmp_path)
     controller = Controller(cluster, podman_run)
     try:
         run = jupyter_mlops.run_kubernetes(notebook, {"C": 3}, image=tag, namespace=NAMESPACE,
@@ -242,8 +252,7 @@ def test_a_pod_that_cannot_finish_fails_the_run_with_its_reason(kubeconfig, clus
 
     from jupyter_mlops.engines.kubernetes import load_client
 
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     controller = Controller(cluster)
     try:
         run = jupyter_mlops.run_kubernetes(notebook, image=image, namespace=NAMESPACE)
@@ -257,8 +266,7 @@ def test_a_pod_that_cannot_finish_fails_the_run_with_its_reason(kubeconfig, clus
 def test_cancel_deletes_the_job_and_cancels_the_run(kubeconfig, cluster, artifacts, tmp_path):
     import jupyter_mlops
 
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     controller = Controller(cluster)
     engines = []
     threading.Timer(2.0, lambda: engines[0].cancel()).start()
@@ -274,8 +282,7 @@ def test_rbac_refusal_is_named_and_nothing_is_recorded(kubeconfig, artifacts, tm
     import jupyter_mlops
     from jupyter_mlops.errors import MlopsError
 
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     with pytest.raises(MlopsError, match=r"forbidden by RBAC.*create jobs.*locked"):
         jupyter_mlops.run_kubernetes(notebook, image="img:1", namespace="locked")
     assert jupyter_mlops.list_runs(workspace=tmp_path / ".mlops") == []
@@ -285,8 +292,7 @@ def test_no_kubeconfig_or_no_cluster_is_a_clear_error(artifacts, tmp_path, monke
     import jupyter_mlops
     from jupyter_mlops.errors import MlopsError
 
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(MlopsError, match="no Kubernetes configuration"):
@@ -309,8 +315,7 @@ def test_local_artifacts_are_refused_for_the_cluster(kubeconfig, tmp_path, monke
     from jupyter_mlops.errors import MlopsError
 
     monkeypatch.delenv("MLOPS_ARTIFACTS_URL", raising=False)
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     with pytest.raises(MlopsError, match="MLOPS_ARTIFACTS_URL"):
         jupyter_mlops.run_kubernetes(notebook, image="img:1")
 
@@ -323,8 +328,7 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
     from jupyter_mlops.engines.kubernetes import load_client
     from jupyter_mlops.errors import MlopsError
 
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    notebook = digits(tmp_path)
     workspace = tmp_path / ".mlops"
     for c in (5, 1):
         run = jupyter_mlops.run(notebook, {"C": c})
@@ -354,14 +358,11 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
         jupyter_mlops.schedule_kubernetes(notebook, "bad", "0 3 * *", **options)
 
 
-def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfig, cluster, artifacts, digits_image,
-                                                                       tmp_path):
+def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfig, cluster, real_image, tmp_path):
     import jupyter_mlops
 
-    tag, podman_run, _ = digits_image
-    _secret(artifacts)
-    notebook = tmp_path / "digits.ipynb"
-    notebook.write_text((EXAMPLES / "digits.ipynb").read_text())
+    tag, podman_run, _ = real_image
+    notebook = digits(tmp_path)
     controller = Controller(cluster, podman_run)
     try:
         sweep = jupyter_mlops.sweep_kubernetes(notebook, {"C": "1,10"}, image=tag, namespace=NAMESPACE,
