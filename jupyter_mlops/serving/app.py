@@ -348,6 +348,10 @@ class ShadowReport:
                     "latest": list(self.records)[-20:]}
 
 
+MIRROR_INTERVAL = 0.05  # seconds the mirror thread gathers requests before the shadows predict them together
+MIRROR_BATCH = 500
+
+
 def create_app(target: ServedModel | Deployment, registry_metrics=None, log_folder: str | Path | None = None,
                log_capacity: int = 10000) -> Starlette:
     """The app for one model or deployment; with `log_folder`, every answered request is logged asynchronously
@@ -386,25 +390,40 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             raise RuntimeError(f"predict returned {len(result)} values for {len(frame)} rows")
         return result
 
-    def mirror(deployed: Deployment, frame, primary_values: list, primary_seconds: float) -> None:
-        """Runs after the answer was sent: shadows never change or delay the primary's response. A packaged
-        shadow predicts in the shadow process (see shadow.py), so it never holds this process's GIL."""
-        for shadow in deployed.shadows:
-            if shadow.package:
-                values, seconds, failure = shadow_process.predict(shadow.package, frame)
-            else:
-                started = time.perf_counter()
-                try:
-                    values, failure = _json_ready(shadow.predict(frame)), None
-                except Exception as exc:  # a broken shadow is reported, never raised
-                    values, failure = [], f"{type(exc).__name__}: {exc}"
-                seconds = time.perf_counter() - started
-            agreeing = sum(a == b for a, b in zip(values, primary_values))
-            metrics.shadow_rows.labels(shadow.name, str(shadow.version), "agree").inc(agreeing)
-            metrics.shadow_rows.labels(shadow.name, str(shadow.version), "disagree").inc(len(primary_values) - agreeing)
-            shadows.add({"variant": shadow.variant, "version": shadow.version, "rows": len(primary_values),
-                         "agreeing": agreeing, "latency_delta_ms": (seconds - primary_seconds) * 1000,
-                         "error": failure, "at": time.time()})
+    def mirror(batch: list[tuple]) -> None:
+        """Runs after the answers were sent, for the requests mirrored in the last moment: each shadow predicts
+        all their rows in one call (in the shadow process when packaged, see shadow.py), then each request's rows
+        are compared with the primary's answer. Shadows never change or delay the primary's responses."""
+        import pandas as pd
+
+        by_deployment: dict[int, list[tuple]] = {}
+        for item in batch:
+            by_deployment.setdefault(id(item[0]), []).append(item)
+        for items in by_deployment.values():
+            deployed = items[0][0]
+            frame = items[0][1] if len(items) == 1 else pd.concat([i[1] for i in items], ignore_index=True)
+            for shadow in deployed.shadows:
+                if shadow.package:
+                    values, seconds, failure = shadow_process.predict(shadow.package, frame)
+                else:
+                    started = time.perf_counter()
+                    try:
+                        values, failure = _json_ready(shadow.predict(frame)), None
+                    except Exception as exc:  # a broken shadow is reported, never raised
+                        values, failure = [], f"{type(exc).__name__}: {exc}"
+                    seconds = time.perf_counter() - started
+                offset, share = 0, seconds / max(1, len(frame))  # the batch's time, shared out by rows
+                for _, rows, primary_values, primary_seconds in items:
+                    mine = values[offset:offset + len(rows)]
+                    offset += len(rows)
+                    agreeing = sum(a == b for a, b in zip(mine, primary_values))
+                    labels = (shadow.name, str(shadow.version))
+                    metrics.shadow_rows.labels(*labels, "agree").inc(agreeing)
+                    metrics.shadow_rows.labels(*labels, "disagree").inc(len(primary_values) - agreeing)
+                    shadows.add({"variant": shadow.variant, "version": shadow.version, "rows": len(primary_values),
+                                 "agreeing": agreeing,
+                                 "latency_delta_ms": (share * len(rows) - primary_seconds) * 1000,
+                                 "error": failure, "at": time.time()})
 
     def answer(deployed: Deployment, model: ServedModel, frame) -> list:
         started = time.perf_counter()
@@ -426,7 +445,15 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
 
     def mirror_forever() -> None:
         while True:
-            mirror(*mirrors.get())
+            batch = [mirrors.get()]
+            # wake a few times a second, not once per request: each wake-up takes the GIL from the event loop
+            time.sleep(MIRROR_INTERVAL)
+            while len(batch) < MIRROR_BATCH:
+                try:
+                    batch.append(mirrors.get_nowait())
+                except queue.Empty:
+                    break
+            mirror(batch)
 
     threading.Thread(target=mirror_forever, name="mlops-shadows", daemon=True).start()
 
