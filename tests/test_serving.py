@@ -155,3 +155,79 @@ def test_cli_serve(served):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_concurrent_requests_batched_together_each_get_their_own_answer(served):
+    """Requests arriving while a prediction runs are predicted in one call: no answer may be another's."""
+    url, model, _ = served
+    expected = model.predict(DIGITS.data[:210].tolist())
+    answers: dict[int, list] = {}
+
+    def client(start: int) -> None:
+        with requests.Session() as session:
+            for i in range(start, 200, 8):
+                rows = DIGITS.data[i:i + 1 + i % 3].tolist()  # one to three rows per request
+                reply = session.post(f"{url}/invocations", json={"instances": rows}, timeout=30)
+                answers[i] = reply.json()["predictions"]
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == 200
+    for i, values in answers.items():
+        assert values == expected[i:i + 1 + i % 3], i
+
+
+def test_one_request_breaking_a_batch_fails_alone():
+    from jupyter_mlops.serving.app import ServedModel
+
+    def predict(frame):
+        if (frame["x"] == 13).any():
+            raise ValueError("13 is unlucky")
+        return (frame["x"] * 2).tolist()
+
+    model = ServedModel("toy", 1, predict, [{"name": "x", "type": "float64", "kind": "numeric"}])
+    server = serve_in_background(create_app(model))
+    try:
+        results: dict[int, requests.Response] = {}
+
+        def client(x: int) -> None:
+            results[x] = requests.post(f"{server.url}/invocations", json={"instances": [[x]]}, timeout=30)
+
+        threads = [threading.Thread(target=client, args=(x,)) for x in range(10, 20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results[13].status_code == 500 and "unlucky" in results[13].json()["error"]
+        assert all(results[x].json() == {"predictions": [2.0 * x]} for x in range(10, 20) if x != 13)
+    finally:
+        server.stop()
+
+
+def test_requests_waiting_together_are_predicted_in_one_call():
+    import asyncio
+
+    import httpx
+
+    from jupyter_mlops.serving.app import ServedModel
+
+    calls: list[int] = []
+
+    def predict(frame):
+        calls.append(len(frame))
+        return (frame["x"] * 2).tolist()
+
+    app = create_app(ServedModel("toy", 1, predict, [{"name": "x", "type": "float64", "kind": "numeric"}]))
+
+    async def burst() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://toy") as client:
+            return await asyncio.gather(*(client.post("/invocations", json={"instances": [[x], [x + 0.5]]})
+                                          for x in range(20)))
+
+    replies = asyncio.run(burst())
+    assert [r.json()["predictions"] for r in replies] == [[2.0 * x, 2.0 * x + 1] for x in range(20)]
+    assert sum(calls) == 40 and len(calls) < 20  # fewer predict calls than requests: they were batched

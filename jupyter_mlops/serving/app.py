@@ -13,6 +13,7 @@ predictions, and one process serves one model. Shadows run on a thread of their 
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import queue
@@ -150,6 +151,18 @@ def _numeric_frame(model: ServedModel, table: list, transpose: bool = False):
         raise ClientError(f"column `{bad}` has a missing or infinite value (null, NaN, Infinity); send a finite "
                           "number for every row")
     return pd.DataFrame(array, columns=model.columns, copy=False)
+
+
+def _stack(model: ServedModel, frames: list):
+    """Several requests' frames as one (rows in order), cheaply when every column is numeric."""
+    if len(frames) == 1:
+        return frames[0]
+    import numpy as np
+    import pandas as pd
+
+    if model.numeric_only and model.columns:
+        return pd.DataFrame(np.vstack([f.to_numpy() for f in frames]), columns=model.columns, copy=False)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _is_float(value: Any) -> bool:
@@ -425,10 +438,20 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                                  "latency_delta_ms": (share * len(rows) - primary_seconds) * 1000,
                                  "error": failure, "at": time.time()})
 
-    def answer(deployed: Deployment, model: ServedModel, frame) -> list:
-        started = time.perf_counter()
-        values = predict(model, frame)
-        seconds = time.perf_counter() - started
+    waiting: dict[int, list] = {}  # per model: the requests that will be predicted together next
+
+    async def answer(deployed: Deployment, model: ServedModel, frame) -> list:
+        """Predict a request's rows. Requests for the same model that arrive while the event loop is busy (with
+        the previous prediction) are predicted in one call: per-call costs (input validation in scikit-learn and
+        the like) are paid once per batch, not per request. Alone, a request is predicted on the next turn of
+        the loop, so nothing waits for company."""
+        future = asyncio.get_running_loop().create_future()
+        batch = waiting.get(id(model))
+        if batch is None:
+            batch = waiting[id(model)] = []
+            asyncio.get_running_loop().call_soon(predict_waiting, model)
+        batch.append((frame, future))
+        values, seconds = await future
         if request_log is not None:
             request_log.put(model.variant, model.version, frame, values, seconds)
         if deployed.shadows and model is deployed.primary:
@@ -437,6 +460,28 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             except queue.Full:
                 metrics.shadow_dropped.inc()
         return values
+
+    def predict_waiting(model: ServedModel) -> None:
+        batch = waiting.pop(id(model))
+        started = time.perf_counter()
+        try:
+            values = predict(model, _stack(model, [frame for frame, _ in batch]))
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            for frame, future in batch:  # one request's rows broke the batch: each on its own, errors to their own
+                started = time.perf_counter()
+                try:
+                    future.set_result((predict(model, frame), time.perf_counter() - started))
+                except Exception as alone:
+                    future.set_exception(alone)
+            return
+        seconds = time.perf_counter() - started
+        offset = 0
+        for frame, future in batch:
+            future.set_result((values[offset:offset + len(frame)], seconds))
+            offset += len(frame)
 
     mirrors: queue.Queue = queue.Queue(maxsize=1000)
     from .shadow import ShadowProcess
@@ -487,7 +532,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
         body = await body_of(request)
-        values = answer(deployed, model, decode_oip(model, body))
+        values = await answer(deployed, model, decode_oip(model, body))
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
@@ -497,7 +542,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind != "application/json":
             raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        values = answer(deployed, model, decode_mlflow(model, await body_of(request)))
+        values = await answer(deployed, model, decode_mlflow(model, await body_of(request)))
         return JSONResponse({"predictions": values})
 
     async def shadow_report(request: Request) -> Response:
