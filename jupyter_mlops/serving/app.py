@@ -31,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .shadow import ShadowProcess
+
 
 class ClientError(Exception):
     """A request the client must fix: answered 4xx with the message."""
@@ -484,8 +486,6 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             offset += len(frame)
 
     mirrors: queue.Queue = queue.Queue(maxsize=1000)
-    from .shadow import ShadowProcess
-
     shadow_process = ShadowProcess()
 
     def mirror_forever() -> None:
