@@ -33,7 +33,8 @@ def cluster():
                              "code": 403, "message": 'jobs.batch is forbidden: User "bob" cannot create resource '
                                                      '"jobs" in API group "batch" in the namespace "locked"'}
                 emu[kmock.method("POST"), kmock.resource("jobs"), kmock.namespace("locked")] << 403 << forbidden
-                emu[kmock.subresource("log")] << (lambda request: state["logs"].get(request.name, ""))
+                # text/plain-like bytes, as an API server sends logs (read raw by the engine)
+                emu[kmock.subresource("log")] << (lambda request: state["logs"].get(request.name, "").encode())
                 state["url"] = str(srv.url)
                 ready.set()
                 while not stop.is_set():
@@ -222,9 +223,10 @@ def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, clus
     tag, podman_run, _ = real_image
     notebook = digits(tmp_path)
     controller = Controller(cluster, podman_run)
+    streamed: list[str] = []
     try:
         run = jupyter_mlops.run_kubernetes(notebook, {"C": 3}, image=tag, namespace=NAMESPACE,
-                                               artifacts_secret="s3-creds")
+                                           artifacts_secret="s3-creds", on_log=streamed.append)
     finally:
         controller.close()
     assert run["status"] == "succeeded", run["error"]
@@ -232,6 +234,7 @@ def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, clus
     assert [s["status"] for s in run["steps"]] == ["succeeded"] * 4
     assert all(s["output_notebook"] and s["output_notebook"].startswith(str(tmp_path)) for s in run["steps"])
     assert "accuracy" in (tmp_path / ".mlops" / "runs" / run["id"] / "pod.log").read_text()
+    assert any("accuracy" in line for line in streamed)  # the pod's log followed line by line
     spec = controller.pod_specs[-1]
     assert spec["securityContext"]["runAsNonRoot"] and spec["containers"][0]["envFrom"] == [
         {"secretRef": {"name": "s3-creds"}}]

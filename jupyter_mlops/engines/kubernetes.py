@@ -120,6 +120,7 @@ class KubernetesEngine:
         self.batch, self.core = client.BatchV1Api(self.api), client.CoreV1Api(self.api)
         self.poll, self.on_log = poll, on_log
         self.cancelled = threading.Event()
+        self._streams: dict[str, threading.Thread] = {}  # pod name -> the thread following its log
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -231,37 +232,75 @@ class KubernetesEngine:
         """Wait for the Job to end: ("succeeded" | "failed" | "cancelled", reason). For an Indexed Job,
         `pod_ended(index, outcome, reason)` hears of each completion index as its pod ends."""
         reported: set[int] = set()
-        while not self.cancelled.is_set():
+        try:
+            while not self.cancelled.is_set():
+                ended = self._watch_once(name, namespace, pod_ended, reported)
+                if ended:
+                    return ended
+                self.cancelled.wait(self.poll)
+            return "cancelled", None
+        finally:
+            for thread in self._streams.values():
+                thread.join(5)  # the last lines of a finished pod, before the result is printed
+
+    def _watch_once(self, name: str, namespace: str, pod_ended: Callable | None,
+                    reported: set[int]) -> tuple[str, str | None] | None:
+        """One look at the Job and its pods: how it ended, or None while it runs."""
+        try:
+            job = self.batch.read_namespaced_job_status(name, namespace)
+            pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+        except Exception as exc:
+            raise explain(exc, "get", "jobs", namespace) from None
+        for pod in pods:
+            if (pod.metadata.labels or {}).get("job-name", name) != name:
+                continue  # a server that ignores label selectors
+            self._stream(pod, namespace)
+            failure = pod_failure(pod)
+            index = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-completion-index")
+            if pod_ended and index is not None and index.isdigit() and int(index) not in reported:
+                phase = pod.status.phase if pod.status else None
+                if failure or phase in ("Succeeded", "Failed"):
+                    reported.add(int(index))
+                    pod_ended(int(index), "succeeded" if phase == "Succeeded" else "failed",
+                              failure or "the trial's pod failed")
+                continue  # one trial's failure is not the sweep's
+            if failure:
+                return "failed", failure
+        conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"} \
+            if job.status else {}
+        if "Complete" in conditions or (job.status and job.status.succeeded):
+            return "succeeded", None
+        if "Failed" in conditions:
+            c = conditions["Failed"]
+            return "failed", f"{c.reason or 'Failed'}: {c.message or 'the Job failed'}"
+        if job.status and job.status.failed:
+            return "failed", "the Job's pod failed"
+        return None
+
+    def _stream(self, pod, namespace: str) -> None:
+        """Follow a started pod's log on a thread of its own, line by line to `on_log`."""
+        started = pod.status and pod.status.phase in ("Running", "Succeeded", "Failed")
+        if not self.on_log or not started or pod.metadata.name in self._streams:
+            return
+
+        def follow() -> None:
             try:
-                job = self.batch.read_namespaced_job_status(name, namespace)
-                pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
-            except Exception as exc:
-                raise explain(exc, "get", "jobs", namespace) from None
-            for pod in pods:
-                if (pod.metadata.labels or {}).get("job-name", name) != name:
-                    continue  # a server that ignores label selectors
-                failure = pod_failure(pod)
-                index = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-completion-index")
-                if pod_ended and index is not None and index.isdigit() and int(index) not in reported:
-                    phase = pod.status.phase if pod.status else None
-                    if failure or phase in ("Succeeded", "Failed"):
-                        reported.add(int(index))
-                        pod_ended(int(index), "succeeded" if phase == "Succeeded" else "failed",
-                                  failure or "the trial's pod failed")
-                    continue  # one trial's failure is not the sweep's
-                if failure:
-                    return "failed", failure
-            conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"} \
-                if job.status else {}
-            if "Complete" in conditions or (job.status and job.status.succeeded):
-                return "succeeded", None
-            if "Failed" in conditions:
-                c = conditions["Failed"]
-                return "failed", f"{c.reason or 'Failed'}: {c.message or 'the Job failed'}"
-            if job.status and job.status.failed:
-                return "failed", "the Job's pod failed"
-            self.cancelled.wait(self.poll)
-        return "cancelled", None
+                reply = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=True,
+                                                          _preload_content=False)
+                rest = ""
+                for chunk in reply.stream(4096):
+                    rest += chunk.decode(errors="replace")
+                    *lines, rest = rest.split("\n")
+                    for line in lines:
+                        self.on_log(line)
+                if rest:
+                    self.on_log(rest)
+            except Exception as exc:  # logs are a courtesy; the run's outcome does not depend on them
+                self.on_log(f"(the log of pod {pod.metadata.name} stopped: {exc})")
+
+        thread = threading.Thread(target=follow, name=f"mlops-log-{pod.metadata.name}", daemon=True)
+        self._streams[pod.metadata.name] = thread
+        thread.start()
 
     def _delete(self, name: str, namespace: str) -> None:
         try:
@@ -270,7 +309,7 @@ class KubernetesEngine:
             pass  # already gone, or unreachable: the run's state is what matters here
 
     def _save_logs(self, name: str, namespace: str, run_id: str) -> str:
-        """The Job's pod logs, kept as <run dir>/pod.log and passed to on_log; returned."""
+        """The Job's pod logs, whole, kept as <run dir>/pod.log; returned."""
         try:
             pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
         except Exception:
@@ -280,16 +319,14 @@ class KubernetesEngine:
             if (pod.metadata.labels or {}).get("job-name") != name:
                 continue
             try:
-                lines.append(self.core.read_namespaced_pod_log(pod.metadata.name, namespace))
+                reply = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
+                lines.append(reply.data.decode(errors="replace"))
             except Exception as exc:
                 lines.append(f"(no logs from pod {pod.metadata.name}: {exc})")
         text = "\n".join(lines)
         run_dir = self.ws.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "pod.log").write_text(text)
-        if self.on_log and text:
-            for line in text.splitlines():
-                self.on_log(line)
         return text
 
     def _collect(self, run_id: str, pipeline) -> dict | None:
