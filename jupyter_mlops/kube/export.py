@@ -33,7 +33,7 @@ def export(notebook: str | os.PathLike, out_dir: str | os.PathLike, target: Targ
         documents.append(("schedule-cronjob", cron_job(target, app, Path(notebook).name, values, schedule,
                                                        timezone)))
     if sweep:
-        _, points, _, _ = api.plan_sweep(notebook, {**{k: v for k, v in values.items()}, **sweep},
+        _, points, _, _ = api.plan_sweep(notebook, {**values, **sweep},
                                          samples=samples, seed=seed, search="random" if samples else "grid",
                                          parallel=parallel)
         config, job = sweep_jobs(target, app, Path(notebook).name, points.points, parallel)

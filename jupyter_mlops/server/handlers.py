@@ -351,10 +351,10 @@ def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> 
     log = ws.root / "logs" / name / "server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     updating = is_up(ws.store.get_deployment(name))  # then the new process only updates the spec, and exits
+    start = log.stat().st_size if log.exists() else 0  # before the process starts: its first words are ours to show
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    start = log.stat().st_size if log.exists() else 0
     deadline = time.time() + wait
     while time.time() < deadline:
         code = process.poll()
