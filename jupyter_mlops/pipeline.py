@@ -32,11 +32,15 @@ class Step:
     parameters: list[str] = field(default_factory=list)  # parameters this step reads itself
     depends_on: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)  # Kale `pipeline-metrics`: names logged as metrics
+    pod: dict[str, dict[str, str]] = field(default_factory=dict)  # Kale's limit:/annotation:/label: tags
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "cells": [c + 1 for c in self.cells],
-                "depends_on": self.depends_on, "inputs": self.inputs, "imports": self.imports,
-                "outputs": self.outputs, "parameters": self.parameters, "metrics": self.metrics}
+        out = {"name": self.name, "kind": self.kind, "cells": [c + 1 for c in self.cells],
+               "depends_on": self.depends_on, "inputs": self.inputs, "imports": self.imports,
+               "outputs": self.outputs, "parameters": self.parameters, "metrics": self.metrics}
+        if self.pod:
+            out["pod"] = self.pod
+        return out
 
 
 @dataclass
@@ -159,15 +163,25 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     steps: dict[str, Step] = {}
     order: list[Step] = []
     loose: list[int] = []  # untagged cells that belong to no step
-    current: str | None = None  # role of the nearest tagged cell above: step name, "setup" or "skip"
+    # role of the nearest tagged cell above that is not `skip`: a step name, "setup" or "parameters". A skipped cell
+    # is passed over (Kale's rule, and what running the notebook top to bottom does), so cells below it continue
+    # the step above it.
+    current: str | None = None
+    skipped: list[int] = []  # skipped cells since the last cell that took part in the pipeline
+    across: dict[str, list[tuple[list[int], int]]] = {}  # step -> (skipped cells, the cell that joined across them)
 
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
             continue
         number, snippet = index + 1, _snippet(cell)
-        role, found = T.read_cell_tags(cell.get("metadata", {}).get("tags", []), number, snippet)
+        role, found, notes = T.read_cell_tags(cell.get("metadata", {}).get("tags", []), number, snippet)
         problems += found
+        warnings += notes
+        if role.role == "skip":
+            skipped.append(number)
+            continue
         if role.role == "parameters":
+            skipped = []
             if parameters_cell is not None:
                 problems.append(Problem(f"a second cell tagged `parameters` (the first is cell {parameters_cell + 1})",
                                         cell=number, snippet=snippet,
@@ -183,8 +197,11 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
                 if _source(cell).strip():
                     loose.append(number)
                 continue
-            role = T.CellRole("setup") if current == "setup" else T.CellRole("skip") if current == "skip" else \
-                T.CellRole("step", current, None, role.after)
+            if skipped and _source(cell).strip():
+                across.setdefault(current, []).append((skipped, number))
+            role = T.CellRole("setup") if current == "setup" else \
+                T.CellRole("step", current, None, role.after, role.pod)
+        skipped = []
         if role.role == "setup":
             setup_cells.append(index)
         elif role.role == "step":
@@ -194,12 +211,25 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
                 order.append(step)
             step.cells.append(index)
             step.after += [a for a in role.after if a not in step.after]
+            for kind, values in role.pod.items():
+                step.pod.setdefault(kind, {}).update(values)
         current = role.step if role.role == "step" else role.role
 
+    for name, joins in across.items():
+        where = "setup" if name == "setup" else f"step `{name}`"
+        for skipped_cells, joined in joins:
+            warnings.append(f"cell {joined} joins {where} across the skipped cell(s) "
+                            f"{', '.join(map(str, skipped_cells))} (a `skip` cell is passed over, as in Kale and "
+                            f"when the notebook runs top to bottom); tag cell {joined} to put it elsewhere")
     if loose:
         listed = ", ".join(map(str, loose))
         warnings.append(f"cells {listed} are not part of the pipeline (untagged, above any step or right after the "
                         "parameters cell); tag them `setup` to run them before every step, a step tag, or `skip`")
+    hinted = [s for s in order if s.pod]
+    if hinted:
+        warnings.append("pod hints (" + "; ".join(f"step `{s.name}`: {T.pod_hints_text(s.pod)}" for s in hinted) +
+                        ") apply when the pipeline runs on Kubernetes (`--backend kubernetes`, `export k8s`); local "
+                        "runs ignore them")
     if not order:
         problems.append(Problem("no cell is tagged as a pipeline step", fix=HOW_TO_TAG))
 
@@ -233,9 +263,9 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     _resolve_steps(order, names, cells, parameters, setup_bound, star, problems, warnings)
     for step in order:
         if all(not _code_lines(_source(cells[i])) for i in step.cells):
-            problems.append(Problem(f"step `{step.name}` has no code", cell=step.cells[0] + 1,
-                                    snippet=_snippet(cells[step.cells[0]]),
-                                    fix="put code in the step's cells or remove its tag"))
+            # Kale accepts it (a placeholder step, or one a `skip` emptied): it runs and does nothing
+            warnings.append(f"step `{step.name}` (cells {', '.join(str(i + 1) for i in step.cells)}) has no code: "
+                            "it runs and does nothing; put code in its cells or remove its tag")
         if step.kind == "serve" and not any("predict" in names[i].functions or "predict" in names[i].writes
                                             for i in step.cells):
             problems.append(Problem("the `serve` step defines no `predict` function", cell=step.cells[0] + 1,

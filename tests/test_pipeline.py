@@ -35,10 +35,38 @@ def test_kale_notebook_is_read(example):
 def test_untagged_cells_take_the_role_of_the_nearest_tagged_cell_above(make_notebook):
     p = build_pipeline(make_notebook([("a = 1", "data"), "b = a + 1", ("print(b)", "skip"), "print(a)",
                                       ("s = 1", "setup"), "t = s", ("d = b + t", "train")]))
-    assert p.step("data").cells == [0, 1]  # joins the step above
+    assert p.step("data").cells == [0, 1, 3]  # joins the step above; a skip cell is passed over, as in Kale
     assert p.setup_cells == [4, 5]  # joins setup
-    assert all(3 not in s.cells for s in p.steps)  # follows skip, as in Kale
     assert p.step("train").inputs == {"b": "data"}
+    assert any("cell 4 joins step `data` across the skipped cell(s) 3" in w for w in p.warnings)
+
+
+def test_a_skip_cell_does_not_swallow_the_cells_below_it(make_notebook):
+    # the repro: top to bottom, train prints 2; the untagged `x = 2` belongs to the data step
+    p = build_pipeline(make_notebook([("x = 1", "data"), ("print(x)", "skip"), "x = 2", ("print(x)", "train")]))
+    assert p.step("data").cells == [0, 2]
+    assert p.step("train").inputs == {"x": "data"}
+    # a skip between setup cells: the cell below it is still setup
+    p = build_pipeline(make_notebook([("import math", "setup"), ("math.pi", "skip"), "tau = 2 * math.pi",
+                                      ("r = tau", "data")]))
+    assert p.setup_cells == [0, 2]
+
+
+def test_kale_grammar_is_accepted(make_notebook):
+    p = build_pipeline(make_notebook([("a = 1", "block:load"), ("b = a", "block:"), ("print(b)", "skip", "prev:load"),
+                                      ("c = b * 2", "block:train", "prev:load", "limit:nvidia.com/gpu:1",
+                                       "annotation:team.io/owner:vision", "label:tier:gold"),
+                                      ("pass", "step:placeholder")]))
+    assert p.step("load").cells == [0, 1]
+    assert p.step("train").pod == {"limits": {"nvidia.com/gpu": "1"}, "annotations": {"team.io/owner": "vision"},
+                                   "labels": {"tier": "gold"}}
+    assert any("apply when the pipeline runs on Kubernetes" in w for w in p.warnings)
+    assert p.step("placeholder").cells == [4]
+
+
+def test_a_step_with_no_code_is_a_warning(make_notebook):
+    p = build_pipeline(make_notebook([("a = 1", "data"), ("# nothing yet", "train")]))
+    assert any("step `train` (cells 2) has no code" in w for w in p.warnings)
 
 
 def test_a_name_reassigned_later_comes_from_the_last_writer(make_notebook):
@@ -100,11 +128,6 @@ def test_cycle_through_after(make_notebook):
 def test_after_unknown_step(make_notebook):
     found = problems(make_notebook, [("a = 1", "data"), ("b = a", "train", "after:dta")])
     assert "`after:dta`" in found[0].message and "after:data" in found[0].fix
-
-
-def test_empty_step(make_notebook):
-    found = problems(make_notebook, [("a = 1", "data"), ("# nothing yet\n", "train")])
-    assert found[0].cell == 2 and "no code" in found[0].message
 
 
 def test_no_step_tags_says_how_to_tag(make_notebook):
