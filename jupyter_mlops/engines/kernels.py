@@ -107,9 +107,7 @@ class KernelPool:
             km = self._start_kernel()
             with self._cond:
                 self._warming.add(km)  # close() can reach it from now on
-                closed = self._closed
-            if not closed:
-                self._warm_up(km)
+            self._warm_up(km)
         except Exception as exc:
             error = exc
         with self._cond:
@@ -129,6 +127,7 @@ class KernelPool:
             self._spawn(self.size)  # the first is up: start the rest
 
     def _start_kernel(self) -> Any:
+        from jupyter_client.kernelspec import NoSuchKernel
         from jupyter_client.manager import AsyncKernelManager
 
         # IPC sockets under a unique prefix: no TCP ports to race for, and no unencrypted-TCP warning per kernel
@@ -137,19 +136,44 @@ class KernelPool:
                                 client_class=f"{__name__}.PromptClient")
         # MLOPS_PARENT_PID lets anyone (and our tests) find kernels by the process that started them
         env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MLOPS_PARENT_PID": str(os.getpid())}
-        _run_sync(km.start_kernel)(cwd=self.cwd, env=env)
+        # the kernel's own stderr (not its cells' output, which goes over IOPub): where a kernel that cannot start,
+        # or dies, says why; read back into the error, removed with the kernel
+        km.mlops_stderr = open(f"{prefix}.stderr", "w+b")
+        try:
+            _run_sync(km.start_kernel)(cwd=self.cwd, env=env, stderr=km.mlops_stderr)
+        except NoSuchKernel:
+            _close_stderr(km)
+            raise RuntimeError(f"no kernel named `{self.kernel_name}` is installed (the notebook's kernelspec); "
+                               "install it (e.g. `python -m ipykernel install --user --name "
+                               f"{self.kernel_name}`) or pick an installed kernel in JupyterLab") from None
+        except Exception:
+            _close_stderr(km)
+            raise
         return km
 
     def _warm_up(self, km: Any) -> None:
-        """Import the notebook's modules; binds no names, and a module that fails to import is left to the step
-        that imports it to report."""
-        self._configured.wait(120)
-        code = ("import importlib as _il\nfor _m in %r:\n    try:\n        _il.import_module(_m)\n"
-                "    except Exception:\n        pass\ndel _il, _m\n") % self.modules
+        """Wait until the kernel answers and import the notebook's modules into it. A module that fails to import
+        is left to the step that imports it to report; nothing here fails the run unless the kernel itself is
+        gone, and then the error says why (its stderr)."""
+        self._configured.wait()  # set by configure(), or by close() when the run ends before it is configured
+        if self._closed:
+            return
+        # one function, so the warm-up binds nothing in the namespace the steps will use (with no module to
+        # import, a loop variable would never be bound and a `del` of it would fail)
+        code = ("def _mlops_warm_up(names):\n    import importlib\n    for name in names:\n        try:\n"
+                "            importlib.import_module(name)\n        except BaseException:\n            pass\n"
+                "_mlops_warm_up(%r)\ndel _mlops_warm_up\n") % self.modules
         kc = km.client()
         kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         try:
             run_quietly(km, kc, code, timeout=300)
+        except Exception as exc:
+            if self._closed:
+                return
+            if not _run_sync(km.is_alive)():
+                raise RuntimeError(f"{kernel_death_reason(km)} before it could run a step") from None
+            log.warning("warming up kernel `%s` failed (%s); it will import its modules in the step instead",
+                        self.kernel_name, exc)
         finally:
             kc.stop_channels()
 
@@ -197,10 +221,16 @@ class KernelPool:
         wait for kernels still starting, so that none outlives the run."""
         with self._cond:
             self._closed = True
-            kernels = self._idle + list(self._busy) + list(self._warming)
+            kernels = self._idle + list(self._busy)
+            warming = list(self._warming)
             self._idle = []
             starters = list(self._starters)
             self._cond.notify_all()
+        self._configured.set()  # a kernel still waiting for its configuration stops waiting
+        # a warming kernel belongs to its starter thread, which shuts it down once it sees the pool closed (two
+        # threads shutting one kernel manager down at once can hang); killing its process ends a warm-up at once
+        for km in warming:
+            kill_kernel_process(km)
         stoppers = [threading.Thread(target=shutdown_kernel, args=(km,), daemon=True) for km in kernels]
         for t in stoppers:
             t.start()
@@ -241,6 +271,16 @@ def reset_namespace(km: Any, timeout: float = 60) -> None:
         kc.stop_channels()
 
 
+def kill_kernel_process(km: Any) -> None:
+    """SIGKILL the kernel's process, without touching its manager (safe from any thread)."""
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    try:
+        if process is not None and process.poll() is None:
+            process.kill()
+    except OSError:
+        pass
+
+
 def shutdown_kernel(km: Any) -> None:
     try:
         if _run_sync(km.is_alive)():
@@ -249,6 +289,32 @@ def shutdown_kernel(km: Any) -> None:
             _run_sync(km.cleanup_resources)()
     except Exception as exc:
         log.debug("kernel shutdown: %r", exc)
+    _close_stderr(km)
+
+
+def _close_stderr(km: Any) -> None:
+    stderr = getattr(km, "mlops_stderr", None)
+    if stderr is not None and not stderr.closed:
+        stderr.close()
+        try:
+            os.unlink(stderr.name)
+        except OSError:
+            pass
+
+
+def kernel_stderr_tail(km: Any, lines: int = 8) -> str:
+    """The last lines the kernel process wrote to its stderr (a traceback, a fatal error), or ''."""
+    stderr = getattr(km, "mlops_stderr", None)
+    if stderr is None or stderr.closed:
+        return ""
+    try:
+        stderr.flush()
+        with open(stderr.name, "rb") as f:
+            f.seek(max(0, os.path.getsize(stderr.name) - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
 def kernel_death_reason(km: Any) -> str:
@@ -258,12 +324,15 @@ def kernel_death_reason(km: Any) -> str:
     process = getattr(getattr(km, "provisioner", None), "process", None)
     code = process.poll() if process is not None else None
     if code is None:
-        return "the kernel died"
-    if code < 0:
+        reason = "the kernel died"
+    elif code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         hint = " (killed: out of memory, or stopped by another process)" if -code == 9 else ""
-        return f"the kernel died: {name}{hint}"
-    return f"the kernel exited with code {code}"
+        reason = f"the kernel died: {name}{hint}"
+    else:
+        reason = f"the kernel exited with code {code}"
+    said = kernel_stderr_tail(km)
+    return f"{reason}; it said:\n{said}" if said else reason

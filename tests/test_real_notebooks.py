@@ -1,0 +1,103 @@
+"""Notebooks as people write them, run for real: the pipeline does what running the notebook top to bottom does,
+or says why, and a kernel that cannot start says why."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import jupyter_mlops
+from jupyter_mlops.errors import ParameterError
+
+
+def _stream(step: dict) -> str:
+    executed = nbformat.read(step["output_notebook"], as_version=4)
+    return "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+
+
+def test_a_cell_after_a_skip_cell_runs_in_the_step_above_it(make_notebook):
+    # the issue's repro: top to bottom (and papermill) print 2 in train
+    nb_path = make_notebook([("x = 1", "data"), ("print(x)", "skip"), "x = 2", ("print('x is', x)", "train")])
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "succeeded", run["error"]
+    train = next(s for s in run["steps"] if s["name"] == "train")
+    assert "x is 2" in _stream(train)
+
+
+def _papermill_simple_execute(folder: Path) -> Path:
+    """papermill's own test notebook `simple_execute.ipynb` (a parameters cell and `print(msg)`; it imports
+    nothing), tagged with one step as a user would."""
+    import papermill
+
+    shipped = Path(papermill.__file__).parent / "tests" / "notebooks" / "simple_execute.ipynb"
+    if shipped.exists():
+        nb = nbformat.read(str(shipped), as_version=4)
+    else:  # a papermill build without its tests: the same two cells
+        import nbformat.v4 as v4
+
+        nb = v4.new_notebook(cells=[v4.new_code_cell("msg = None"), v4.new_code_cell("print(msg)")])
+        nb.cells[0].metadata["tags"] = ["parameters"]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells[1].metadata["tags"] = ["train"]
+    path = folder / "simple_execute.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_a_notebook_that_imports_nothing_runs(tmp_path):
+    run = jupyter_mlops.run(_papermill_simple_execute(tmp_path), {"msg": "hello"})
+    assert run["status"] == "succeeded", run["error"]
+    assert "hello" in _stream(run["steps"][0])
+
+
+def test_bad_input_is_refused_without_waiting_for_kernels(tmp_path):
+    import os
+
+    from test_run import _kernels_started_by
+
+    from jupyter_mlops.engines.local import early_pool
+
+    nb_path = _papermill_simple_execute(tmp_path)
+    with pytest.raises(ParameterError, match="unknown parameter `msgg`"):
+        jupyter_mlops.run(nb_path, {"msgg": "hello"})
+    assert _kernels_started_by(os.getpid()) == []
+    # the pool `run` starts before validating, closed after its kernel is up but before it learned what to import
+    # (validation failed): the old warm-up waited 120 s for that, and closing joined it for 60 s
+    pool = early_pool(str(nb_path))
+    deadline = time.monotonic() + 60
+    while not pool._warming and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool._warming, "the first kernel did not start"
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 20  # a bound that only catches the hang; benchmarks/refuse_fast.py times it
+    assert _kernels_started_by(os.getpid()) == []
+
+
+def _kernelspec(root: Path, name: str, argv: list[str]) -> None:
+    spec = root / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": name, "language": "python"}))
+
+
+def test_a_kernel_that_cannot_start_reports_the_real_cause(make_notebook, tmp_path, monkeypatch):
+    kernels = tmp_path / "jupyter-data"
+    _kernelspec(kernels, "broken", [sys.executable, "-c",
+                                    "import sys; sys.stderr.write('ImportError: libcuda.so.1 not found\\n'); "
+                                    "sys.exit(3)", "-f", "{connection_file}"])
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels))
+    nb_path = make_notebook([("x = 1", "train")])
+    nb = nbformat.read(str(nb_path), as_version=4)
+    nb.metadata["kernelspec"] = {"name": "broken", "display_name": "broken", "language": "python"}
+    nbformat.write(nb, str(nb_path))
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "failed"
+    assert "exited with code 3" in run["error"] and "libcuda.so.1 not found" in run["error"], run["error"]
+
+    nb.metadata["kernelspec"] = {"name": "no-such-kernel", "display_name": "x", "language": "python"}
+    nbformat.write(nb, str(nb_path))
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "failed" and "no kernel named `no-such-kernel` is installed" in run["error"]
