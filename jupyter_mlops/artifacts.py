@@ -1,14 +1,18 @@
 """Marshalling of step outputs between kernels, by type, through fsspec URLs.
 
-pandas -> parquet, numpy -> .npy, scikit-learn style estimators -> joblib, anything else -> cloudpickle. Each step
-writes `<artifacts>/<step>/<name>.<ext>` and then `_outputs.json`, the manifest a consumer reads: a step whose
-manifest is missing did not finish. This module runs inside the step kernels, so it imports only what it uses.
+Each value is written by the first serializer that matches its type (serializers.py: xgboost, lightgbm, PyTorch and
+Keras through their own save/load, pandas -> parquet, numpy -> .npy, estimators -> joblib, anything else ->
+cloudpickle). Each step writes `<artifacts>/<step>/<name>.<suffix>` and then `_outputs.json`, the manifest a
+consumer reads (the format of each file): a step whose manifest is missing did not finish. This module runs inside
+the step kernels, so it imports only what it uses.
 """
 from __future__ import annotations
 
 import json
 import posixpath
 from typing import Any
+
+from .serializers import FALLBACK, Serializer, by_format, for_value
 
 MANIFEST = "_outputs.json"
 
@@ -23,89 +27,58 @@ def _fs(url: str):
     return fsspec.core.url_to_fs(url)
 
 
-def _kind(value: Any) -> str:
-    module = type(value).__module__.split(".")[0]
-    if module == "pandas":
-        import pandas as pd
-
-        # parquet stores column names as strings: other names would come back changed, so those frames pickle
-        if isinstance(value, pd.DataFrame):
-            names = list(value.columns)
-            return "parquet" if all(isinstance(c, str) for c in names) and len(set(names)) == len(names) \
-                else "cloudpickle"
-        if isinstance(value, pd.Series):
-            return "parquet-series" if value.name is None or isinstance(value.name, str) else "cloudpickle"
-    if module == "numpy":
-        import numpy as np
-
-        if isinstance(value, np.ndarray) and value.dtype != object:
-            return "npy"
-    if hasattr(value, "get_params") and hasattr(value, "fit"):
-        return "joblib"
-    return "cloudpickle"
+def _local_path(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return bool({"file", "local"} & set(protocol))
 
 
-_EXTENSIONS = {"parquet": "parquet", "parquet-series": "parquet", "npy": "npy", "joblib": "joblib",
-               "cloudpickle": "pkl"}
+def _write(fs, path: str, serializer: Serializer, value: Any) -> None:
+    """Write through the serializer's own save (which takes a file name): in place on local disk, else into a
+    temporary file that is then uploaded."""
+    if _local_path(fs):
+        serializer.write(value, path)
+        return
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlops-out-") as tmp:
+        local = os.path.join(tmp, posixpath.basename(path))
+        serializer.write(value, local)
+        fs.put_file(local, path)
 
 
-def _write(kind: str, value: Any, f) -> None:
-    if kind == "parquet":
-        value.to_parquet(f)
-    elif kind == "parquet-series":
-        value.to_frame(name="__series__" if value.name is None else value.name).to_parquet(f)
-    elif kind == "npy":
-        import numpy as np
+def _read(fs, path: str, serializer: Serializer) -> Any:
+    if _local_path(fs):
+        return serializer.read(path)
+    import os
+    import tempfile
 
-        np.save(f, value, allow_pickle=False)
-    elif kind == "joblib":
-        import joblib
-
-        joblib.dump(value, f)
-    else:
-        import cloudpickle
-
-        cloudpickle.dump(value, f)
-
-
-def _read(kind: str, f) -> Any:
-    if kind in ("parquet", "parquet-series"):
-        import pandas as pd
-
-        frame = pd.read_parquet(f)
-        if kind == "parquet":
-            return frame
-        series = frame.iloc[:, 0]
-        return series.rename(None) if series.name == "__series__" else series
-    if kind == "npy":
-        import numpy as np
-
-        return np.load(f, allow_pickle=False)
-    if kind == "joblib":
-        import joblib
-
-        return joblib.load(f)
-    import cloudpickle
-
-    return cloudpickle.load(f)
+    with tempfile.TemporaryDirectory(prefix="mlops-in-") as tmp:
+        local = os.path.join(tmp, posixpath.basename(path))
+        fs.get_file(path, local)
+        return serializer.read(local)
 
 
 def _save_one(fs, folder: str, name: str, value: Any) -> dict:
-    kind = _kind(value)
-    path = posixpath.join(folder, f"{name}.{_EXTENSIONS[kind]}")
+    serializer = for_value(value)
+    path = posixpath.join(folder, f"{name}.{serializer.suffix}")
     try:
-        with fs.open(path, "wb") as f:
-            _write(kind, value, f)
-        return {"file": posixpath.basename(path), "format": kind}
+        _write(fs, path, serializer, value)
+        return {"file": posixpath.basename(path), "format": serializer.format}
     except Exception as exc:
-        if not kind.startswith("parquet"):
+        if serializer is FALLBACK:
             raise
-        # e.g. integer column names or mixed-type object columns: parquet refuses them, pickling keeps them
-        fs.rm(path) if fs.exists(path) else None
-        path = posixpath.join(folder, f"{name}.pkl")
-        with fs.open(path, "wb") as f:
-            _write("cloudpickle", value, f)
-        return {"file": posixpath.basename(path), "format": "cloudpickle", "parquet_refused": str(exc)[:200]}
+        # e.g. a frame with mixed-type object columns that parquet refuses: pickling keeps it as it is
+        if fs.exists(path):
+            fs.rm(path)
+        path = posixpath.join(folder, f"{name}.{FALLBACK.suffix}")
+        try:
+            _write(fs, path, FALLBACK, value)
+        except Exception as second:
+            raise MarshalError(f"{serializer.format} refused it ({str(exc)[:200]}), and so did cloudpickle "
+                               f"({second})") from None
+        return {"file": posixpath.basename(path), "format": FALLBACK.format,
+                f"{serializer.format}_refused": str(exc)[:200]}
 
 
 def save_outputs(artifacts: str, step: str, values: dict[str, Any]) -> dict[str, dict]:
@@ -150,8 +123,12 @@ def load_inputs(artifacts: str, inputs: dict[str, str]) -> tuple:
         entry = manifests[step].get(name)
         if entry is None:
             raise MarshalError(f"step `{step}` saved no `{name}`; recompile the pipeline and rerun `{step}`")
-        with fs.open(posixpath.join(root, step, entry["file"]), "rb") as f:
-            values.append(_read(entry["format"], f))
+        serializer = by_format(entry["format"])
+        if serializer is None:
+            raise MarshalError(f"step `{step}` saved `{name}` as `{entry['format']}`, which no installed serializer "
+                               "reads; install the package that provides it (entry point group "
+                               "`jupyter_mlops.serializers`) where this step runs")
+        values.append(_read(fs, posixpath.join(root, step, entry["file"]), serializer))
     return tuple(values)
 
 
@@ -163,9 +140,7 @@ def share_step(source: str, target: str, step: str) -> None:
     src_fs, src_root = _fs(source)
     dst_fs, dst_root = _fs(target)
     src, dst = posixpath.join(src_root, step), posixpath.join(dst_root, step)
-    local = {"file", "local"}
-    if set(src_fs.protocol if isinstance(src_fs.protocol, tuple) else (src_fs.protocol,)) & local and \
-            set(dst_fs.protocol if isinstance(dst_fs.protocol, tuple) else (dst_fs.protocol,)) & local:
+    if _local_path(src_fs) and _local_path(dst_fs):
         os.makedirs(dst_root, exist_ok=True)
         if not os.path.lexists(dst):
             os.symlink(src, dst, target_is_directory=True)

@@ -101,3 +101,20 @@ def test_a_kernel_that_cannot_start_reports_the_real_cause(make_notebook, tmp_pa
     nbformat.write(nb, str(nb_path))
     run = jupyter_mlops.run(nb_path)
     assert run["status"] == "failed" and "no kernel named `no-such-kernel` is installed" in run["error"]
+
+
+def test_xgboost_values_pass_between_steps_through_xgboost(make_notebook):
+    pytest.importorskip("xgboost", reason="xgboost-cpu is in the test extras")
+    nb_path = make_notebook([
+        ("import numpy as np\nimport xgboost as xgb\nfrom sklearn.datasets import load_breast_cancer\n"
+         "from jupyter_mlops import log_metrics", "setup"),
+        ("X, y = load_breast_cancer(return_X_y=True)\ndtrain = xgb.DMatrix(X[:400], label=y[:400])\n"
+         "dtest = xgb.DMatrix(X[400:], label=y[400:])", "data"),
+        ("booster = xgb.train({'objective': 'binary:logistic', 'max_depth': 3}, dtrain, 20)", "train"),
+        ("accuracy = float(np.mean((booster.predict(dtest) > 0.5) == dtest.get_label()))\n"
+         "log_metrics(accuracy=accuracy)", "evaluate")])
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "succeeded", run["error"]
+    assert run["metrics"]["accuracy"] > 0.9
+    manifest = json.loads((Path(run["run_dir"]) / "artifacts" / "train" / "_outputs.json").read_text())
+    assert manifest["booster"]["format"] == "xgboost-booster" and manifest["booster"]["file"] == "booster.ubj"
