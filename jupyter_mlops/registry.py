@@ -106,6 +106,82 @@ def describe_inputs(values: Any) -> tuple[list[dict], dict]:
     return schema, reference
 
 
+def _feature_names(predict: Any, depth: int = 3) -> list[str] | None:
+    """The columns `predict`'s model was fitted on (scikit-learn's `feature_names_in_`, also set by the xgboost and
+    lightgbm estimators), found among the globals and closure values it uses, and those of the functions it
+    calls; None unless exactly one such list is found."""
+    found: set[tuple[str, ...]] = set()
+    seen: set[int] = set()
+
+    def visit(value: Any, level: int) -> None:
+        if id(value) in seen or level > depth:
+            return
+        seen.add(id(value))
+        names = getattr(value, "feature_names_in_", None) if not isinstance(value, type) else None
+        if names is not None and all(isinstance(n, str) for n in list(names)):
+            found.add(tuple(names))
+            return
+        code = getattr(value, "__code__", None)
+        if code is None:
+            return
+        module_globals = getattr(value, "__globals__", {})
+        for name in code.co_names:
+            if name in module_globals:
+                visit(module_globals[name], level + 1)
+        for cell in getattr(value, "__closure__", None) or ():
+            try:
+                visit(cell.cell_contents, level + 1)
+            except ValueError:  # an empty cell
+                pass
+
+    visit(predict, 0)
+    return list(next(iter(found))) if len(found) == 1 else None
+
+
+def server_frame(values: Any, schema: list[dict]):
+    """Rows as the model server hands them to `predict`: a DataFrame with the schema's columns in order,
+    numeric columns as floats."""
+    import numpy as np
+    import pandas as pd
+
+    frame = values if isinstance(values, pd.DataFrame) else pd.DataFrame(np.asarray(values))
+    frame = frame.rename(columns=str)[[c["name"] for c in schema]].reset_index(drop=True)
+    numeric = [c["name"] for c in schema if c.get("kind") == "numeric"]
+    return frame.astype({c: float for c in numeric}) if numeric else frame
+
+
+PREDICT_CHECK_ROWS = 5
+
+
+def check_predict(predict: Any, frame, run_id: str) -> None:
+    """Call `predict` as the server will, on a few training rows; refuse (MlopsError) what would fail every
+    request: an exception, a result that is not one JSON value per row."""
+    sample = frame.head(PREDICT_CHECK_ROWS)
+    columns = ", ".join(map(str, list(sample.columns)[:6])) + (", ..." if sample.shape[1] > 6 else "")
+    how = (f"the server calls predict(X) with X a pandas DataFrame of one or more rows (columns {columns}) and "
+           "sends back one prediction per row: write it for a batch, e.g. `def predict(X): return "
+           "model.predict(X)`, not for one row; then run the notebook again and register that run")
+    try:
+        result = predict(sample)
+    except Exception as exc:
+        raise MlopsError(f"run {run_id}'s `predict` fails on {len(sample)} rows of its training data, so every "
+                         f"request would fail; nothing was registered.\n  {type(exc).__name__}: {exc}\n  fix: "
+                         f"{how}") from None
+    try:
+        values = result.tolist() if hasattr(result, "tolist") else list(result)
+    except TypeError:
+        raise MlopsError(f"run {run_id}'s `predict` returned a {type(result).__name__} for {len(sample)} rows, not "
+                         f"one value per row; nothing was registered.\n  fix: {how}") from None
+    if len(values) != len(sample):
+        raise MlopsError(f"run {run_id}'s `predict` returned {len(values)} value(s) for {len(sample)} rows; nothing "
+                         f"was registered.\n  fix: {how}")
+    try:
+        json.dumps(values)
+    except (TypeError, ValueError) as exc:
+        raise MlopsError(f"run {run_id}'s `predict` returns values the server cannot send as JSON ({exc}); return "
+                         "numbers, strings or lists of them (e.g. a numpy array); nothing was registered") from None
+
+
 def _fingerprint(artifacts: str, steps: set[str]) -> str:
     """sha256 over the saved outputs of the steps that produce the training data."""
     import fsspec
@@ -143,8 +219,19 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         raise MlopsError(f"run {run['id']} saved no `predict` from its serve step ({exc}); run the notebook again "
                          "with this version of jupyter-mlops") from None
     training = _training_input(pipeline, artifacts)
-    schema, reference = describe_inputs(load_inputs(artifacts, {training[0]: training[1]})[0]) if training \
-        else ([], {"rows": 0, "columns": {}})
+    values = load_inputs(artifacts, {training[0]: training[1]})[0] if training else None
+    schema, reference = describe_inputs(values) if training else ([], {"rows": 0, "columns": {}})
+    predict = _load_artifact_predict(artifacts, serve.name, entry, run["id"])
+    needed = _feature_names(predict)
+    if needed and set(needed) <= {c["name"] for c in schema} and len(needed) < len(schema):
+        # the model reads only these: clients need not send the others (and drift is watched where it matters)
+        by_name = {c["name"]: c for c in schema}
+        schema = [by_name[n] for n in needed]
+        reference["columns"] = {n: reference["columns"][n] for n in needed}
+    for column in schema:  # where training data had nulls, the model was fitted with them: the server takes them
+        column["nullable"] = bool(reference["columns"].get(column["name"], {}).get("missing"))
+    if training:
+        check_predict(predict, server_frame(values, schema), run["id"])
     data_steps = {p for s in pipeline.steps if s.kind == "train" for p in s.inputs.values()}
     lineage = {"name": name, "run_id": run["id"], "notebook": run["notebook"],
                "notebook_hash": run["notebook_hash"], "params": run["params"], "metrics": run["metrics"],
@@ -178,6 +265,20 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
         params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
     return {**lineage, "version": version, "package": package, "schema": schema}
+
+
+def _load_artifact_predict(artifacts: str, step: str, entry: dict, run_id: str) -> Any:
+    import cloudpickle
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(artifacts)
+    try:
+        with fs.open(f"{base}/{step}/{entry['file']}", "rb") as f:
+            return cloudpickle.load(f)
+    except Exception as exc:  # a module predict needs that is missing here, a class defined nowhere
+        raise MlopsError(f"run {run_id}'s `predict` cannot be loaded here ({type(exc).__name__}: {exc}); the "
+                         "model server would fail the same way: install what it imports, then register "
+                         "again") from None
 
 
 def fetch_package(ws, package: str) -> Path:

@@ -53,10 +53,16 @@ class ServedModel:
     package: str | None = None  # where it was loaded from: a shadow is loaded again there, in its own process
     columns: list[str] = field(init=False)
     numeric_only: bool = field(init=False)
+    nullable: Any = field(init=False)  # per column: may it be null/NaN (the training data had missing values)
 
     def __post_init__(self):
+        import numpy as np
+
         self.columns = [c["name"] for c in self.schema]
         self.numeric_only = all(c.get("kind") == "numeric" for c in self.schema)
+        seen_missing = (self.reference or {}).get("columns", {})  # packages from before `nullable` was recorded
+        self.nullable = np.array([bool(c.get("nullable", seen_missing.get(c["name"], {}).get("missing")))
+                                  for c in self.schema], dtype=bool)
 
     @classmethod
     def from_package(cls, name: str, version: int, package: str | Path, variant: str = "primary"):
@@ -118,17 +124,36 @@ def _frame(model: ServedModel, rows: Any = None, columns: dict[str, list] | None
             if numeric_only:
                 return _numeric_frame(model, rows)
             frame = pd.DataFrame(rows, columns=expected or None)
-    numeric = [c["name"] for c in model.schema if c.get("kind") == "numeric"]
-    for column in numeric:
+    numeric = [i for i, c in enumerate(model.schema) if c.get("kind") == "numeric"]
+    for i in numeric:
+        column = model.columns[i]
         try:
             frame[column] = frame[column].astype(float)
         except (TypeError, ValueError):
             raise ClientError(f"column `{column}` must be numeric; got {frame[column].tolist()[:3]}") from None
-    if numeric and not np.isfinite(frame[numeric].to_numpy()).all():
-        bad = next(c for c in numeric if not np.isfinite(frame[c].to_numpy()).all())
-        raise ClientError(f"column `{bad}` has a missing or infinite value (null, NaN, Infinity); send a finite "
-                          "number for every row")
+    if numeric:
+        _check_finite(model, frame[[model.columns[i] for i in numeric]].to_numpy(), numeric)
     return frame
+
+
+def _check_finite(model: ServedModel, array, columns: list[int] | None = None) -> None:
+    """Infinity is refused everywhere; null/NaN only in columns whose training data had none (a model fitted
+    with missing values, e.g. behind an imputer, gets NaN for them)."""
+    import numpy as np
+
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return
+    nullable = model.nullable if columns is None else model.nullable[columns]
+    bad &= ~(np.isnan(array) & nullable)
+    if bad.any():
+        position = int(np.argwhere(bad)[0][1])
+        index = position if columns is None else columns[position]
+        name = model.columns[index]
+        if model.nullable[index]:
+            raise ClientError(f"column `{name}` has an infinite value; send a number, or null when it is unknown")
+        raise ClientError(f"column `{name}` has a missing or infinite value (null, NaN, Infinity); send a finite "
+                          "number for every row (its training data had no missing values)")
 
 
 def _numeric_frame(model: ServedModel, table: list, transpose: bool = False):
@@ -142,16 +167,12 @@ def _numeric_frame(model: ServedModel, table: list, transpose: bool = False):
     if array is None or array.ndim != 2:
         for i, column in enumerate(model.columns):  # the slow path, only to name the culprit
             values = table[i] if transpose else [row[i] for row in table]
-            if any(isinstance(v, (bool, list, dict, str)) or not _is_float(v) for v in values):
+            if any(isinstance(v, (bool, list, dict, str)) or not (_is_float(v) or v is None) for v in values):
                 raise ClientError(f"column `{column}` must be numeric; got {values[:3]}")
         raise ClientError("inputs must be numbers, one per column")
     if transpose:
         array = array.T
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = model.columns[int(np.argwhere(~finite)[0][1])]
-        raise ClientError(f"column `{bad}` has a missing or infinite value (null, NaN, Infinity); send a finite "
-                          "number for every row")
+    _check_finite(model, array)
     return pd.DataFrame(array, columns=model.columns, copy=False)
 
 
