@@ -255,7 +255,7 @@ def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, param
     """The schedule as a CronJob on the cluster (the cluster's controller fires it; overlapping runs forbidden)."""
     from .engines.kubernetes import load_client
     from .kube.apply import apply
-    from .kube.manifests import cron_job, resource_name
+    from .kube.manifests import cron_job, pod_hints, resource_name
     from .parameters import coerce_parameters
     from .registry import check_name
     from .schedule import check_cron, timezone_of
@@ -268,7 +268,7 @@ def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, param
     target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
     target.artifacts_url = Workspace.locate(workspace, notebook).artifacts_url or None
     target.check()
-    job = cron_job(target, resource_name(name), Path(notebook).name, values, cron, timezone)
+    job = cron_job(target, resource_name(name), Path(notebook).name, values, cron, timezone, pod_hints(pipeline))
     return apply(api_client or load_client(), [job])
 
 

@@ -31,6 +31,9 @@ _FOREIGN_PREFIXES = ("hide-", "remove-", "nbval-", "jupyter-book-", "nbsphinx-")
 # Kale's pod hints: the value may hold colons (`annotation:team.io/owner:a:b`), so everything after the key is kept
 POD_HINTS = {"limit": "limits", "annotation": "annotations", "label": "labels"}
 _POD_HINT = re.compile(r"^(?P<kind>limit|annotation|label):(?P<key>[A-Za-z0-9][A-Za-z0-9_./-]*):(?P<value>.*)$")
+_LABEL_VALUE = re.compile(r"^(?=.{0,63}$)([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+# a Kubernetes resource quantity: 2, 500m, 4Gi, 1.5, 1e3
+QUANTITY = re.compile(r"^(?P<number>\d+(\.\d*)?|\.\d+)(?P<suffix>[eE][+-]?\d+|[KMGTPE]i|m|k|M|G|T|P|E)?$")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
@@ -112,6 +115,14 @@ def read_cell_tags(tags: list[str], cell: int, snippet: str = "") -> tuple[CellR
             name = _step_name(tag, prefix, cell, snippet, problems)
             if name:
                 after.append(name)
+        elif hint and hint["kind"] == "limit" and not QUANTITY.match(hint["value"]):
+            problems.append(Problem(f"tag `{tag}`: `{hint['value']}` is not a Kubernetes quantity", cell=cell,
+                                    snippet=snippet, fix="write a number with an optional unit, e.g. `limit:memory:4Gi`"
+                                                         ", `limit:cpu:500m`, `limit:nvidia.com/gpu:1`"))
+        elif hint and hint["kind"] == "label" and not _LABEL_VALUE.match(hint["value"]):
+            problems.append(Problem(f"tag `{tag}`: `{hint['value']}` is not a Kubernetes label value", cell=cell,
+                                    snippet=snippet, fix="at most 63 letters, digits, `-`, `_` or `.`, starting and "
+                                                         "ending with a letter or digit, e.g. `label:team:vision`"))
         elif hint:
             pod.setdefault(POD_HINTS[hint["kind"]], {})[hint["key"]] = hint["value"]
         elif tag.startswith(tuple(f"{k}:" for k in POD_HINTS)):

@@ -157,3 +157,47 @@ def test_cli_export(project, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert [Path(line).name for line in done.stdout.split()] == ["run-job.yaml"]
+
+
+def test_kale_pod_hints_shape_the_pods_of_the_run_schedule_and_sweep(tmp_path):
+    import kubernetes_validate
+
+    from conftest import write_notebook
+
+    notebook = write_notebook(tmp_path / "kale.ipynb", [
+        ("C = 1.0", "pipeline-parameters"),
+        ("x = [1, 2, 3]", "block:load", "label:team:vision", "limit:memory:3Gi"),
+        ("y = sum(x) * C", "block:train", "prev:load", "limit:nvidia.com/gpu:1", "limit:memory:6Gi",
+         "annotation:sidecar.istio.io/inject:false")])
+    target = Target("registry.example.com/team/kale:1", "ml-team", artifacts_url="s3://bucket/mlops")
+    export(notebook, tmp_path / "run", target, schedule="0 3 * * *")
+    export(notebook, tmp_path / "sweep", target, sweep={"C": "0.5,1"})
+    manifests = {**load(tmp_path / "run"), **load(tmp_path / "sweep")}
+    templates = [manifests["run-job.yaml"]["spec"]["template"],
+                 manifests["schedule-cronjob.yaml"]["spec"]["jobTemplate"]["spec"]["template"],
+                 manifests["sweep-job.yaml"]["spec"]["template"]]
+    for template in templates:
+        resources = template["spec"]["containers"][0]["resources"]
+        assert resources["limits"] == {"memory": "6Gi", "nvidia.com/gpu": "1"}  # the largest memory of the steps
+        assert resources["requests"]["memory"] == "6Gi"
+        assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+        assert template["metadata"]["labels"]["team"] == "vision"
+        assert template["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "jupyter-mlops"
+    for version in KUBERNETES_VERSIONS:
+        for manifest in manifests.values():
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_a_malformed_pod_hint_is_refused_before_anything_is_written(tmp_path):
+    from conftest import write_notebook
+
+    from jupyter_mlops.errors import NotebookError
+
+    notebook = write_notebook(tmp_path / "bad.ipynb", [("x = 1", "block:train", "limit:memory:lots"),
+                                                        ("y = x", "block:eval", "label:team:not ok!")])
+    with pytest.raises(NotebookError) as info:
+        export(notebook, tmp_path / "out", Target("registry.example.com/a:1"))
+    text = str(info.value)
+    assert "`lots` is not a Kubernetes quantity" in text and "cell 1" in text
+    assert "`not ok!` is not a Kubernetes label value" in text and "cell 2" in text
+    assert not (tmp_path / "out").exists()

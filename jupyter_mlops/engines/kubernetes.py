@@ -136,10 +136,10 @@ class KubernetesEngine:
 
     def run(self, notebook: str | Path, pipeline, parameters: dict, run_id: str, **run_fields: Any) -> dict:
         from ..api import _record_run, describe_run
-        from ..kube.manifests import resource_name, run_job
+        from ..kube.manifests import pod_hints, resource_name, run_job
 
         app = resource_name(Path(notebook).stem)
-        job = run_job(self.target, app, Path(notebook).name, parameters)
+        job = run_job(self.target, app, Path(notebook).name, parameters, pod_hints(pipeline))
         name = resource_name(app, run_id)
         job["metadata"]["name"] = name
         job["metadata"]["labels"]["mlops.jupyter.org/run"] = run_id
@@ -165,14 +165,14 @@ class KubernetesEngine:
               direction: str | None, parallel: int) -> dict:
         """The trials as one Indexed Job: pod i runs trial i (parameters from a ConfigMap), `parallel` at once."""
         from ..api import _record_run, describe_run
-        from ..kube.manifests import resource_name, sweep_jobs
+        from ..kube.manifests import pod_hints, resource_name, sweep_jobs
         from ..trials import best_trial
         from ..workspace import new_run_id
 
         prefix = new_run_id()
         sweep_id = f"sweep-{prefix}"
         app = resource_name(Path(notebook).stem)
-        config, job = sweep_jobs(self.target, app, Path(notebook).name, points, parallel)
+        config, job = sweep_jobs(self.target, app, Path(notebook).name, points, parallel, pod_hints(pipeline))
         name = resource_name(app, "sweep", prefix)
         config["metadata"]["name"] = resource_name(app, "trials", prefix)
         job["metadata"]["name"] = name

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from ..errors import MlopsError
-from .manifests import Target, cron_job, resource_name, run_job, serving, sweep_jobs
+from .manifests import Target, cron_job, pod_hints, resource_name, run_job, serving, sweep_jobs
 
 
 def export(notebook: str | os.PathLike, out_dir: str | os.PathLike, target: Target, *,
@@ -25,18 +25,19 @@ def export(notebook: str | os.PathLike, out_dir: str | os.PathLike, target: Targ
     pipeline = api.validate(notebook)
     app = resource_name(Path(notebook).stem)
     values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+    pod = pod_hints(pipeline)
     documents: list[tuple[str, dict]] = [] if sweep else [("run-job", run_job(target, app, Path(notebook).name,
-                                                                              values))]
+                                                                              values, pod))]
     if schedule:
         check_cron(schedule)
         timezone_of(timezone)
         documents.append(("schedule-cronjob", cron_job(target, app, Path(notebook).name, values, schedule,
-                                                       timezone)))
+                                                       timezone, pod)))
     if sweep:
         _, points, _, _ = api.plan_sweep(notebook, {**values, **sweep},
                                          samples=samples, seed=seed, search="random" if samples else "grid",
                                          parallel=parallel)
-        config, job = sweep_jobs(target, app, Path(notebook).name, points.points, parallel)
+        config, job = sweep_jobs(target, app, Path(notebook).name, points.points, parallel, pod)
         documents += [("sweep-configmap", config), ("sweep-job", job)]
     if model:
         documents += [(f"serve-{d['kind'].lower()}-{d['metadata']['name']}", d)

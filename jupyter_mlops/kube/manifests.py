@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ..errors import MlopsError
@@ -113,6 +114,53 @@ def _pod_spec(target: Target, container: dict, restart: str) -> dict:
             "containers": [container], "volumes": [volume, {"name": "tmp", "emptyDir": {}}]}
 
 
+_UNITS = {"m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+          "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10,
+          "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50,
+          "Ei": Decimal(2) ** 60}
+
+
+def _quantity(text: str) -> Decimal:
+    from ..tags import QUANTITY
+
+    match = QUANTITY.match(text)
+    suffix = match["suffix"] or ""
+    if suffix[:1] in ("e", "E") and suffix[1:]:
+        return Decimal(match["number"]) * Decimal(10) ** int(suffix[1:])
+    return Decimal(match["number"]) * _UNITS.get(suffix, Decimal(1))
+
+
+def pod_hints(pipeline) -> dict[str, dict[str, str]]:
+    """Kale's `limit:`/`annotation:`/`label:` tags of every step, for the one pod that runs them all: the largest
+    limit asked for each resource, every annotation and label (a later step's value wins on the same key)."""
+    merged: dict[str, dict[str, str]] = {}
+    for step in pipeline.steps:
+        for kind, values in step.pod.items():
+            into = merged.setdefault(kind, {})
+            for key, value in values.items():
+                if kind == "limits" and key in into and _quantity(into[key]) >= _quantity(value):
+                    continue
+                into[key] = value
+    return merged
+
+
+def _with_pod_hints(template: dict, pod: dict[str, dict[str, str]] | None) -> dict:
+    """A pod template with the notebook's pod hints: labels and annotations on the pod, limits on its container
+    (cpu and memory as request and limit, so a hint above the default request stays schedulable)."""
+    if not pod:
+        return template
+    metadata = template.setdefault("metadata", {})
+    metadata["labels"] = {**pod.get("labels", {}), **metadata.get("labels", {})}  # ours stay: selectors use them
+    if pod.get("annotations"):
+        metadata["annotations"] = {**metadata.get("annotations", {}), **pod["annotations"]}
+    resources = template["spec"]["containers"][0]["resources"]
+    for resource, value in pod.get("limits", {}).items():
+        resources["limits"][resource] = value
+        if resource in ("cpu", "memory"):
+            resources["requests"][resource] = value
+    return template
+
+
 def _run_command(notebook_file: str, parameters: dict[str, Any]) -> list[str]:
     command = ["jupyter-mlops", "run", f"{IMAGE_NOTEBOOK_DIR}/{notebook_file}"]
     for name, value in parameters.items():
@@ -120,20 +168,23 @@ def _run_command(notebook_file: str, parameters: dict[str, Any]) -> list[str]:
     return command
 
 
-def run_job(target: Target, app: str, notebook_file: str, parameters: dict[str, Any]) -> dict:
+def run_job(target: Target, app: str, notebook_file: str, parameters: dict[str, Any],
+            pod: dict[str, dict[str, str]] | None = None) -> dict:
+    """`pod`: the notebook's pod hints (`pod_hints(pipeline)`)."""
     labels = _labels(target, app, "run")
+    template = {"metadata": {"labels": labels},
+                "spec": _pod_spec(target, _container(target, "pipeline", _run_command(notebook_file, parameters)),
+                                  "Never")}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(target, resource_name(app, "run"), labels),
             "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 7 * 86400,
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": _pod_spec(target, _container(target, "pipeline", _run_command(
-                                      notebook_file, parameters)), "Never")}}}
+                     "template": _with_pod_hints(template, pod)}}
 
 
 def cron_job(target: Target, app: str, notebook_file: str, parameters: dict[str, Any], cron: str,
-             timezone: str = "UTC") -> dict:
-    job = run_job(target, app, notebook_file, parameters)
+             timezone: str = "UTC", pod: dict[str, dict[str, str]] | None = None) -> dict:
+    job = run_job(target, app, notebook_file, parameters, pod)
     labels = _labels(target, app, "schedule")
-    job["spec"]["template"]["metadata"]["labels"] = labels
+    job["spec"]["template"]["metadata"]["labels"] = {**(pod or {}).get("labels", {}), **labels}
     return {"apiVersion": "batch/v1", "kind": "CronJob",
             "metadata": _meta(target, resource_name(app, "schedule"), labels),
             "spec": {"schedule": cron, "timeZone": timezone,
@@ -144,7 +195,7 @@ def cron_job(target: Target, app: str, notebook_file: str, parameters: dict[str,
 
 
 def sweep_jobs(target: Target, app: str, notebook_file: str, trials: list[dict[str, Any]],
-               parallel: int) -> list[dict]:
+               parallel: int, pod: dict[str, dict[str, str]] | None = None) -> list[dict]:
     """A ConfigMap with the trials and an Indexed Job: pod i runs `jupyter-mlops run --trial-of trials.json`, which
     takes the parameters at JOB_COMPLETION_INDEX."""
     labels = _labels(target, app, "sweep")
@@ -154,12 +205,12 @@ def sweep_jobs(target: Target, app: str, notebook_file: str, trials: list[dict[s
     container = _container(target, "trial", _run_command(notebook_file, {}) +
                            ["--trial-of", "/etc/mlops-sweep/trials.json"])
     container["volumeMounts"].append({"name": "trials", "mountPath": "/etc/mlops-sweep", "readOnly": True})
-    pod = _pod_spec(target, container, "Never")
-    pod["volumes"].append({"name": "trials", "configMap": {"name": config_name}})
+    spec = _pod_spec(target, container, "Never")
+    spec["volumes"].append({"name": "trials", "configMap": {"name": config_name}})
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(target, resource_name(app, "sweep"), labels),
            "spec": {"completionMode": "Indexed", "completions": len(trials), "parallelism": max(1, parallel),
                     "backoffLimitPerIndex": 1, "maxFailedIndexes": len(trials), "ttlSecondsAfterFinished": 7 * 86400,
-                    "template": {"metadata": {"labels": labels}, "spec": pod}}}
+                    "template": _with_pod_hints({"metadata": {"labels": labels}, "spec": spec}, pod)}}
     return [config, job]
 
 
