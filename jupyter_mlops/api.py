@@ -20,6 +20,16 @@ def validate(notebook: str | os.PathLike):
     return build_pipeline(notebook)
 
 
+def _say_warnings(pipeline) -> None:
+    """What validate warns about, said again when a run starts (the CLI and a notebook show it on stderr): a cell
+    joining a step across a skip, pod hints a local run ignores, an empty step..."""
+    import logging
+
+    log = logging.getLogger("jupyter_mlops.run")
+    for warning in pipeline.warnings:
+        log.warning("warning: %s", warning)
+
+
 def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Write `out_dir/pipeline.yaml` and `out_dir/steps/NN-NAME.ipynb`; returns the pipeline.yaml path."""
     from .compile import compile_pipeline
@@ -144,6 +154,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     try:
         pipeline = validate(notebook)
         overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+        _say_warnings(pipeline)
         configure_pool(pool, pipeline, max_parallel)
         ws = Workspace.locate(workspace, notebook)
         run_id = run_id or new_run_id()
@@ -437,6 +448,7 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
     pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
                                                      trials=trials, parallel=parallel, maximize=maximize,
                                                      minimize=minimize)
+    _say_warnings(pipeline)
     ws = Workspace.locate(workspace, notebook)
     return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
                      parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)

@@ -133,6 +133,8 @@ def notebook_hash(cells: list[dict]) -> str:
 
 
 def read_notebook(path: str | os.PathLike) -> Any:
+    import warnings
+
     import nbformat  # lazy: nbformat pulls in jsonschema
 
     from .errors import MlopsError
@@ -141,7 +143,11 @@ def read_notebook(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise MlopsError(f"notebook {path} not found; give the path of an .ipynb file")
     try:
-        return nbformat.read(str(path), as_version=4)
+        with warnings.catch_warnings():
+            # notebooks saved by older front ends have cells without ids: nbformat warns on every read, and there
+            # is nothing for the user to do about it here (we never write their notebook)
+            warnings.filterwarnings("ignore", message="Cell is missing an id field")
+            return nbformat.read(str(path), as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for unreadable files
         raise MlopsError(f"{path} is not a readable notebook ({exc}); open and save it in JupyterLab") from None
 

@@ -18,10 +18,12 @@ def _stream(step: dict) -> str:
                    if o.get("output_type") == "stream")
 
 
-def test_a_cell_after_a_skip_cell_runs_in_the_step_above_it(make_notebook):
+def test_a_cell_after_a_skip_cell_runs_in_the_step_above_it(make_notebook, caplog):
     # the repro: top to bottom (and papermill) print 2 in train
     nb_path = make_notebook([("x = 1", "data"), ("print(x)", "skip"), "x = 2", ("print('x is', x)", "train")])
     run = jupyter_mlops.run(nb_path)
+    # the grouping that could surprise is said when the run starts, as validate says it
+    assert "cell 3 joins step `data` across the skipped cell(s) 2" in caplog.text
     assert run["status"] == "succeeded", run["error"]
     train = next(s for s in run["steps"] if s["name"] == "train")
     assert "x is 2" in _stream(train)
@@ -118,3 +120,16 @@ def test_xgboost_values_pass_between_steps_through_xgboost(make_notebook):
     assert run["metrics"]["accuracy"] > 0.9
     manifest = json.loads((Path(run["run_dir"]) / "artifacts" / "train" / "_outputs.json").read_text())
     assert manifest["booster"]["format"] == "xgboost-booster" and manifest["booster"]["file"] == "booster.ubj"
+
+
+def test_step_kernels_keep_no_ipython_history(make_notebook):
+    # kernels started together raced for one session row of ~/.ipython's history database, and IPython printed
+    # "ERROR! Session/line number was not unique in database" into a step's output
+    nb_path = make_notebook([("a = 1", "data"), ("b = get_ipython().history_manager.enabled\nprint('history', b)",
+                                                 "step:left"),
+                             ("c = get_ipython().history_manager.enabled\nprint('history', c)", "step:right")])
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "succeeded", run["error"]
+    for step in run["steps"][1:]:
+        text = _stream(step)
+        assert "history False" in text and "not unique in database" not in text

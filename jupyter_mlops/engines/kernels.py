@@ -140,7 +140,11 @@ class KernelPool:
         # or dies, says why; read back into the error, removed with the kernel
         km.mlops_stderr = open(f"{prefix}.stderr", "w+b")
         try:
-            _run_sync(km.start_kernel)(cwd=self.cwd, env=env, stderr=km.mlops_stderr)
+            # IPython kernels keep no history: steps never read it, and kernels started together race for the
+            # same session row in ~/.ipython's history database ("ERROR! Session/line number was not unique in
+            # database" printed into a step's output)
+            extra = ["--HistoryManager.enabled=False"] if any("ipykernel" in a for a in km.kernel_spec.argv) else []
+            _run_sync(km.start_kernel)(cwd=self.cwd, env=env, stderr=km.mlops_stderr, extra_arguments=extra)
         except NoSuchKernel:
             _close_stderr(km)
             raise RuntimeError(f"no kernel named `{self.kernel_name}` is installed (the notebook's kernelspec); "
