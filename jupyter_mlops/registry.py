@@ -161,8 +161,12 @@ def check_predict(predict: Any, frame, run_id: str) -> None:
     how = (f"the server calls predict(X) with X a pandas DataFrame of one or more rows (columns {columns}) and "
            "sends back one prediction per row: write it for a batch, e.g. `def predict(X): return "
            "model.predict(X)`, not for one row; then run the notebook again and register that run")
+    import warnings
+
     try:
-        result = predict(sample)
+        with warnings.catch_warnings():  # a library's warnings about its input are not the user's business here
+            warnings.simplefilter("ignore")
+            result = predict(sample)
     except Exception as exc:
         raise MlopsError(f"run {run_id}'s `predict` fails on {len(sample)} rows of its training data, so every "
                          f"request would fail; nothing was registered.\n  {type(exc).__name__}: {exc}\n  fix: "
