@@ -173,8 +173,8 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     # is passed over (Kale's rule, and what running the notebook top to bottom does), so cells below it continue
     # the step above it.
     current: str | None = None
-    skipped: list[int] = []  # skipped cells since the last cell that took part in the pipeline
-    across: dict[str, list[tuple[list[int], int]]] = {}  # step -> (skipped cells, the cell that joined across them)
+    skipped: list[int] = []  # skipped cells since the last code cell that took part in the pipeline
+    across: list[tuple[str, list[int], int]] = []  # (step, skipped cells, the cell that joined it across them)
 
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
@@ -204,10 +204,11 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
                     loose.append(number)
                 continue
             if skipped and _source(cell).strip():
-                across.setdefault(current, []).append((skipped, number))
+                across.append((current, skipped, number))
             role = T.CellRole("setup") if current == "setup" else \
                 T.CellRole("step", current, None, role.after, role.pod)
-        skipped = []
+        if _source(cell).strip():
+            skipped = []
         if role.role == "setup":
             setup_cells.append(index)
         elif role.role == "step":
@@ -221,12 +222,11 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
                 step.pod.setdefault(kind, {}).update(values)
         current = role.step if role.role == "step" else role.role
 
-    for name, joins in across.items():
+    for name, skipped_cells, joined in across:
         where = "setup" if name == "setup" else f"step `{name}`"
-        for skipped_cells, joined in joins:
-            warnings.append(f"cell {joined} joins {where} across the skipped cell(s) "
-                            f"{', '.join(map(str, skipped_cells))} (a `skip` cell is passed over, as in Kale and "
-                            f"when the notebook runs top to bottom); tag cell {joined} to put it elsewhere")
+        warnings.append(f"cell {joined} joins {where} across the skipped cell(s) {', '.join(map(str, skipped_cells))} "
+                        "(a `skip` cell is passed over, as in Kale and when the notebook runs top to bottom); tag "
+                        f"cell {joined} to put it elsewhere")
     if loose:
         listed = ", ".join(map(str, loose))
         warnings.append(f"cells {listed} are not part of the pipeline (untagged, above any step or right after the "

@@ -137,7 +137,7 @@ def read_cell_tags(tags: list[str], cell: int, snippet: str = "") -> tuple[CellR
             problems.append(Problem(f"unknown tag `{tag}`", cell=cell, snippet=snippet, fix=_suggest(tag)))
 
     # Kale writes `block:train` on every cell of a step; the same step named twice on one cell is not a conflict.
-    distinct = list(dict.fromkeys((r, s) for r, s, _, _ in roles))
+    distinct = {(r, s) for r, s, _, _ in roles}
     special = [r for r in roles if r[0] in _SPECIAL_ROLES or r[3] == METRICS_TAG]
     if len(distinct) > 1:
         written = ", ".join(f"`{t}`" for *_, t in roles)

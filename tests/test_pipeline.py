@@ -46,6 +46,10 @@ def test_a_skip_cell_does_not_swallow_the_cells_below_it(make_notebook):
     p = build_pipeline(make_notebook([("x = 1", "data"), ("print(x)", "skip"), "x = 2", ("print(x)", "train")]))
     assert p.step("data").cells == [0, 2]
     assert p.step("train").inputs == {"x": "data"}
+    # an empty cell between does not hide the join from the warning
+    p = build_pipeline(make_notebook([("x = 1", "data"), ("print(x)", "skip"), "", "x = 2", ("print(x)", "train")]))
+    assert p.step("data").cells == [0, 2, 3]
+    assert any("cell 4 joins step `data` across the skipped cell(s) 2" in w for w in p.warnings)
     # a skip between setup cells: the cell below it is still setup
     p = build_pipeline(make_notebook([("import math", "setup"), ("math.pi", "skip"), "tau = 2 * math.pi",
                                       ("r = tau", "data")]))
