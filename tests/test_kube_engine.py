@@ -77,6 +77,7 @@ class Controller:
         # Jobs of earlier tests are not this controller's to play again
         self.seen: set[str] = {j.metadata.name for j in self.batch.list_namespaced_job(NAMESPACE).items}
         self.pod_specs: list[dict] = []
+        self.pod_metadata: list[dict] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
@@ -99,6 +100,7 @@ class Controller:
         name = job.metadata.name
         spec = self.batch.api_client.sanitize_for_serialization(job.spec.template.spec)
         self.pod_specs.append(spec)
+        self.pod_metadata.append(self.batch.api_client.sanitize_for_serialization(job.spec.template.metadata))
         if job.spec.completion_mode == "Indexed":
             codes = [self.pod(name, spec, index) for index in range(job.spec.completions)]
             code = max(codes)
@@ -264,6 +266,27 @@ def test_a_pod_that_cannot_finish_fails_the_run_with_its_reason(kubeconfig, clus
     assert run["status"] == "failed" and reason in run["error"], run["error"]
     jobs = client.BatchV1Api(load_client()).list_namespaced_job(NAMESPACE).items
     assert not [j for j in jobs if j.metadata.labels.get("mlops.jupyter.org/run") == run["id"]]  # deleted
+
+
+def test_kale_pod_hints_reach_the_submitted_pod(kubeconfig, cluster, artifacts, tmp_path):
+    import jupyter_mlops
+
+    from conftest import write_notebook
+
+    notebook = write_notebook(tmp_path / "kale.ipynb", [
+        ("x = [1, 2]", "block:load"),
+        ("y = sum(x)", "block:train", "prev:load", "limit:nvidia.com/gpu:1", "limit:memory:5Gi",
+         "annotation:sidecar.istio.io/inject:false", "label:team:vision")])
+    controller = Controller(cluster)
+    try:
+        run = jupyter_mlops.run_kubernetes(notebook, image="oom:1", namespace=NAMESPACE)
+    finally:
+        controller.close()
+    assert run["status"] == "failed"  # the stand-in kubelet OOM-kills it: only the submitted pod matters here
+    resources = controller.pod_specs[-1]["containers"][0]["resources"]
+    assert resources["limits"] == {"memory": "5Gi", "nvidia.com/gpu": "1"} and resources["requests"]["memory"] == "5Gi"
+    assert controller.pod_metadata[-1]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert controller.pod_metadata[-1]["labels"]["team"] == "vision"
 
 
 def test_cancel_deletes_the_job_and_cancels_the_run(kubeconfig, cluster, artifacts, tmp_path):

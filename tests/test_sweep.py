@@ -134,7 +134,9 @@ def test_ctrl_c_cancels_every_trial(make_notebook):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         runs = jupyter_mlops.list_runs(workspace=ws) if (ws / "mlops.db").exists() else []
-        if sum(s["name"] == "train" and s["status"] == "running" for r in runs for s in r["steps"]) == 2:
+        # every trial recorded (they are created one after the other) and two of them training
+        if len(runs) == 4 and sum(s["name"] == "train" and s["status"] == "running"
+                                  for r in runs for s in r["steps"]) == 2:
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)

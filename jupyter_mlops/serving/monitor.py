@@ -100,6 +100,9 @@ class RequestLog:
         self.thread.join(timeout)
 
 
+DRIFT_MIN_ROWS = 200  # rows before the live PSI gauges are first set
+
+
 class DriftWatch:
     """Live drift and outlier metrics from the logged primary requests, cheap enough to run beside serving: each
     batch is scored for outliers with array arithmetic, and every `every` seconds the PSI of each numeric feature
@@ -142,7 +145,8 @@ class DriftWatch:
         self.metrics.outliers.labels(model.name, str(model.version)).inc(
             int((z.max(axis=1) > OUTLIER_Z).sum()) if z.size else 0)
         self.rows = fresh if self.rows is None else np.vstack([self.rows, fresh])[-self.window:]
-        if time.monotonic() - self.last < self.every:
+        # the PSI of a handful of rows is noise (the first batch logged may hold one request): wait for enough
+        if len(self.rows) < min(self.window, DRIFT_MIN_ROWS) or time.monotonic() - self.last < self.every:
             return
         self.last = time.monotonic()
         drifted = 0
