@@ -78,6 +78,11 @@ def test_mlflow_formats(served):
     ("/v2/models/digits/infer", {"inputs": [{"name": "x"}]}, 400, '"shape"'),
     ("/v2/models/digits/infer", {}, 400, '"inputs"'),
     ("/v2/models/cats/infer", {"inputs": []}, 404, "serves `digits`"),
+    # issue 14's shape bomb (88 bytes that built 10**12 empty rows) and an input name that is a list
+    ("/v2/models/digits/infer", {"inputs": [{"name": "x", "shape": [1000000000000, 0], "datatype": "FP64",
+                                             "data": []}]}, 400, "sizes of at least 1"),
+    ("/v2/models/digits/infer", {"inputs": [{"name": ["x"], "shape": [1], "datatype": "FP64", "data": [1]}]}, 400,
+     '"name" must be a string'),
 ])
 def test_client_mistakes_are_4xx_naming_the_problem(served, path, body, status, words):
     url, _, _ = served

@@ -214,8 +214,13 @@ def decode_oip(model: ServedModel, body: Any):
     for t in tensors:
         if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
             raise ClientError('each input needs "name", "shape", "datatype" and "data"')
-        if not isinstance(t["shape"], list) or not all(isinstance(d, int) and d >= 0 for d in t["shape"]):
-            raise ClientError(f'input `{t["name"]}`: "shape" must be a list of sizes, e.g. [2, 64]')
+        if not isinstance(t["name"], str):
+            raise ClientError(f'an input\'s "name" must be a string (a column name or any tensor name), got '
+                              f'{type(t["name"]).__name__}')
+        # every size at least 1: a 0 anywhere makes the product 0 whatever the others claim, so an empty "data"
+        # would pass the size check and [10**12, 0] would have us build 10**12 empty rows
+        if not isinstance(t["shape"], list) or not all(type(d) is int and d >= 1 for d in t["shape"]):
+            raise ClientError(f'input `{t["name"]}`: "shape" must be a list of sizes of at least 1, e.g. [2, 64]')
         if t["datatype"] not in _OIP_NUMERIC | {"BYTES"}:
             raise ClientError(f'input `{t["name"]}`: unknown datatype {t["datatype"]!r}')
         if not isinstance(t["data"], list):
