@@ -83,12 +83,26 @@ def test_mlflow_formats(served):
                                              "data": []}]}, 400, "sizes of at least 1"),
     ("/v2/models/digits/infer", {"inputs": [{"name": ["x"], "shape": [1], "datatype": "FP64", "data": [1]}]}, 400,
      '"name" must be a string'),
+    ("/invocations", {"dataframe_split": {"columns": [[1]], "data": [[1]]}}, 400, "list of names (strings)"),
 ])
 def test_client_mistakes_are_4xx_naming_the_problem(served, path, body, status, words):
     url, _, _ = served
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     reply = requests.post(url + path, data=data, headers={"content-type": "application/json"})
     assert reply.status_code == status and words in reply.json()["error"], reply.text
+
+
+def test_deeply_nested_json_is_a_400_with_the_standard_librarys_decoder(served, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from jupyter_mlops.serving import app as app_module
+
+    _, model, _ = served
+    monkeypatch.setattr(app_module, "_json_loader", lambda: json.loads)  # as where orjson is not installed
+    with TestClient(create_app(model)) as client:
+        reply = client.post("/invocations", content=b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+                            headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
 
 
 def test_wrong_content_type_is_415(served):

@@ -271,8 +271,10 @@ def decode_mlflow(model: ServedModel, body: Any):
             raise ClientError('"dataframe_split" needs "columns" and "data" (a list of rows)')
         columns = value.get("columns")
         if columns is not None:
-            if not isinstance(columns, list) or not all(isinstance(r, list) for r in value["data"]):
-                raise ClientError('"dataframe_split": "columns" is a list of names and "data" a list of rows')
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or \
+                    not all(isinstance(r, list) for r in value["data"]):
+                raise ClientError('"dataframe_split": "columns" is a list of names (strings) and "data" a list of '
+                                  'rows')
             if any(len(r) != len(columns) for r in value["data"]):
                 raise ClientError(f'"dataframe_split": every row needs {len(columns)} values, one per column')
             if columns == model.columns:
@@ -420,6 +422,9 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             return loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ClientError(f"the body is not valid JSON ({exc})") from None
+        except RecursionError:  # the standard library's decoder on deeply nested arrays
+            raise ClientError("the body's JSON is nested too deeply; send rows as a list of lists of values") \
+                from None
 
     def predict(model: ServedModel, frame) -> list:
         started = time.perf_counter()
