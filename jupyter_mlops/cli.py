@@ -26,6 +26,26 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                        help="workspace folder (default: $MLOPS_WORKSPACE, else .mlops beside the notebook, or in "
                             "the current folder)")
 
+    def server_limits(p: argparse.ArgumentParser) -> None:
+        from .serving.limits import parse_size
+
+        def size(text: str) -> int:
+            try:
+                return parse_size(text)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+
+        g = p.add_argument_group("limits", "what one client may cost the server (README: Limits and trust)")
+        g.add_argument("--max-body", type=size, default="8MiB", metavar="SIZE",
+                       help="largest request body; larger ones get 413 unread (default 8MiB)")
+        g.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close connections that have not sent a request's headers by then (default 10)")
+        g.add_argument("--log-max-bytes", type=size, default="64MiB", metavar="SIZE",
+                       help="rotate the request log past this size (default 64MiB)")
+        g.add_argument("--log-keep", type=int, default=4, metavar="N", help="rotated request logs kept (default 4)")
+        g.add_argument("--log-max-request", type=size, default="64KiB", metavar="SIZE",
+                       help="most one request adds to the log; larger ones log their first rows (default 64KiB)")
+
     def kubernetes(p: argparse.ArgumentParser, what: str) -> None:
         p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
                        help=f"where {what}: here (default), or on the kubeconfig's cluster")
@@ -138,6 +158,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("model", metavar="NAME[:VERSION|@ALIAS]")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    server_limits(p)
     workspace(p)
 
     p = sub.add_parser("deploy", help="serve a model's production version with a canary and/or a shadow version")
@@ -150,6 +171,7 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                    help="a version that gets a copy of every request; its answers are compared, never returned")
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
     p.add_argument("--gateway", default="mlops-gateway", help="--backend kubernetes: the Gateway of the HTTPRoute")
+    server_limits(p)
     kubernetes(p, "the servers run (Deployments, Services, an HTTPRoute)")
     workspace(p)
 
@@ -348,6 +370,26 @@ def _print_pipeline(pipeline) -> None:
             print(f"    parameters: {', '.join(step.parameters)}")
     for warning in pipeline.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+
+
+def _server_limits(args):
+    from .errors import MlopsError
+    from .serving.limits import ServerLimits
+
+    try:
+        return ServerLimits(max_body=args.max_body, header_timeout=args.header_timeout)
+    except ValueError as exc:
+        raise MlopsError(str(exc)) from None
+
+
+def _log_limits(args):
+    from .errors import MlopsError
+    from .serving.monitor import LogLimits
+
+    try:
+        return LogLimits(max_bytes=args.log_max_bytes, keep=args.log_keep, max_request=args.log_max_request)
+    except ValueError as exc:
+        raise MlopsError(str(exc)) from None
 
 
 def _shadow_report(ws, name: str) -> dict | None:
@@ -628,7 +670,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f", shadow version {m.version}" for m in target.shadows)
         print(f"serving {what} on http://{args.host}:{args.port} (POST /v2/models/{target.name}/infer, "
               "POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-        app = create_app(target, log_folder=ws.root / "logs" / target.name)
+        app = create_app(target, log_folder=ws.root / "logs" / target.name, limits=_server_limits(args),
+                         log_limits=_log_limits(args))
         if args.command == "deploy":  # promote / rollback / a new `deploy` reach the running server
             watcher = DeploymentWatcher(ws, args.name, app.state.live)
         try:

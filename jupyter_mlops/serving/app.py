@@ -156,14 +156,20 @@ def _check_finite(model: ServedModel, array, columns: list[int] | None = None) -
                           "number for every row (its training data had no missing values)")
 
 
-def _numeric_frame(model: ServedModel, table: list, transpose: bool = False):
+def _float_array(values: list):
+    """`values` as a float array, or None when some are not numbers (the caller then names the culprit)."""
     import numpy as np
-    import pandas as pd
 
     try:
-        array = np.array(table, dtype=float)
+        return np.array(values, dtype=float)
     except (TypeError, ValueError):
-        array = None
+        return None
+
+
+def _numeric_frame(model: ServedModel, table: list, transpose: bool = False):
+    import pandas as pd
+
+    array = _float_array(table)
     if array is None or array.ndim != 2:
         for i, column in enumerate(model.columns):  # the slow path, only to name the culprit
             values = table[i] if transpose else [row[i] for row in table]
@@ -236,6 +242,14 @@ def decode_oip(model: ServedModel, body: Any):
     if len(tensors) == 1 and len(tensors[0]["shape"]) == 2:  # one 2-D tensor: rows x columns
         rows, width = tensors[0]["shape"]
         values = flat[0]
+        if model.numeric_only and width == len(model.columns):  # reshaped by numpy, not sliced row by row
+            array = _float_array(values)
+            if array is not None:
+                array = array.reshape(rows, width)
+                _check_finite(model, array)
+                import pandas as pd
+
+                return pd.DataFrame(array, columns=model.columns, copy=False)
         return _frame(model, rows=[values[i * width:(i + 1) * width] for i in range(rows)])
     for t in tensors:
         if len(t["shape"]) > 2 or (len(t["shape"]) == 2 and t["shape"][1] != 1):
@@ -396,11 +410,14 @@ MIRROR_BATCH = 500
 
 
 def create_app(target: ServedModel | Deployment, registry_metrics=None, log_folder: str | Path | None = None,
-               log_capacity: int = 10000) -> Starlette:
+               log_capacity: int = 10000, limits=None, log_limits=None) -> Starlette:
     """The app for one model or deployment; with `log_folder`, every answered request is logged asynchronously
-    (see monitor.py) and `app.state.request_log` is the log."""
+    (see monitor.py) and `app.state.request_log` is the log. `limits` (a ServerLimits) bounds what one request
+    may cost; `log_limits` (a LogLimits) how much the request log may keep."""
+    from .limits import ServerLimits, describe_size
     from .metrics import ServerMetrics
 
+    limits = limits or ServerLimits()
     live = LiveDeployment(target if isinstance(target, Deployment) else Deployment(target))
     name = live.current.name
     metrics = registry_metrics or ServerMetrics()
@@ -411,13 +428,31 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         from .monitor import DriftWatch, RequestLog
 
         request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped,
-                                 watch=DriftWatch(metrics, lambda: live.current.primary))
+                                 watch=DriftWatch(metrics, lambda: live.current.primary), limits=log_limits)
 
     def error(message: str, status: int) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def body_of(request: Request) -> Any:
-        raw = await request.body()
+    def too_large(size: int, exact: bool) -> ClientError:
+        return ClientError(f"the body is {'' if exact else 'over '}{size:,} bytes; this server takes at most "
+                           f"{describe_size(limits.max_body)} per request (--max-body): send fewer rows per request, "
+                           "or start the server with a larger --max-body", 413)
+
+    async def read_body(request: Request) -> bytes:
+        """The body, refused with a 413 as soon as it is known to be too large: from Content-Length before
+        anything is read, else (chunked) once the bytes read pass the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.max_body:
+            raise too_large(int(declared), True)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body:
+                raise too_large(limits.max_body, False)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def parse(raw: bytes) -> Any:
         try:
             return loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -425,6 +460,19 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         except RecursionError:  # the standard library's decoder on deeply nested arrays
             raise ClientError("the body's JSON is nested too deeply; send rows as a list of lists of values") \
                 from None
+
+    async def decoded(request: Request, model: ServedModel, decode: Callable) -> tuple[Any, Any]:
+        """The body and the frame decoded from it; a large body on a worker thread, so the event loop goes on
+        answering other requests meanwhile."""
+        raw = await read_body(request)
+
+        def work() -> tuple[Any, Any]:
+            body = parse(raw)
+            return body, decode(model, body)
+
+        if len(raw) > limits.offload_above:
+            return await asyncio.to_thread(work)
+        return work()
 
     def predict(model: ServedModel, frame) -> list:
         started = time.perf_counter()
@@ -562,8 +610,8 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
 
     async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         check_name(request)
-        body = await body_of(request)
-        values = await answer(deployed, model, decode_oip(model, body))
+        body, frame = await decoded(request, model, decode_oip)
+        values = await answer(deployed, model, frame)
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(values)], "datatype": _datatype(values),
@@ -573,7 +621,8 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if kind != "application/json":
             raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        values = await answer(deployed, model, decode_mlflow(model, await body_of(request)))
+        _, frame = await decoded(request, model, decode_mlflow)
+        values = await answer(deployed, model, frame)
         return JSONResponse({"predictions": values})
 
     async def shadow_report(request: Request) -> Response:
@@ -617,6 +666,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     ]
     app = Starlette(routes=routes)
     app.state.request_log = request_log
+    app.state.limits = limits
     app.state.live = live
     app.state.shadows = shadows
     app.state.shadow_process = shadow_process

@@ -2,7 +2,10 @@
 
 The server puts each answered request on a bounded queue and moves on; a writer thread turns them into JSON lines
 under `<workspace>/logs/<model>/requests.jsonl`. A full queue drops the record and counts it
-(`mlops_request_log_dropped_total`): logging never slows or fails a request.
+(`mlops_request_log_dropped_total`): logging never slows or fails a request. The log is bounded (LogLimits): one
+request adds at most `max_request` bytes (a larger one logs its first rows and how many it had), and past
+`max_bytes` the file is rotated to `requests.jsonl.1` ... `.keep`, the oldest dropped. Readers (`monitor`, the
+panel) read the newest lines backwards, only as many as the window needs.
 
 Drift compares a window of recent inputs with the reference statistics saved at registration, feature by feature:
 Kolmogorov-Smirnov (numeric, against the reference sample), chi-squared (categorical, against the reference
@@ -13,9 +16,11 @@ An input row's outlier score is its largest |z-score| against the training means
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +42,35 @@ def model_columns(frame) -> list:
     return [str(c) for c in frame.columns]
 
 
+LOG_NAME = "requests.jsonl"
+
+
+@dataclass(frozen=True)
+class LogLimits:
+    max_bytes: int = 64 * 1024 * 1024  # one file of the log; rotated past it (--log-max-bytes)
+    keep: int = 4  # rotated files kept beside the current one (--log-keep)
+    max_request: int = 64 * 1024  # what one request may add; a larger one logs its first rows (--log-max-request)
+
+    def __post_init__(self):
+        if self.max_bytes < 1024 or self.keep < 1 or self.max_request < 256:
+            raise ValueError("request log limits: --log-max-bytes at least 1024, --log-keep at least 1, "
+                             "--log-max-request at least 256")
+
+
+def log_files(folder: str | Path) -> list[Path]:
+    """The log's files, newest first: requests.jsonl, requests.jsonl.1, ..."""
+    folder = Path(folder)
+    rotated = sorted((p for p in folder.glob(LOG_NAME + ".*") if p.suffix[1:].isdigit()),
+                     key=lambda p: int(p.suffix[1:]))
+    current = folder / LOG_NAME
+    return ([current] if current.exists() else []) + rotated
+
+
 class RequestLog:
-    def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None, watch=None):
-        self.path = Path(folder) / "requests.jsonl"
+    def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None, watch=None,
+                 limits: LogLimits | None = None):
+        self.limits = limits or LogLimits()
+        self.path = Path(folder) / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
         self.dropped = 0
@@ -58,10 +89,12 @@ class RequestLog:
             if self.dropped_counter is not None:
                 self.dropped_counter.inc()
             return
-        at = time.time()
         array = frame.to_numpy()
-        line = _dumps({"at": at, "variant": variant, "version": version, "columns": model_columns(frame),
-                       "inputs": array.tolist(), "outputs": values, "latency_ms": seconds * 1000})
+        record = {"at": time.time(), "variant": variant, "version": version, "columns": model_columns(frame),
+                  "inputs": array.tolist(), "outputs": values, "latency_ms": seconds * 1000}
+        line = _dumps(record)
+        if len(line) > self.limits.max_request:
+            line = self._shortened(record, len(line))
         try:
             # only an array and a string wait in the queue: hundreds of queued DataFrames made the garbage
             # collector's full passes long enough to stall requests
@@ -71,8 +104,32 @@ class RequestLog:
             if self.dropped_counter is not None:
                 self.dropped_counter.inc()
 
+    def _shortened(self, record: dict, size: int) -> str:
+        """A line within `max_request`: the request's first rows (as many as fit) and how many it had."""
+        rows = len(record["inputs"])
+        keep = max(0, int(rows * self.limits.max_request / size) - 1)
+        record.update(rows=rows, truncated=True)
+        while True:
+            record["inputs"], record["outputs"] = record["inputs"][:keep], record["outputs"][:keep]
+            line = _dumps(record)
+            if len(line) <= self.limits.max_request or keep == 0:
+                return line if len(line) <= self.limits.max_request else _dumps(
+                    {k: v for k, v in record.items() if k not in ("columns", "inputs", "outputs")})
+            keep //= 2
+
+    def _rotate(self, f):
+        """requests.jsonl becomes .1, .1 becomes .2, ...; the oldest past `keep` is dropped."""
+        f.close()
+        for i in range(self.limits.keep - 1, 0, -1):
+            older = self.path.with_name(f"{LOG_NAME}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{LOG_NAME}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{LOG_NAME}.1"))
+        return open(self.path, "a", encoding="utf-8")
+
     def _write(self) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        f = open(self.path, "a", encoding="utf-8")
+        try:
             while not (self._stop.is_set() and self.queue.empty()):
                 # wake a few times a second and write what has gathered: one burst instead of work per request
                 self._stop.wait(0.2)
@@ -86,7 +143,14 @@ class RequestLog:
                         batch.append(self.queue.get_nowait())
                     except queue.Empty:
                         break
-                f.write("".join(item[-1] for item in batch))
+                pending, size = [], f.tell()
+                for item in batch:  # rotated at a line's boundary as soon as the next line would pass the limit
+                    if size and size + len(item[-1]) > self.limits.max_bytes:
+                        f.write("".join(pending))
+                        f, pending, size = self._rotate(f), [], 0
+                    pending.append(item[-1])
+                    size += len(item[-1])
+                f.write("".join(pending))
                 f.flush()
                 if self.watch is not None:
                     try:
@@ -94,6 +158,8 @@ class RequestLog:
                     except Exception:  # metrics are best effort; the log itself is written
                         pass
                 self.written += len(batch)
+        finally:
+            f.close()
 
     def close(self, timeout: float = 10) -> None:
         self._stop.set()
@@ -157,12 +223,50 @@ class DriftWatch:
         self.metrics.drifted.labels(model.name, str(model.version)).set(drifted)
 
 
+def _lines_backwards(path: Path, block: int = 1 << 20):
+    """A file's lines, last first, reading `block` bytes at a time from the end."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        partial = b""
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            lines = (f.read(end - start) + partial).split(b"\n")
+            end = start
+            partial = lines.pop(0) if start > 0 else b""  # may begin mid-line: completed by the next block
+            for line in reversed(lines):
+                if line.strip():
+                    yield line
+
+
+def recent_records(folder: str | Path):
+    """The logged requests, newest first, across rotated files; a line cut by a crash is passed over."""
+    for path in log_files(folder):
+        for line in _lines_backwards(path):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+def count_requests(folder: str | Path) -> int:
+    """Requests in the kept log files, counted in a stream (newlines), without parsing them."""
+    count = 0
+    for path in log_files(folder):
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                count += chunk.count(b"\n")
+    return count
+
+
 def read_log(folder: str | Path, limit: int | None = None) -> list[dict]:
-    path = Path(folder) / "requests.jsonl"
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in (lines[-limit:] if limit else lines) if line.strip()]
+    """The latest `limit` logged requests (all kept ones without a limit), oldest first."""
+    records = []
+    for record in recent_records(folder):
+        if limit is not None and len(records) >= limit:
+            break
+        records.append(record)
+    return records[::-1]
 
 
 def _psi(reference: dict, values) -> float:
@@ -229,18 +333,19 @@ def outlier_scores(reference: dict, columns: list[str], rows: list[list]) -> lis
 def report(package: str | Path, log_folder: str | Path, window: int = 1000) -> dict:
     """Drift, outliers and shadow agreement over the latest `window` logged requests of a model."""
     reference = json.loads((Path(package) / "reference.json").read_text())
-    records = read_log(log_folder)
     rows, columns, latencies = [], None, []
-    for record in reversed(records):
+    for record in recent_records(log_folder):  # only as much of the log as the window needs
         if len(rows) >= window:
             break
+        if not record.get("inputs"):
+            continue
         columns = columns or record["columns"]
         rows.extend(reversed(record["inputs"]))
         latencies.append(record["latency_ms"])
     rows = rows[:window]
     features = drift(reference, columns or [], rows) if rows else {}
     scores = outlier_scores(reference, columns or [], rows) if rows else []
-    return {"requests": len(records), "window_rows": len(rows),
+    return {"requests": count_requests(log_folder), "window_rows": len(rows),
             "drifted_features": sorted(n for n, f in features.items() if f["drifted"]),
             "features": features, "outliers": sum(s > OUTLIER_Z for s in scores),
             "max_outlier_score": max(scores, default=0.0),

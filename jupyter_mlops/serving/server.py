@@ -54,11 +54,16 @@ def _server(app, host: str, port: int):
 
     import uvicorn
 
+    from .limits import ServerLimits, protocol_class
+
+    limits = getattr(app.state, "limits", None) or ServerLimits()
+
     # the model, pandas and scikit-learn are loaded for good: keep them out of the garbage collector's full
     # passes, which otherwise scan them all and pause requests for tens of milliseconds
     gc.freeze()
     # one process, no access log: a log line per request costs more than the prediction
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            http=protocol_class(limits.header_timeout))
     return uvicorn.Server(config)
 
 

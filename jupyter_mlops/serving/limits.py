@@ -1,0 +1,86 @@
+"""What one client may cost the model server, and the HTTP protocol that enforces the part uvicorn does not.
+
+- `max_body`: request bodies above it are answered 413 before the rest is read (`--max-body`);
+- `offload_above`: bodies above it are parsed and turned into a frame on a worker thread, so `/ping` and small
+  requests keep being answered while a large valid body is decoded;
+- `header_timeout`: a connection that has not finished sending a request's headers this many seconds after it
+  began them is closed (`--header-timeout`). uvicorn times out idle keep-alive connections, but not one that
+  opened and sent half a request line: a thousand of those stayed open for good.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_body: int = 8 * MiB
+    header_timeout: float = 10.0
+    offload_above: int = 256 * 1024
+
+    def __post_init__(self):
+        if self.max_body < 1:
+            raise ValueError(f"--max-body must be at least 1 byte (got {self.max_body})")
+        if self.header_timeout <= 0:
+            raise ValueError(f"--header-timeout must be above 0 seconds (got {self.header_timeout:g})")
+
+
+def parse_size(text: str) -> int:
+    """`8MiB`, `512k`, `1048576`: a byte count for `--max-body`."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": MiB, "mb": 1000 ** 2, "mib": MiB,
+             "g": 1024 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+    value = text.strip().lower()
+    number = value.rstrip("abgikm")
+    try:
+        return int(float(number) * units[value[len(number):]])
+    except (KeyError, ValueError):
+        raise ValueError(f"not a size: {text!r}; write bytes or a number with KiB, MiB or GiB, e.g. 16MiB") \
+            from None
+
+
+def describe_size(size: int) -> str:
+    return f"{size / MiB:g} MiB" if size >= MiB and size % 1024 == 0 else f"{size:,} bytes"
+
+
+def protocol_class(header_timeout: float):
+    """uvicorn's httptools protocol with a deadline on each request's headers: armed when a connection opens and
+    when a new request's first byte arrives, cleared when its headers are complete."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._header_deadline is None:
+                self._header_deadline = self.loop.call_later(header_timeout, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_deadline is not None:
+                self._header_deadline.cancel()
+                self._header_deadline = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadlineProtocol
