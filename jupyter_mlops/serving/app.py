@@ -227,7 +227,7 @@ def decode_oip(model: ServedModel, body: Any):
         # would pass the size check and [10**12, 0] would have us build 10**12 empty rows
         if not isinstance(t["shape"], list) or not all(type(d) is int and d >= 1 for d in t["shape"]):
             raise ClientError(f'input `{t["name"]}`: "shape" must be a list of sizes of at least 1, e.g. [2, 64]')
-        if t["datatype"] not in _OIP_NUMERIC | {"BYTES"}:
+        if not isinstance(t["datatype"], str) or t["datatype"] not in _OIP_NUMERIC | {"BYTES"}:
             raise ClientError(f'input `{t["name"]}`: unknown datatype {t["datatype"]!r}')
         if not isinstance(t["data"], list):
             raise ClientError(f'input `{t["name"]}`: "data" must be a list')
