@@ -473,8 +473,8 @@ def _schedule(args: argparse.Namespace) -> int:
         print(f"{args.name}: run {done['run_id']} {done['status']}")
         return 0 if done["status"] == "succeeded" else 1
     elif args.action == "history":
-        store.get_schedule(args.name)
-        ticks = [{**t, "tick": schedule.iso(t["tick"]), "claimed_at": schedule.iso(t["claimed_at"])}
+        zone = store.get_schedule(args.name)["timezone"]
+        ticks = [{**t, "tick": schedule.iso(t["tick"], zone), "claimed_at": schedule.iso(t["claimed_at"], zone)}
                  for t in store.tick_history(args.name)]
         if args.json:
             print(json.dumps(ticks, indent=1))

@@ -13,6 +13,7 @@ exponential `backoff`. The clock is injectable, so tests move time instead of sl
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from datetime import datetime, timezone as dt_timezone
@@ -35,32 +36,44 @@ def timezone_of(name: str):
 
 
 def check_cron(expression: str) -> str:
-    from croniter import croniter
+    """Five fields (minute hour day month weekday) or a macro such as @daily, as Kubernetes CronJobs take them,
+    and a date that exists (not `0 0 31 2 *`)."""
+    from croniter import CroniterBadDateError, croniter
 
-    if not croniter.is_valid(expression):
+    fields = expression.split()
+    if not croniter.is_valid(expression) or not (len(fields) == 5 or (len(fields) == 1 and fields[0][:1] == "@")):
         raise MlopsError(f"`{expression}` is not a cron expression; five fields: minute hour day month weekday, "
-                         "e.g. \"0 3 * * *\" (every day at 03:00) or \"*/15 * * * *\"")
+                         "e.g. \"0 3 * * *\" (every day at 03:00) or \"*/15 * * * *\"" +
+                         (f" (it has {len(fields)} fields; schedules run at most once a minute)"
+                          if len(fields) > 5 else ""))
+    try:
+        croniter(expression, datetime.now(dt_timezone.utc)).get_next(float)
+    except CroniterBadDateError:
+        raise MlopsError(f"`{expression}` never fires: no date matches its day and month fields") from None
     return expression
 
 
-def ticks_between(expression: str, zone: str, after: float, until: float) -> list[float]:
-    """The cron ticks t with after < t <= until, as epoch seconds, computed in the schedule's timezone."""
+def next_ticks(expression: str, zone: str, after: float, count: int = 1) -> list[float]:
+    """The first `count` cron ticks after `after` (epoch seconds), in the schedule's timezone: computed directly,
+    whatever the expression's frequency."""
     from croniter import croniter
 
-    start = datetime.fromtimestamp(after, timezone_of(zone))
-    found = []
-    iterator = croniter(expression, start)
-    while True:
-        tick = iterator.get_next(float)
-        if tick > until:
-            return found
-        found.append(tick)
-        if len(found) > 10000:  # a scheduler down for years on a per-minute cron: the latest ticks suffice
-            found = found[-1:]
+    iterator = croniter(expression, datetime.fromtimestamp(after, timezone_of(zone)))
+    return [iterator.get_next(float) for _ in range(count)]
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, dt_timezone.utc).isoformat(timespec="seconds")
+def latest_tick(expression: str, zone: str, after: float, until: float) -> float | None:
+    """The latest cron tick t with after < t <= until, or None. Ticks fall on whole seconds, so searching back
+    from the second after `until` finds one at `until` itself."""
+    from croniter import croniter
+
+    tick = croniter(expression, datetime.fromtimestamp(math.floor(until) + 1, timezone_of(zone))).get_prev(float)
+    return tick if after < tick <= until else None
+
+
+def iso(ts: float, zone: str = "UTC") -> str:
+    """A time as ISO 8601 in a timezone: a schedule's times are shown in its own."""
+    return datetime.fromtimestamp(ts, timezone_of(zone)).isoformat(timespec="seconds")
 
 
 def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
@@ -90,12 +103,12 @@ def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | No
 
 def describe(row: dict, now: float | None = None) -> dict:
     after = max(row["last_tick"] or row["created"], now or 0)
-    upcoming = ticks_between(row["cron"], row["timezone"], after, after + 366 * 86400)[:1]
+    zone = row["timezone"]
     return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"], "timezone": row["timezone"],
             "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
             "retries": row["retries"], "backoff": row["backoff"], "timeout": row["timeout"],
-            "last_tick": iso(row["last_tick"]) if row["last_tick"] else None,
-            "next_tick": iso(upcoming[0]) if upcoming and row["status"] == "active" else None}
+            "last_tick": iso(row["last_tick"], zone) if row["last_tick"] else None,
+            "next_tick": iso(next_ticks(row["cron"], zone, after)[0], zone) if row["status"] == "active" else None}
 
 
 class Scheduler:
@@ -120,12 +133,13 @@ class Scheduler:
         for row in store.schedules():
             if row["status"] != "active":
                 continue
-            ticks = ticks_between(row["cron"], row["timezone"], row["last_tick"] or row["created"], now)
-            if not ticks:
+            # only the latest due tick matters: it fires if within the grace period (or `missed: latest`); the
+            # ones before it were missed either way
+            latest = latest_tick(row["cron"], row["timezone"], row["last_tick"] or row["created"], now)
+            if latest is None:
                 continue
-            recent = [t for t in ticks if now - t <= self.grace]
-            chosen = recent[-1] if recent else (ticks[-1] if row["missed"] == "latest" else None)
-            store.advance_schedule(row["name"], ticks[-1])
+            chosen = latest if now - latest <= self.grace or row["missed"] == "latest" else None
+            store.advance_schedule(row["name"], latest)
             if chosen is None:
                 continue
             if not store.claim_tick(row["name"], chosen, now):

@@ -124,7 +124,7 @@ def test_cli_schedule_verbs(ws):
                  "Europe/Berlin", "-p", "limit", "5")
     assert added.returncode == 0, added.stderr
     listed = json.loads(call("schedule", "list", "--json").stdout)
-    assert listed[0]["name"] == "nightly" and listed[0]["next_tick"].endswith("T02:00:00+00:00")
+    assert listed[0]["name"] == "nightly" and "T03:00:00+0" in listed[0]["next_tick"]  # Berlin time
     ran = call("schedule", "run", "nightly")
     assert ran.returncode == 0 and "succeeded" in ran.stdout
     history = json.loads(call("schedule", "history", "nightly", "--json").stdout)
@@ -145,3 +145,31 @@ def test_a_run_over_its_timeout_is_stopped_and_fails(make_notebook):
     [run] = jupyter_mlops.list_runs(workspace=workspace.root)
     assert tick["status"] == "failed" and "timed out after 3 s" in tick["error"]
     assert run["status"] == "failed" and {s["name"]: s["status"] for s in run["steps"]}["train"] == "cancelled"
+
+
+def test_next_fire_times_are_the_next_ones_whatever_the_frequency():
+    """Issue 14, item 8: `* * * * *` answered a date a year ahead (the last of 10,000 ticks walked)."""
+    assert [schedule.iso(t) for t in schedule.next_ticks("* * * * *", "UTC", T0, 3)] == [
+        "2026-01-01T00:01:00+00:00", "2026-01-01T00:02:00+00:00", "2026-01-01T00:03:00+00:00"]
+    # shown in the schedule's own timezone: 03:00 in Berlin is 02:00 UTC
+    berlin = schedule.next_ticks("0 3 * * *", "Europe/Berlin", T0)[0]
+    assert schedule.iso(berlin, "Europe/Berlin") == "2026-01-01T03:00:00+01:00"
+    # the scheduler, down for a year on a per-minute cron, finds the latest due tick directly
+    assert schedule.latest_tick("* * * * *", "UTC", T0, T0 + 365 * 86400 + 20) == T0 + 365 * 86400 - 30
+    assert schedule.latest_tick("0 3 * * *", "UTC", T0, T0 + 3600) is None
+    at_tick = datetime(2026, 1, 1, 3, tzinfo=timezone.utc).timestamp()
+    assert schedule.latest_tick("0 3 * * *", "UTC", T0, at_tick) == at_tick
+
+
+@pytest.mark.parametrize("cron, words", [("* * * * * *", "6 fields"), ("0 0 31 2 *", "never fires"),
+                                         ("61 * * * *", "not a cron expression")])
+def test_crons_that_cannot_be_scheduled_are_refused_naming_why(cron, words):
+    with pytest.raises(MlopsError, match=words):
+        schedule.check_cron(cron)
+
+
+def test_a_per_minute_schedule_lists_its_next_minute(ws):
+    workspace, nb = ws
+    schedule.add(workspace, nb, "often", "* * * * *", clock=lambda: T0)
+    described = schedule.describe(workspace.store.get_schedule("often"), T0)
+    assert described["next_tick"] == "2026-01-01T00:01:00+00:00"

@@ -198,6 +198,20 @@ def test_schedules_through_the_api(server):
     assert wait_job(server, job)["result"]["status"] == "succeeded"
     ticks = server.api("GET", "schedules/nightly").json()["ticks"]
     assert len(ticks) == 1 and ticks[0]["run_id"]
+
+
+def test_cron_preview_is_the_next_ticks_in_the_schedules_timezone(server):
+    """Issue 14, item 8: `* * * * *` previewed a date a year ahead after 52 s; `* * * * * *` burnt a core."""
+    import datetime
+
+    shown = server.api("POST", "cron", json={"cron": "* * * * *", "timezone": "Asia/Kolkata"}).json()["next"]
+    first = datetime.datetime.fromisoformat(shown[0])
+    assert len(shown) == 5 and shown[0].endswith("+05:30") and first.second == 0
+    assert 0 < (first - datetime.datetime.now(datetime.timezone.utc)).total_seconds() <= 60
+    seconds = server.api("POST", "cron", json={"cron": "* * * * * *"})
+    assert seconds.status_code == 400 and "6 fields" in seconds.json()["message"]
+    assert server.api("POST", "cron", json={"cron": "0 0 31 2 *"}).json()["message"].endswith(
+        "no date matches its day and month fields")
     assert server.api("DELETE", "schedules/nightly").status_code == 204
     assert server.api("DELETE", "schedules/nightly").status_code == 400
 

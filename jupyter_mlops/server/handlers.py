@@ -7,6 +7,7 @@ thread (`run_blocking`) or as a background job, never on the event loop.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -66,8 +67,14 @@ class MlopsRequests:
 
     async def run_blocking(self, fn, *args, **kwargs):
         """Run a store read or an API call on a thread; a user mistake becomes a 400 naming it."""
-        try:
+        with self.user_errors():
             return await IOLoop.current().run_in_executor(None, lambda: fn(*args, **kwargs))
+
+    @contextlib.contextmanager
+    def user_errors(self):
+        """A user mistake (MlopsError, NotebookError) raised inside becomes a 400 naming it."""
+        try:
+            yield
         except NotebookError as exc:
             self.problems = [_problem(p) for p in exc.problems]
             raise web.HTTPError(400, str(exc)) from None
@@ -473,12 +480,10 @@ class CronHandler(MlopsHandler):
         data = self.body()
         cron, zone = str(data.get("cron") or ""), str(data.get("timezone") or "UTC")
 
-        def preview():
+        with self.user_errors():  # milliseconds, computed directly: no worker thread needed
             schedule.check_cron(cron)
-            now = time.time()
-            return [schedule.iso(t) for t in schedule.ticks_between(cron, zone, now, now + 366 * 86400)[:5]]
-
-        self.reply({"cron": cron, "timezone": zone, "next": await self.run_blocking(preview)})
+            upcoming = [schedule.iso(t, zone) for t in schedule.next_ticks(cron, zone, time.time(), 5)]
+        self.reply({"cron": cron, "timezone": zone, "next": upcoming})
 
 
 def routes(base_url: str) -> list[tuple]:

@@ -199,6 +199,13 @@ export const CRON_PRESETS: { label: string; cron: string }[] = [
 ];
 
 /** 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. */
+/** A schedule's time as the server sends it (ISO 8601 in the schedule's own timezone) read as a wall clock there:
+ * `2026-11-24T03:00:00+01:00` -> `2026-11-24 03:00`. Not converted to the browser's zone: a 03:00 Berlin job
+ * should read 03:00 wherever the panel is opened. */
+export function wallClock(iso: string | null | undefined): string {
+  return iso ? iso.slice(0, 16).replace('T', ' ') : '-';
+}
+
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined) {
     return '';

@@ -14,6 +14,7 @@ import {
   formatDuration,
   formatValue,
   pageOf,
+  wallClock,
   parseAssignments,
   parseGates,
   Role,
@@ -298,7 +299,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
         {action === 'schedule' && (
           <ScheduleForm disabled={!path || !validation?.ok}
             onSchedule={body => act('adding the schedule', () => request('POST', ['schedules'], { path, ...body }),
-              d => `schedule ${d.name}: next run ${d.next_tick}`)} />
+              d => `schedule ${d.name}: next run ${wallClock(d.next_tick)} (${d.timezone})`)} />
         )}
       </section>
 
@@ -537,8 +538,8 @@ function ScheduleForm(props: { disabled: boolean; onSchedule: (body: any) => voi
       </div>
       <Field label="Timezone"><input value={timezone} onChange={e => setTimezone(e.target.value)} /></Field>
       <p className={preview.error ? 'mlops-form-error' : 'mlops-muted'} data-testid="mlops-cron-preview">
-        {preview.error ?? (preview.next ? `next: ${preview.next.slice(0, 3).map(t =>
-          new Date(t).toLocaleString()).join(' · ')}` : '')}
+        {preview.error ?? (preview.next ? `next (${timezone}): ${preview.next.slice(0, 3).map(wallClock)
+          .join(' · ')}` : '')}
       </p>
       <Field label="Parameters"><textarea rows={2} value={params} onChange={e => setParams(e.target.value)} /></Field>
       <FormError error={error} />
@@ -725,7 +726,7 @@ function SchedulesTable(props: { schedules: any[]; act: (what: string, call: () 
         {props.schedules.map(s => (
           <tr key={s.name}>
             <td title={s.path ?? s.notebook}>{s.name}</td><td>{s.cron} <small>{s.timezone}</small></td>
-            <td>{s.next_tick ? new Date(s.next_tick).toLocaleString() : '-'}</td><td>{s.status}</td>
+            <td>{s.next_tick ? wallClock(s.next_tick) : '-'}</td><td>{s.status}</td>
             <td>
               <button className="mlops-link" onClick={() => action(s.name, s.status === 'active' ? 'pause' : 'resume')}>
                 {s.status === 'active' ? 'pause' : 'resume'}</button>{' '}

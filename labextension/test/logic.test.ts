@@ -10,6 +10,7 @@ import {
   parseGates,
   roleOf,
   Run,
+  wallClock,
   runColumns,
   shortRunId,
   sortRuns,
@@ -92,6 +93,12 @@ test('durations and values read short', () => {
   assert.equal(formatDuration(3720), '1 h 2 min');
   assert.equal(formatValue(0.987654), '0.9877');
   assert.equal(formatValue(10), '10');
+});
+
+test("a schedule's times read as its own wall clock, not the browser's", () => {
+  assert.equal(wallClock('2026-11-24T03:00:00+01:00'), '2026-11-24 03:00');
+  assert.equal(wallClock('2026-11-24T08:30:00+05:30'), '2026-11-24 08:30');
+  assert.equal(wallClock(null), '-');
 });
 
 test('run ids read as their start time, others stay as they are', () => {
