@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MlopsError, StepFailed
+from .names import check_run_id
 from .workspace import Workspace, new_run_id, process_owner
 
 
@@ -148,6 +149,8 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     from .engines.local import configure_pool, early_pool
     from .parameters import coerce_parameters
 
+    if run_id is not None:
+        check_run_id(run_id)  # it names the run's folder
     if not Path(notebook).is_file():
         validate(notebook)  # says what is wrong, before any kernel starts
     pool = early_pool(str(notebook), fresh_kernels)  # the first kernel starts while the notebook is analysed
@@ -268,10 +271,10 @@ def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, param
     from .kube.apply import apply
     from .kube.manifests import cron_job, pod_hints, resource_name
     from .parameters import coerce_parameters
-    from .registry import check_name
+    from .names import check_name
     from .schedule import check_cron, timezone_of
 
-    check_name(name)
+    check_name(name, "schedule name")
     check_cron(cron)
     timezone_of(timezone)
     pipeline = validate(notebook)
@@ -495,9 +498,11 @@ def register(run: str, name: str, *, metric: str | None = None, maximize: bool =
     """Register a run's model (`run` is a run id, or "best": the succeeded run with the best `metric`, within
     `sweep_id` if given) as the next version of `name`, if it passes every `require` gate ("accuracy>=0.9").
     Raises GateFailed, registering nothing, when a gate fails."""
+    from .names import check_name
     from .registry import parse_gate
     from .registry import register as register_version
 
+    check_name(name)
     for gate in require or []:
         parse_gate(gate)  # a malformed gate is an error before anything else
     ws = Workspace.locate(workspace)
@@ -533,8 +538,10 @@ def models(*, workspace: str | os.PathLike | None = None) -> list[dict]:
 def promote(name: str, version: int, *, alias: str = "production",
             workspace: str | os.PathLike | None = None) -> dict:
     """Point `alias` (production, staging, any name) at a version; the change is kept in the alias history."""
-    from .registry import check_name, resolve
+    from .names import check_name
+    from .registry import resolve
 
+    check_name(alias, "alias")
     store = Workspace.locate(workspace).store
     resolve(store, f"{check_name(name)}:{int(version)}")  # the version must exist
     previous = store.set_alias(name, alias, int(version), "promote")
@@ -543,6 +550,10 @@ def promote(name: str, version: int, *, alias: str = "production",
 
 def rollback(name: str, *, alias: str = "production", workspace: str | os.PathLike | None = None) -> dict:
     """Point `alias` back at the version it held before the current one."""
+    from .names import check_name
+
+    check_name(name)
+    check_name(alias, "alias")
     store = Workspace.locate(workspace).store
     current = next((a["version"] for a in store.aliases(name) if a["alias"] == alias), None)
     if current is None:

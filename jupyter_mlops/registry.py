@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MlopsError
+from .names import check_name
 
 _GATE = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+0-9.eE]+)\s*$")
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
         "!=": operator.ne}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class GateFailed(MlopsError):
@@ -47,12 +47,6 @@ def check_gates(run: dict, gates: list[str]) -> list[str]:
         elif not _OPS[op](value, threshold):
             failures.append(f"{metric} = {value:.6g}, required {op} {threshold:g}")
     return failures
-
-
-def check_name(name: str) -> str:
-    if not _NAME.match(name or ""):
-        raise MlopsError(f"model name `{name}` is not usable; use letters, digits, `_`, `-` or `.`, e.g. digits-svc")
-    return name
 
 
 def _serve_step(pipeline) -> Any:
@@ -326,11 +320,13 @@ def resolve(store, ref: str) -> dict:
     name, version, alias = ref, None, None
     if "@" in ref:
         name, alias = ref.split("@", 1)
+        check_name(alias, "alias")
     elif ":" in ref:
         name, text = ref.split(":", 1)
         if not text.isdigit():
             raise MlopsError(f"`{ref}`: the version after `:` must be a number, e.g. {name}:3")
         version = int(text)
+    check_name(name)
     versions = store.model_versions(name)
     if not versions:
         known = sorted({v["name"] for v in store.model_versions()})

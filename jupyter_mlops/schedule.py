@@ -83,9 +83,9 @@ def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | No
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
 
-    from .registry import check_name
+    from .names import check_name
 
-    check_name(name)
+    check_name(name, "schedule name")
     check_cron(cron)
     timezone_of(timezone)
     if missed not in MISSED_POLICIES:

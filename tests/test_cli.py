@@ -63,3 +63,16 @@ def test_runs_on_empty_workspace(tmp_path):
 def test_parallel_zero_is_refused(example):
     done = run_cli("run", str(example("digits.ipynb")), "--parallel", "0")
     assert done.returncode == 1 and "--parallel must be at least 1" in done.stderr
+
+
+def test_names_and_run_ids_that_would_leave_the_workspace_are_refused(make_notebook):
+    """Issue 14, items 9 and 10: the hidden `run --run-id ../../x` wrote outside the workspace."""
+    nb = make_notebook([("x = 1", "data")])
+    workspace = nb.parent / "ws" / ".mlops"
+    done = run_cli("run", str(nb), "--run-id", "../../escaped", "--workspace", str(workspace))
+    assert done.returncode == 1 and "is not a run id" in done.stderr and "Traceback" not in done.stderr
+    assert not (workspace / "runs" / "../../escaped").resolve().exists()
+    for args, words in [(("serve", "../../x"), "not usable"), (("promote", "m" * 64, "1"), "at most 63"),
+                        (("monitor", "a/b"), "not usable"), (("serve", "ok@../x"), "alias")]:
+        done = run_cli(*args, "--workspace", str(workspace))
+        assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)

@@ -75,6 +75,36 @@ def test_a_body_that_is_not_json_is_a_400_naming_it(server):
     assert reply.status_code == 400 and "not JSON" in reply.json()["message"]
 
 
+@pytest.mark.parametrize("endpoint, body, words", [
+    # issue 14, items 9 and 10: each of these was a 500, or did something before answering 400
+    ("validate", {"path": "project/\x00.ipynb"}, "NUL byte"),
+    ("validate", {"path": "a/" * 5000 + "x.ipynb"}, "at most 1024"),
+    ("validate", {"path": "x" * 300 + ".ipynb"}, "too long"),
+    ("validate", {"path": "project/digits.ipynb", "notebook": {"cells": "x"}}, "not a notebook (nbformat 4)"),
+    ("models", {"run": "best", "name": "m" * 256, "metric": "accuracy"}, "at most 63"),
+    ("schedules", {"path": "project/digits.ipynb", "name": "s" * 300, "cron": "0 3 * * *"}, "at most 63"),
+    ("schedules", {"path": "project/digits.ipynb", "name": "../x", "cron": "0 3 * * *"}, "not usable"),
+    ("deployments", {"name": "--help"}, "not usable"),
+    ("deployments", {"name": "digits", "sticky_header": "--x y"}, "header name"),
+])
+def test_hostile_names_paths_and_bodies_are_400s_naming_the_field(server, endpoint, body, words):
+    reply = server.api("POST", endpoint, json=body)
+    assert reply.status_code == 400 and words in reply.json()["message"], reply.text
+
+
+def test_deeply_nested_json_is_a_400(server):
+    reply = server.api("POST", "validate", data=b'{"path": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["message"]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/mlops-escaped-deployment"])
+def test_a_deployment_name_never_makes_a_folder_outside_the_workspace(server, name):
+    reply = server.api("POST", "deployments", json={"name": name})
+    assert reply.status_code == 400 and "not usable" in reply.json()["message"]
+    workspace = server.root / ".mlops"
+    assert not (workspace / "logs" / name).resolve().exists()
+
+
 # -- notebooks and runs -------------------------------------------------------------------------------------------
 def test_validate_the_saved_notebook_and_unsaved_content(server):
     saved = server.api("POST", "validate", json={"path": "project/digits.ipynb"}).json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from ..errors import MlopsError, NotebookError
+from ..names import check_name, check_path_text
 from ..workspace import new_run_id
 
 
@@ -41,13 +43,19 @@ class MlopsRequests:
         if not isinstance(relative, str) or not relative.strip():
             raise web.HTTPError(400, "`path` must be the notebook's path relative to the server's root, "
                                      "e.g. \"folder/model.ipynb\"")
+        with self.user_errors():
+            check_path_text(relative)
         root = self.mlops.root_dir
         path = (root / relative.lstrip("/")).resolve()
         if not path.is_relative_to(root):
             raise web.HTTPError(403, f"`{relative}` is outside the server's root dir")
         if path.suffix != ".ipynb":
             raise web.HTTPError(400, f"`{relative}` is not a notebook (.ipynb)")
-        if must_exist and not path.is_file():
+        try:
+            exists = path.is_file()
+        except OSError as exc:  # a component over the file system's name limit, and the like
+            raise web.HTTPError(400, f"`path`: {exc.strerror}") from None
+        if must_exist and not exists:
             raise web.HTTPError(404, f"no notebook at `{relative}`")
         return path
 
@@ -56,6 +64,8 @@ class MlopsRequests:
             data = json.loads(self.request.body or b"{}")
         except ValueError as exc:
             raise web.HTTPError(400, f"the request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise web.HTTPError(400, "the request body's JSON is nested too deeply") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "the request body must be a JSON object")
         return data
@@ -142,6 +152,13 @@ class ValidateHandler(MlopsHandler):
             from ..pipeline import build_pipeline
 
             nb = nbformat.from_dict(content) if content is not None else None
+            if nb is not None:
+                try:
+                    nbformat.validate(nb, version=4)
+                except (nbformat.ValidationError, RecursionError) as exc:
+                    message = str(exc).splitlines()[0] if isinstance(exc, nbformat.ValidationError) else \
+                        "it is nested too deeply"
+                    raise MlopsError(f"`notebook` is not a notebook (nbformat 4): {message}") from None
             try:
                 pipeline = build_pipeline(path, nb)
             except NotebookError as exc:
@@ -338,8 +355,13 @@ class DeploymentsHandler(MlopsHandler):
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise web.HTTPError(400, "`name` is required: the registered model to deploy")
+        name = name.strip()
+        with self.user_errors():  # before its log folder is made or its process started
+            check_name(name)
         port = _number(data, "port", int, 8080, minimum=1)
-        command = [sys.executable, "-m", "jupyter_mlops.cli", "deploy", name.strip(), "--port", str(port),
+        if port > 65535:
+            raise web.HTTPError(400, f"`port` must be at most 65535, got {port}")
+        command = [sys.executable, "-m", "jupyter_mlops.cli", "deploy", "--port", str(port),
                    "--workspace", str(self.workspace.root)]
         for field, flag in (("canary", "--canary"), ("shadow", "--shadow")):
             value = _number(data, field, int, minimum=1)
@@ -348,8 +370,13 @@ class DeploymentsHandler(MlopsHandler):
         if data.get("canary") not in (None, ""):
             command += ["--weight", str(_number(data, "weight", float, 10.0, minimum=0))]
         if data.get("sticky_header"):
-            command += ["--sticky-header", str(data["sticky_header"])]
-        self.reply(await self.run_blocking(_start_deployment, self.workspace, name.strip(), command))
+            header = str(data["sticky_header"])
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
+                raise web.HTTPError(400, f"`sticky_header` must be an HTTP header name (letters, digits, `-`), got "
+                                         f"{header[:40]!r}")
+            command += [f"--sticky-header={header}"]
+        command += ["--", name]  # never read as an option, whatever it is
+        self.reply(await self.run_blocking(_start_deployment, self.workspace, name, command))
 
 
 def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> dict:
@@ -439,10 +466,10 @@ class ScheduleHandler(MlopsHandler):
         from .. import schedule
 
         store = self.workspace.store
-        await self.run_blocking(store.get_schedule, name)
+        zone = (await self.run_blocking(store.get_schedule, name))["timezone"]
         ticks = await self.run_blocking(store.tick_history, name)
-        self.reply({"ticks": [{**t, "tick": schedule.iso(t["tick"]), "claimed_at": schedule.iso(t["claimed_at"])}
-                              for t in ticks]})
+        self.reply({"ticks": [{**t, "tick": schedule.iso(t["tick"], zone),
+                               "claimed_at": schedule.iso(t["claimed_at"], zone)} for t in ticks]})
 
     @web.authenticated
     async def post(self, name: str):
