@@ -727,7 +727,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         ws = Workspace.locate(args.workspace)
         aliases = {a["alias"] for a in ws.store.aliases(args.name)}
         version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
-        found = report(fetch_package(ws, version["package"]), ws.root / "logs" / args.name, args.window)
+        found = report(fetch_package(ws, version), ws.root / "logs" / args.name, args.window)
         found["shadow"] = _shadow_report(ws, args.name)
         if args.json:
             print(json.dumps(found, indent=1))

@@ -90,7 +90,7 @@ def _monitor_table(args) -> Any:
     ws = Workspace.locate(args.workspace)
     aliases = {a["alias"] for a in ws.store.aliases(args.name)}
     version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
-    found = report(fetch_package(ws, version["package"]), ws.root / "logs" / args.name, args.window)
+    found = report(fetch_package(ws, version), ws.root / "logs" / args.name, args.window)
     print(f"{args.name} v{version['version']}: {found['window_rows']} rows, "
           f"{len(found['drifted_features'])} drifted features, {found['outliers']} outliers", flush=True)
     table = pd.DataFrame.from_dict(found["features"], orient="index")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import operator
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -238,33 +239,111 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
                "data_fingerprint": _fingerprint(artifacts, data_steps) if data_steps else None,
                "training_input": training[0] if training else None, "serve_step": serve.name}
     root = ws.root / "models" / name
+    built: dict = {}
 
-    def build(version: int) -> Path:
-        target = root / f"v{version}"
-        staging = root / f".staging-v{version}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+    def build(version: int) -> dict:
+        """Runs inside the store's transaction, holding the name's lock: nothing else registers `name` meanwhile.
+        The package is staged, then published (renamed into place, uploaded); the row is committed after, so a
+        row always names a complete package, and a package without a row is a leftover to remove."""
         import fsspec
 
-        fs, base = fsspec.core.url_to_fs(artifacts)
-        with fs.open(f"{base}/{serve.name}/{entry['file']}", "rb") as src, open(staging / "predict.pkl", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        (staging / "schema.json").write_text(json.dumps(schema, indent=1))
-        (staging / "reference.json").write_text(json.dumps(reference))
-        (staging / "model.json").write_text(json.dumps({**lineage, "version": version}, indent=1, default=str))
-        staging.rename(target)
-        if not ws.artifacts_url:
-            return target
-        # a team's registry: the package goes where every client (and the cluster) can read it
-        remote = f"{ws.artifacts_url}/models/{name}/v{version}"
-        fs, base = fsspec.core.url_to_fs(remote)
-        fs.put(str(target), base, recursive=True)
-        return remote
+        _remove_leftovers(root, version)
+        staging = root / f".staging-v{version}-{secrets.token_hex(4)}"
+        staging.mkdir(parents=True)
+        try:
+            fs, base = fsspec.core.url_to_fs(artifacts)
+            with fs.open(f"{base}/{serve.name}/{entry['file']}", "rb") as src, \
+                    open(staging / "predict.pkl", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            (staging / "schema.json").write_text(json.dumps(schema, indent=1))
+            (staging / "reference.json").write_text(json.dumps(reference))
+            (staging / "model.json").write_text(json.dumps({**lineage, "version": version}, indent=1, default=str))
+            digests = package_digests(staging)
+            built.update(version=version, target=root / f"v{version}")
+            package = _publish(staging, root / f"v{version}",
+                               f"{ws.artifacts_url}/models/{name}/v{version}" if ws.artifacts_url else None)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {"package": package, "files": json.dumps(digests)}
 
-    version, package = ws.store.add_model_version(
-        name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
-        params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
+    try:
+        version, package = ws.store.add_model_version(
+            name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
+            params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
+    except BaseException:
+        # published, then the commit failed (or never came): the package has no row, so no reader can reach it;
+        # take it away now rather than at the next registration of the name
+        if built:
+            shutil.rmtree(built["target"], ignore_errors=True)
+        raise
     return {**lineage, "version": version, "package": package, "schema": schema}
+
+
+def _remove_leftovers(root: Path, version: int) -> None:
+    """What a registration killed mid-way left: staging folders, and the folder of the version now being
+    allocated (allocated under the lock, so no row has it: a package published before a commit that never
+    came)."""
+    if root.is_dir():
+        for stale in root.glob(".staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(root / f"v{version}", ignore_errors=True)
+
+
+def _publish(staging: Path, target: Path, remote: str | None) -> str:
+    """Put a staged package in place: renamed to `target` (atomic), then, for a team's registry, uploaded where
+    every client and the cluster read it. Fails leaving nothing published."""
+    staging.rename(target)
+    if remote is None:
+        return str(target)
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(remote)
+    try:
+        if fs.exists(base):  # an upload of a registration that was never committed
+            fs.rm(base, recursive=True)
+        fs.put(str(target), base, recursive=True)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return remote
+
+
+def package_digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a package, by its path inside it."""
+    return {p.relative_to(folder).as_posix(): _file_sha256(p) for p in sorted(Path(folder).rglob("*"))
+            if p.is_file()}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PackageChanged(MlopsError):
+    """A package file no longer matches the sha256 recorded in the store when it was registered."""
+
+
+def verify_package(folder: str | Path, digests: dict | str | None, what: str) -> None:
+    """Refuse a package whose files differ from those registered. Every file is checked before any is loaded:
+    predict.pkl is unpickled, which runs code."""
+    if digests is None:  # registered before digests were recorded: nothing to compare with
+        return
+    if isinstance(digests, str):
+        digests = json.loads(digests)
+    for relative, expected in sorted(digests.items()):
+        path = Path(folder) / relative
+        if not path.is_file():
+            raise PackageChanged(f"{what}: {relative} is missing from {folder}; restore the package or register the "
+                                 "model again from its run")
+        found = _file_sha256(path)
+        if found != expected:
+            raise PackageChanged(
+                f"{what}: {relative} in {folder} is not the file registered (sha256 {found[:12]}..., registered "
+                f"{expected[:12]}...); it was changed after registration, so it is not loaded. Register the model "
+                "again from its run, or restore the file")
 
 
 def _load_artifact_predict(artifacts: str, step: str, entry: dict, run_id: str) -> Any:
@@ -281,11 +360,25 @@ def _load_artifact_predict(artifacts: str, step: str, entry: dict, run_id: str) 
                          "again") from None
 
 
-def fetch_package(ws, package: str) -> Path:
-    """A model package as a local folder: itself, or (registered by a team member to object storage) a copy
-    downloaded once into this workspace."""
+def fetch_package(ws, version: dict) -> Path:
+    """A registered version's package as a local folder, its files checked against the sha256 digests recorded
+    at registration: the folder itself, or (registered by a team member to object storage) a copy downloaded
+    once into this workspace (downloaded again if the copy no longer matches)."""
+    package, what = version["package"], f"model {version['name']} version {version['version']}"
     if "://" not in package:
+        verify_package(package, version.get("files"), what)
         return Path(package)
+    local = _download_package(ws, package)
+    try:
+        verify_package(local, version.get("files"), what)
+    except PackageChanged:
+        shutil.rmtree(local, ignore_errors=True)
+        local = _download_package(ws, package)
+        verify_package(local, version.get("files"), what)
+    return local
+
+
+def _download_package(ws, package: str) -> Path:
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(package)
@@ -344,9 +437,13 @@ def resolve(store, ref: str) -> dict:
     return chosen
 
 
-def load_predict(package: str | Path):
-    """The registered `predict` function, ready to call."""
+def load_predict(package: str | Path, digest: str | None = None):
+    """The registered `predict` function, ready to call. With `digest`, the bytes unpickled are the bytes checked
+    against it: a file swapped between a check and the load is never run."""
     import cloudpickle
 
-    with open(Path(package) / "predict.pkl", "rb") as f:
-        return cloudpickle.load(f)
+    data = (Path(package) / "predict.pkl").read_bytes()
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise PackageChanged(f"{package}: predict.pkl is not the file registered (sha256 mismatch); it was changed "
+                             "after registration, so it is not loaded. Register the model again from its run")
+    return cloudpickle.loads(data)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -20,6 +20,7 @@ MIGRATIONS: dict[int, list[str]] = {
     3: [],  # the model registry's tables: new, made by create_all
     4: [],  # schedules and their ticks: new tables
     5: [],  # deployments: a new table
+    6: ["ALTER TABLE model_versions ADD COLUMN files TEXT"],  # sha256 of each package file
 }
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
@@ -89,6 +90,7 @@ model_versions_table = sa.Table(
     sa.Column("data_fingerprint", sa.String(64)),
     sa.Column("package", sa.Text, nullable=False),  # folder with predict.pkl, schema.json, reference.json
     sa.Column("created", sa.Float, nullable=False),
+    sa.Column("files", sa.Text),  # JSON: {file in the package: sha256}, checked before it is loaded
 )
 aliases_table = sa.Table(
     "aliases", metadata,
@@ -305,16 +307,17 @@ class Store:
     # -- the model registry ----------------------------------------------------------------------------------------
     def add_model_version(self, name: str, build_package, **fields: Any) -> tuple[int, str]:
         """Allocate the next version of `name` and record it; `build_package(version)` puts the package in place
-        (returning where) inside the same transaction, so a failure leaves neither a row nor a folder. Returns
-        (version, package)."""
+        inside the same transaction (holding the name's lock) and returns the row's `package` (where) and `files`
+        (digests). Returns (version, package)."""
         with self.engine.begin() as conn:
             _exclusive(conn, f"model:{name}")
             latest = conn.execute(sa.select(sa.func.max(model_versions_table.c.version))
                                   .where(model_versions_table.c.name == name)).scalar()
             version = (latest or 0) + 1
-            package = build_package(version)
+            built = build_package(version)
+            package = built.pop("package")
             conn.execute(model_versions_table.insert().values(
-                name=name, version=version, package=str(package), created=time.time(),
+                name=name, version=version, package=str(package), created=time.time(), **built,
                 params=json.dumps(fields.pop("params"), default=str),
                 metrics=json.dumps(fields.pop("metrics")), **fields))
         return version, str(package)

@@ -78,8 +78,9 @@ WRITER = textwrap.dedent("""
                                                                       "fingerprint": "f"}])
         store.finish_run(run_id, "succeeded")
         if i % 5 == 0:
-            store.add_model_version("shared", lambda v: f"pkg-{who}-{v}", run_id=run_id, notebook="nb.ipynb",
-                                    notebook_hash="h", params={}, metrics={}, data_fingerprint=None)
+            store.add_model_version("shared", lambda v: {"package": f"pkg-{who}-{v}"}, run_id=run_id,
+                                    notebook="nb.ipynb", notebook_hash="h", params={}, metrics={},
+                                    data_fingerprint=None)
 """)
 
 

@@ -421,7 +421,7 @@ def _deployments(ws) -> list[dict]:
         aliases = {a["alias"]: a["version"] for a in ws.store.aliases(row["name"])}
         try:
             version = resolve(ws.store, f"{row['name']}@production" if "production" in aliases else row["name"])
-            found = report(fetch_package(ws, version["package"]), ws.root / "logs" / row["name"], 500)
+            found = report(fetch_package(ws, version), ws.root / "logs" / row["name"], 500)
             entry.update(version=version["version"], requests=found["requests"], outliers=found["outliers"],
                          drifted_features=found["drifted_features"])
         except (MlopsError, OSError, ValueError, KeyError) as exc:

@@ -51,6 +51,7 @@ class ServedModel:
     variant: str = "primary"
     reference: dict | None = None  # statistics of the training inputs, for drift and outliers
     package: str | None = None  # where it was loaded from: a shadow is loaded again there, in its own process
+    digest: str | None = None  # predict.pkl's sha256 as registered: checked again wherever it is loaded
     columns: list[str] = field(init=False)
     numeric_only: bool = field(init=False)
     nullable: Any = field(init=False)  # per column: may it be null/NaN (the training data had missing values)
@@ -65,13 +66,14 @@ class ServedModel:
                                   for c in self.schema], dtype=bool)
 
     @classmethod
-    def from_package(cls, name: str, version: int, package: str | Path, variant: str = "primary"):
+    def from_package(cls, name: str, version: int, package: str | Path, variant: str = "primary",
+                     digest: str | None = None):
         from ..registry import load_predict
 
         schema = json.loads((Path(package) / "schema.json").read_text())
         reference_file = Path(package) / "reference.json"
         reference = json.loads(reference_file.read_text()) if reference_file.exists() else None
-        return cls(name, version, load_predict(package), schema, variant, reference, str(package))
+        return cls(name, version, load_predict(package, digest), schema, variant, reference, str(package), digest)
 
 
 # -- request decoding ---------------------------------------------------------------------------------------------
@@ -498,7 +500,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
             frame = items[0][1] if len(items) == 1 else pd.concat([i[1] for i in items], ignore_index=True)
             for shadow in deployed.shadows:
                 if shadow.package:
-                    values, seconds, failure = shadow_process.predict(shadow.package, frame)
+                    values, seconds, failure = shadow_process.predict(shadow.package, frame, shadow.digest)
                 else:
                     started = time.perf_counter()
                     try:

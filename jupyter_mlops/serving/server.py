@@ -13,8 +13,9 @@ def load(workspace, ref: str, variant: str = "primary"):
     from .app import ServedModel
 
     version = resolve(workspace.store, ref)
-    return ServedModel.from_package(version["name"], version["version"], fetch_package(workspace, version["package"]),
-                                    variant)
+    digests = json.loads(version["files"]) if version.get("files") else {}
+    return ServedModel.from_package(version["name"], version["version"], fetch_package(workspace, version), variant,
+                                    digests.get("predict.pkl"))
 
 
 def deployment(workspace, name: str, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,

@@ -32,7 +32,7 @@ def _serve(conn) -> None:
     columns_of: dict[str, list] = {}
     while True:
         try:
-            package, columns, rows = conn.recv()
+            package, digest, columns, rows = conn.recv()
         except (EOFError, OSError):
             return
         if columns is not None:
@@ -40,7 +40,7 @@ def _serve(conn) -> None:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=columns_of[package])
         started = time.perf_counter()
         try:
-            predict = loaded.get(package) or loaded.setdefault(package, load_predict(package))
+            predict = loaded.get(package) or loaded.setdefault(package, load_predict(package, digest))
             started = time.perf_counter()  # loading the package once is not the shadow's latency
             values, failure = _json_ready(predict(frame)), None
         except Exception as exc:  # a broken shadow is reported, never raised
@@ -71,7 +71,7 @@ class ShadowProcess:
         self._conn = parent
         self._columns_sent = set()  # a new child knows no columns yet
 
-    def predict(self, package: str, frame) -> tuple[list, float, str | None]:
+    def predict(self, package: str, frame, digest: str | None = None) -> tuple[list, float, str | None]:
         with self._lock:
             for attempt in (1, 2):
                 if self._conn is None or not self._process.is_alive():
@@ -80,7 +80,7 @@ class ShadowProcess:
                     # a numeric frame travels as its array (pickled in microseconds, the GIL held that long)
                     numeric = all(dtype.kind in "fiub" for dtype in frame.dtypes)
                     columns = None if package in self._columns_sent else list(frame.columns)
-                    self._conn.send((package, columns, frame.to_numpy() if numeric else frame))
+                    self._conn.send((package, digest, columns, frame.to_numpy() if numeric else frame))
                     self._columns_sent.add(package)
                     return self._conn.recv()
                 except (EOFError, OSError, BrokenPipeError) as exc:
