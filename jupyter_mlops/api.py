@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .errors import MlopsError, StepFailed
 from .names import check_run_id
+from .search_space import MAX_TRIALS
 from .workspace import Workspace, new_run_id, process_owner
 
 
@@ -205,7 +206,7 @@ def run_kubernetes(notebook: str | os.PathLike, parameters: dict[str, Any] | Non
 def sweep_kubernetes(notebook: str | os.PathLike, space: dict[str, Any], *, image: str | None,
                      samples: int | None = None, seed: int = 0, search: str = "grid", trials: int | None = None,
                      parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
-                     namespace: str = "default", artifacts_secret: str | None = None,
+                     max_trials: int = MAX_TRIALS, namespace: str = "default", artifacts_secret: str | None = None,
                      store_secret: str | None = None, cpu: str = "1", memory: str = "2Gi",
                      workspace: str | os.PathLike | None = None, api_client=None,
                      engine_hook: Callable | None = None) -> dict:
@@ -219,7 +220,7 @@ def sweep_kubernetes(notebook: str | os.PathLike, space: dict[str, Any], *, imag
                          "grid or --samples N on the cluster)")
     pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
                                                      trials=trials, parallel=parallel, maximize=maximize,
-                                                     minimize=minimize)
+                                                     minimize=minimize, max_trials=max_trials)
     ws = Workspace.locate(workspace, notebook)
     engine = KubernetesEngine(ws, _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory),
                               api_client=api_client)
@@ -426,21 +427,23 @@ def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None
 
 
 def planned_trials(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None,
-                   seed: int = 0, search: str = "grid", trials: int | None = None) -> int:
-    """How many trials `sweep` will run with these arguments (for progress displays)."""
-    from .search_space import expand, parse_dimension
+                   seed: int = 0, search: str = "grid", trials: int | None = None,
+                   max_trials: int = MAX_TRIALS) -> int:
+    """How many trials `sweep` will run with these arguments (for progress displays), counted without making
+    them."""
+    from .search_space import count_points, parse_dimension
 
     if search == "bayes":
         return trials or 0
     declared = validate(notebook).parameters
-    swept = [d for d in (parse_dimension(n, v, declared) for n, v in space.items()) if d.swept]
-    return len(expand(swept, samples, seed)) if swept else 0
+    swept = [d for d in (parse_dimension(n, v, declared, max_trials) for n, v in space.items()) if d.swept]
+    return count_points(swept, samples, max_trials) if swept else 0
 
 
 def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
           search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
           minimize: str | None = None, workspace: str | os.PathLike | None = None, timeout: float | None = None,
-          fresh_kernels: bool = False, on_trial: Callable | None = None) -> dict:
+          fresh_kernels: bool = False, on_trial: Callable | None = None, max_trials: int = MAX_TRIALS) -> dict:
     """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see
     search_space.py): every combination (`search="grid"`), `samples` random points, or `trials` points chosen by
     Optuna (`search="bayes"`). Steps run `parallel` at a time on shared warm kernels; steps that no swept parameter
@@ -450,7 +453,7 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
 
     pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
                                                      trials=trials, parallel=parallel, maximize=maximize,
-                                                     minimize=minimize)
+                                                     minimize=minimize, max_trials=max_trials)
     _say_warnings(pipeline)
     ws = Workspace.locate(workspace, notebook)
     return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
@@ -459,20 +462,25 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
 
 def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
                search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
-               minimize: str | None = None):
+               minimize: str | None = None, max_trials: int = MAX_TRIALS):
     """Check a sweep's arguments against the notebook without running anything (MlopsError naming the mistake);
     returns (pipeline, points, metric, direction)."""
     from .search_space import parse_dimension
-    from .trials import FixedPoints, OptunaPoints
+    from .trials import FixedPoints, OptunaPoints, max_parallel
 
     if parallel < 1:
         raise MlopsError(f"--parallel must be at least 1, got {parallel}")
+    if parallel > max_parallel():
+        raise MlopsError(f"--parallel {parallel}: at most {max_parallel()} at once on this machine (4 kernels per "
+                         "CPU core, at least 8; each is a Python process)")
+    if max_trials < 1:
+        raise MlopsError(f"--max-trials must be at least 1, got {max_trials}")
     if maximize and minimize:
         raise MlopsError("give either --maximize or --minimize, not both")
     if search not in ("grid", "random", "bayes"):
         raise MlopsError(f"unknown search `{search}`; use grid, random (with --samples N) or bayes (with --trials N)")
     pipeline = validate(notebook)
-    dimensions = [parse_dimension(name, spec, pipeline.parameters) for name, spec in space.items()]
+    dimensions = [parse_dimension(name, spec, pipeline.parameters, max_trials) for name, spec in space.items()]
     fixed = {d.name: d.values[0] for d in dimensions if not d.swept}
     swept = [d for d in dimensions if d.swept]
     if not swept:
@@ -483,11 +491,14 @@ def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: i
         listed = ", ".join(sorted(known)) or "none (call jupyter_mlops.log_metrics in a step)"
         raise MlopsError(f"no step logs the metric `{metric}`; the notebook logs: {listed}")
     if search == "bayes":
+        if trials is not None and trials > max_trials:
+            raise MlopsError(f"--trials {trials:,}: a sweep runs at most {max_trials:,} trials (--max-trials "
+                             "raises it)")
         points = OptunaPoints(swept, fixed, trials, metric, direction, seed)
     else:
         if search == "random" and samples is None:
             raise MlopsError("a random search needs --samples N")
-        points = FixedPoints(swept, fixed, samples, seed)
+        points = FixedPoints(swept, fixed, samples, seed, max_trials)
     return pipeline, points, metric, direction
 
 

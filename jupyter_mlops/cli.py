@@ -97,6 +97,8 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=None, metavar="N", help="number of trials for --search bayes")
     p.add_argument("--seed", type=int, default=0, help="random seed for --samples (default 0)")
     p.add_argument("--parallel", type=int, default=2, metavar="N", help="steps running at once (default 2)")
+    p.add_argument("--max-trials", type=int, default=10_000, metavar="N",
+                   help="refuse a sweep of more trials than this, before making them (default 10000)")
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--maximize", metavar="METRIC", help="the best trial has the highest METRIC")
     goal.add_argument("--minimize", metavar="METRIC", help="the best trial has the lowest METRIC")
@@ -574,7 +576,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                   f"{_duration(run['duration'])}", file=sys.stderr, flush=True)
 
         search = args.search or ("random" if args.samples else "grid")
-        options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials)
+        options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials,
+                       max_trials=args.max_trials)
         total[0] = api.planned_trials(args.notebook, space, **options)
         if args.backend == "kubernetes":
             result = api.sweep_kubernetes(args.notebook, space, parallel=args.parallel, maximize=args.maximize,

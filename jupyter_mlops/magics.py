@@ -154,7 +154,8 @@ def mlops(line: str) -> Any:
         if args.command == "sweep":
             space = _parameters(args.parameter)
             search = args.search or ("random" if args.samples else "grid")
-            options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials)
+            options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials,
+                           max_trials=args.max_trials)
             metric = args.maximize or args.minimize
             swept = [n for n in space if "," in str(space[n]) or ".." in str(space[n])]
             live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,

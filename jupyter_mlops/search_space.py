@@ -21,6 +21,7 @@ from typing import Any
 from .errors import ParameterError
 from .parameters import Parameter, coerce_parameters
 
+MAX_TRIALS = 10_000  # per sweep, unless raised with --max-trials: a grid is refused from its size, before expanding
 _RANGE = re.compile(r"^\s*(?P<low>[^.\s][^\s]*?)\.\.(?P<high>[^:\s]+)(?::(?P<count>\d+))?(?::(?P<scale>lin|log))?\s*$")
 
 
@@ -55,8 +56,9 @@ def _number(text: str, name: str, spec: str) -> float:
                              "e.g. 0.01..10:5:log") from None
 
 
-def parse_dimension(name: str, spec: Any, declared: dict[str, Parameter]) -> Dimension:
-    """One `-p NAME SPEC` of a sweep, checked against the parameters cell."""
+def parse_dimension(name: str, spec: Any, declared: dict[str, Parameter], max_trials: int = MAX_TRIALS) -> Dimension:
+    """One `-p NAME SPEC` of a sweep, checked against the parameters cell; a range's points are made only when
+    there are at most `max_trials` of them."""
     if name not in declared:
         coerce_parameters(declared, {name: spec})  # raises the usual "unknown parameter" error
     param = declared[name]
@@ -79,8 +81,11 @@ def parse_dimension(name: str, spec: Any, declared: dict[str, Parameter]) -> Dim
         count = int(match["count"]) if match["count"] else None
         if count is not None and count < 1:
             raise ParameterError(f"parameter `{name}`: a range of {count} points is empty; give :2 or more")
+        if count is not None and count > max_trials:
+            raise ParameterError(f"parameter `{name}`: a range of {count:,} points; a sweep runs at most "
+                                 f"{max_trials:,} trials (--max-trials)")
         if count is None:
-            if not integer:
+            if not integer or int(high) - int(low) + 1 > max_trials:
                 values = None  # only for random sampling; a grid asks for a count (see expand)
             else:
                 values = tuple(range(int(low), int(high) + 1))
@@ -102,16 +107,33 @@ def parse_dimension(name: str, spec: Any, declared: dict[str, Parameter]) -> Dim
     return Dimension(name, tuple(values))
 
 
-def expand(dimensions: list[Dimension], samples: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """The trials: every combination of the swept values, or `samples` random points."""
+def count_points(dimensions: list[Dimension], samples: int | None = None, max_trials: int = MAX_TRIALS) -> int:
+    """How many trials `expand` makes, from the dimensions' sizes alone; more than `max_trials` is refused."""
     if samples is not None:
         if samples < 1:
             raise ParameterError(f"--samples must be at least 1, got {samples}")
-        rng = random.Random(seed)
-        return [{d.name: d.sample(rng) for d in dimensions} for _ in range(samples)]
+        if samples > max_trials:
+            raise ParameterError(f"--samples {samples:,}: a sweep runs at most {max_trials:,} trials "
+                                 "(--max-trials raises it)")
+        return samples
     for d in dimensions:
         if d.values is None:
             raise ParameterError(f"parameter `{d.name}`: a range on a grid needs a number of points, e.g. "
                                  f"-p {d.name} {d.low:g}..{d.high:g}:5 (or use --samples N for random points)")
+    size = math.prod(len(d.values) for d in dimensions)
+    if size > max_trials:
+        raise ParameterError(f"the grid has {size:,} points ({' x '.join(str(len(d.values)) for d in dimensions)} "
+                             f"values); a sweep runs at most {max_trials:,} trials (--max-trials raises it): give "
+                             "fewer values, or draw random points with --samples N")
+    return size
+
+
+def expand(dimensions: list[Dimension], samples: int | None = None, seed: int = 0,
+           max_trials: int = MAX_TRIALS) -> list[dict[str, Any]]:
+    """The trials: every combination of the swept values, or `samples` random points."""
+    count_points(dimensions, samples, max_trials)
+    if samples is not None:
+        rng = random.Random(seed)
+        return [{d.name: d.sample(rng) for d in dimensions} for _ in range(samples)]
     names = [d.name for d in dimensions]
     return [dict(zip(names, combo)) for combo in itertools.product(*(d.values for d in dimensions))]

@@ -4,6 +4,7 @@ outputs. Points come from a fixed list (grid, random samples) or from Optuna, as
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,8 @@ from .search_space import Dimension, expand
 class FixedPoints:
     """A grid, or random samples: known up front."""
 
-    def __init__(self, swept: list[Dimension], fixed: dict, samples: int | None, seed: int):
-        self.points = [{**fixed, **p} for p in expand(swept, samples, seed)]
+    def __init__(self, swept: list[Dimension], fixed: dict, samples: int | None, seed: int, max_trials: int):
+        self.points = [{**fixed, **p} for p in expand(swept, samples, seed, max_trials)]
         self.total = len(self.points)
         self.in_flight = self.total  # nothing to learn from finished trials: start them all
 
@@ -84,6 +85,11 @@ class _Trial:
     token: Any
 
 
+def max_parallel() -> int:
+    """The most trials' steps a sweep may run at once here: 4 kernels per CPU core, at least 8."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None, direction: str | None,
               parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None) -> dict:
     from .api import _engine, _execute, _record_run, describe_run
@@ -93,7 +99,8 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
     store = ws.store
     sweep_id = "sweep-" + new_run_id()
     shared = {s.name for s in pipeline.steps} - pipeline.reached_by(set(space))
-    pool = kernel_pool(pipeline, parallel, fresh_kernels)
+    # kernels for the work that exists: 2 trials of a one-step notebook need 2 kernels, whatever --parallel says
+    pool = kernel_pool(pipeline, min(parallel, (points.total or parallel) * len(pipeline.steps)), fresh_kernels)
     store.create_sweep(sweep_id, str(Path(notebook).resolve()), space, points.total, metric, direction)
     trials: list[_Trial] = []
     finished: dict[str, dict] = {}

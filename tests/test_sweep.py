@@ -7,6 +7,7 @@ import time
 import pytest
 
 import jupyter_mlops
+import jupyter_mlops.api
 from jupyter_mlops.errors import MlopsError, ParameterError
 from jupyter_mlops.parameters import read_parameters
 from jupyter_mlops.search_space import expand, parse_dimension
@@ -120,6 +121,42 @@ def test_bad_sweeps_fail_before_anything_runs(make_notebook):
     with pytest.raises(ParameterError, match="unknown parameter"):
         jupyter_mlops.sweep(nb, {"c": "1,2"})
     assert not (nb.parent / ".mlops" / "runs").exists()
+
+
+def test_huge_sweeps_and_parallelism_are_refused_from_their_size_alone(make_notebook):
+    """Issue 14, item 11: a grid of 20,000,000 points cost 760 MB before it was refused; `parallel` was unbounded."""
+    import tracemalloc
+
+    nb = make_notebook(SWEPT)
+    tracemalloc.start()
+    with pytest.raises(ParameterError, match=r"the grid has 20,000,000 points \(5000 x 4000 values\); a sweep runs "
+                                             r"at most 10,000 trials \(--max-trials raises it\)"):
+        jupyter_mlops.sweep(nb, {"C": "1..2:5000", "rows": "1..4000"})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6, f"refusing the grid allocated {peak / 1e6:.0f} MB"
+    with pytest.raises(ParameterError, match="a range of 20,000,000 points"):
+        jupyter_mlops.api.planned_trials(nb, {"C": "0..1:20000000"})
+    with pytest.raises(ParameterError, match="--samples 50,000"):
+        jupyter_mlops.sweep(nb, {"C": "0..1"}, samples=50_000)
+    assert jupyter_mlops.api.planned_trials(nb, {"C": "0..1"}, samples=50_000, max_trials=50_000) == 50_000
+    with pytest.raises(MlopsError, match="--parallel 1000: at most"):
+        jupyter_mlops.sweep(nb, {"C": "1,2"}, parallel=1000)
+    assert not (nb.parent / ".mlops" / "runs").exists()
+
+
+def test_kernels_are_started_for_the_work_that_exists(make_notebook, monkeypatch):
+    """`--parallel 12` on 2 trials of a one-step notebook started 12 kernels."""
+    from jupyter_mlops.engines import local
+
+    sizes = []
+    real = local.kernel_pool
+    monkeypatch.setattr(local, "kernel_pool", lambda pipeline, size, fresh: sizes.append(size) or
+                        real(pipeline, size, fresh))
+    nb = make_notebook([("C = 1.0", "parameters"), ("from jupyter_mlops import log_metrics\nlog_metrics(c=C)",
+                                                    "train")])
+    result = jupyter_mlops.sweep(nb, {"C": "1,2"}, parallel=8)
+    assert result["status"] == "succeeded" and sizes == [2]
 
 
 def test_ctrl_c_cancels_every_trial(make_notebook):

@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 
 from ..errors import MlopsError, NotebookError
 from ..names import check_name, check_path_text
+from ..search_space import MAX_TRIALS
 from ..workspace import new_run_id
 
 
@@ -280,7 +281,8 @@ class SweepsHandler(MlopsHandler):
         metric = data.get("metric") or None
         options = dict(samples=_number(data, "samples", int, minimum=1), seed=_number(data, "seed", int, 0),
                        search=data.get("search") or ("random" if data.get("samples") else "grid"),
-                       trials=_number(data, "trials", int, minimum=1))
+                       trials=_number(data, "trials", int, minimum=1),
+                       max_trials=_number(data, "max_trials", int, MAX_TRIALS, minimum=1))
         parallel = _number(data, "parallel", int, 2, minimum=1)
         kwargs = dict(parallel=parallel, **options, **({direction: metric} if metric else {}))
         # every check a sweep makes, before any kernel starts: mistakes come back as a 400, not as a failed job
