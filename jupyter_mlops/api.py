@@ -304,7 +304,9 @@ def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict,
 
 def _write_run_file(run_dir: Path, overrides: dict) -> None:
     """The parameters given on the command line, beside the bundle: what `resume` passes again."""
-    (run_dir / "run.json").write_text(json.dumps({"parameters": overrides}, indent=1, default=str))
+    from .files import write_atomic
+
+    write_atomic(run_dir / "run.json", json.dumps({"parameters": overrides}, indent=1, default=str))
 
 
 def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_parallel: int | None = None,

@@ -97,8 +97,13 @@ def save_outputs(artifacts: str, step: str, values: dict[str, Any]) -> dict[str,
                 f"Make `{name}` a plain value (list, array, DataFrame, model), or compute it in the step that "
                 f"uses it") from None
         manifest[name]["type"] = type_name
-    with fs.open(posixpath.join(folder, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=1)
+    if _local_path(fs):  # the reading steps find the old manifest or the new one, never half of it
+        from .files import write_atomic
+
+        write_atomic(posixpath.join(folder, MANIFEST), json.dumps(manifest, indent=1))
+    else:  # an object store's put is all or nothing already
+        with fs.open(posixpath.join(folder, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=1)
     return manifest
 
 

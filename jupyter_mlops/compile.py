@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic, write_notebook
 from .pipeline import Pipeline, Step, _source
 
 ARTIFACTS_PARAMETER = "mlops_artifacts"
@@ -93,7 +94,6 @@ def code_fingerprint(nb: Any) -> str:
 
 def compile_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the bundle; returns {step name: path of its notebook}."""
-    import nbformat
     import yaml
 
     out = Path(out_dir)
@@ -103,14 +103,13 @@ def compile_pipeline(pipeline: Pipeline, out_dir: str | os.PathLike) -> dict[str
     for position, step in enumerate(pipeline.steps):
         nb = step_notebook(pipeline, step)
         path = out / "steps" / step_filename(position, step)
-        nbformat.write(nb, str(path))
+        write_notebook(nb, path)
         paths[step.name] = path
         entry = description["steps"][position]
         entry["notebook"] = f"steps/{path.name}"
         entry["code_fingerprint"] = code_fingerprint(nb)
     description["artifacts_parameter"] = ARTIFACTS_PARAMETER
-    with open(out / "pipeline.yaml", "w") as f:
-        f.write("# Compiled by jupyter-mlops; run the step notebooks in this order with papermill, passing the "
-                f"same -p {ARTIFACTS_PARAMETER} DIR\n")
-        yaml.safe_dump(description, f, sort_keys=False, width=120)
+    write_atomic(out / "pipeline.yaml",
+                 "# Compiled by jupyter-mlops; run the step notebooks in this order with papermill, passing the "
+                 f"same -p {ARTIFACTS_PARAMETER} DIR\n" + yaml.safe_dump(description, sort_keys=False, width=120))
     return paths

@@ -42,3 +42,7 @@ class ParameterError(MlopsError):
 
 class StepFailed(MlopsError):
     """A pipeline step failed; the run is recorded as failed and its partial output notebook kept."""
+
+
+class StoreError(MlopsError):
+    """The store itself failed (damaged, read-only, disk full, unreachable): said in one line naming it."""

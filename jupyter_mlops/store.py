@@ -12,6 +12,8 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
+from .errors import MlopsError, StoreError
+
 SCHEMA_VERSION = 6
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
@@ -179,12 +181,40 @@ def _sqlite_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _column_exists(conn, statement: str) -> bool:
+    """Whether an `ALTER TABLE t ADD COLUMN c` has nothing to do: create_all makes a table that is new since the
+    store's version with today's columns, so a later migration adding one of them finds it there."""
+    import re
+
+    match = re.match(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", statement)
+    return bool(match) and match[2] in {c["name"] for c in sa.inspect(conn).get_columns(match[1])}
+
+
 def _exclusive(conn, key: str) -> None:
     """Serialize read-then-write transactions on `key` across processes and machines. SQLite needs nothing (every
     write transaction already holds the database's write lock); on PostgreSQL a transaction-scoped advisory lock
     does it, released at commit or rollback."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"jupyter-mlops:{key}"})
+
+
+def _store_problem(url: str, error: BaseException) -> str:
+    """One line for a failing store: which one, what is wrong, what to do. Runs' files are never touched."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        text = reason.lower()
+        if "not a database" in text or "malformed" in text:
+            return (f"the store {path} is damaged ({reason}): restore it from a backup (`sqlite3 {path} .recover` "
+                    "often saves what is left); the runs' files under runs/ are untouched")
+        if "readonly" in text or "unable to open" in text or "read-only" in text:
+            return (f"the store {path} cannot be written ({reason}): make it and its folder writable (SQLite "
+                    "writes mlops.db-wal beside it), or use another --workspace")
+        if "disk is full" in text or "no space" in text:
+            return f"the disk holding the store {path} is full: free some space and try again"
+        return f"the store {path} failed: {reason}"
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    return f"the team store {shown} failed: {reason}"
 
 
 class Store:
@@ -195,6 +225,14 @@ class Store:
         else:
             # pool_pre_ping: a team store's server restarts or drops idle connections; reconnect instead of failing
             self.engine = sa.create_engine(_driver_url(url), pool_pre_ping=True)
+
+        @sa.event.listens_for(self.engine, "handle_error")
+        def _said_in_one_line(context):
+            # constraint violations are answers (a tick already claimed, a name taken): callers handle them
+            if not isinstance(context.sqlalchemy_exception, sa.exc.IntegrityError) and \
+                    isinstance(context.sqlalchemy_exception, (sa.exc.OperationalError, sa.exc.DatabaseError)):
+                raise StoreError(_store_problem(url, context.sqlalchemy_exception)) from None
+
         with self.engine.begin() as conn:
             _exclusive(conn, "schema")  # two first clients at once must not both create the tables
             metadata.create_all(conn)
@@ -205,12 +243,11 @@ class Store:
             elif int(version) < SCHEMA_VERSION:
                 for step in range(int(version) + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS.get(step, []):
-                        conn.exec_driver_sql(statement)
+                        if not _column_exists(conn, statement):
+                            conn.exec_driver_sql(statement)
                 conn.execute(meta_table.update().where(meta_table.c.key == "schema_version")
                              .values(value=str(SCHEMA_VERSION)))
             elif int(version) > SCHEMA_VERSION:
-                from .errors import MlopsError
-
                 raise MlopsError(f"the store at {url} has schema version {version}, newer than this "
                                  f"jupyter-mlops understands ({SCHEMA_VERSION}); upgrade jupyter-mlops")
 

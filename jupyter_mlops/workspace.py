@@ -36,9 +36,28 @@ class Workspace:
     def store(self):
         from .store import Store
 
+        self._refuse_a_lost_store()
         store = Store(self.store_url)
         self._fail_abandoned_runs(store)
         return store
+
+    def _refuse_a_lost_store(self) -> None:
+        """A missing or empty SQLite store beside run folders was lost (truncated, deleted, copied while written):
+        starting a new one over them would make every run silently vanish from every listing."""
+        db = self.root / "mlops.db"
+        if self.store_url != f"sqlite:///{db}":  # a store of the user's choosing: theirs to look after
+            return
+        runs = self.root / "runs"
+        if db.exists() and db.stat().st_size > 0 or not runs.is_dir():
+            return
+        kept = sum(1 for _ in zip(runs.iterdir(), range(1000)))
+        if kept:
+            from .errors import StoreError
+
+            state = "is empty (0 bytes)" if db.exists() else "is missing"
+            raise StoreError(f"the store {db} {state}, but {runs} holds {kept if kept < 1000 else '1000+'} run "
+                             "folder(s): it was lost (a full disk, or copied while written). Restore it from a "
+                             f"backup; to start a new store instead, move {runs} aside first")
 
     @staticmethod
     def _fail_abandoned_runs(store) -> None:

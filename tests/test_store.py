@@ -68,3 +68,23 @@ def test_a_store_from_an_older_version_is_migrated_without_loss(tmp_path):
     assert run["id"] == "old-run" and run["params"] == {"C": 1} and run["owner"] is None
     store.create_run("new-run", "nb.ipynb", "h", {}, "/tmp", [], owner="host:1:2")
     assert store.get_run("new-run")["owner"] == "host:1:2"
+
+
+def test_a_version_5_store_gains_package_digests(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "v5.db"
+    Store(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as conn:  # the version-5 layout: model versions without `files`
+        conn.executescript("""
+            ALTER TABLE model_versions DROP COLUMN files;
+            UPDATE meta SET value = '5' WHERE key = 'schema_version';
+            INSERT INTO model_versions (name, version, run_id, notebook, notebook_hash, params, metrics, package,
+              created) VALUES ('old', 1, 'r', 'nb.ipynb', 'h', '{}', '{}', '/pkg', 1.0);
+        """)
+    store = Store(f"sqlite:///{db}")
+    assert store.model_versions("old")[0]["files"] is None  # verified by nothing: registered before digests
+    store.add_model_version("old", lambda v: {"package": f"/pkg{v}", "files": '{"predict.pkl": "ab"}'},
+                            run_id="r", notebook="nb.ipynb", notebook_hash="h", params={}, metrics={},
+                            data_fingerprint=None)
+    assert store.model_versions("old")[1]["files"] == '{"predict.pkl": "ab"}'

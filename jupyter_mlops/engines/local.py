@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..analysis import imported_modules
 from ..compile import ARTIFACTS_PARAMETER
+from ..files import papermill_writes_atomically, write_notebook
 from ..pipeline import Pipeline, Step, _source
 from .kernels import KernelPool, KernelStartError, kernel_death_reason
 
@@ -209,6 +210,8 @@ class LocalEngine:
         import papermill
         from nbclient.exceptions import DeadKernelError
 
+        papermill_writes_atomically()
+
         source = self.step_notebooks[step.name]
         output = self.output_dir / source.name
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -264,4 +267,4 @@ class LocalEngine:
 
         nb = nbformat.read(str(output), as_version=4)
         nb.cells.insert(0, v4.new_markdown_cell(f"**jupyter-mlops: this step failed: {message}**"))
-        nbformat.write(nb, str(output))
+        write_notebook(nb, output)

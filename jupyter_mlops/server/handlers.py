@@ -22,7 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..errors import MlopsError, NotebookError
+from ..errors import MlopsError, NotebookError, StoreError
 from ..names import check_name, check_path_text
 from ..search_space import MAX_TRIALS
 from ..workspace import new_run_id
@@ -89,6 +89,8 @@ class MlopsRequests:
         except NotebookError as exc:
             self.problems = [_problem(p) for p in exc.problems]
             raise web.HTTPError(400, str(exc)) from None
+        except StoreError as exc:  # not the request's fault: the store is damaged, read-only, full or away
+            raise web.HTTPError(503, str(exc)) from None
         except MlopsError as exc:
             raise web.HTTPError(400, str(exc)) from None
 
