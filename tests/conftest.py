@@ -140,6 +140,7 @@ class JupyterServer:
 # -- real images, built with podman -------------------------------------------------------------------------------
 CONTAINER_STATE = Path("/var/tmp/jupyter-mlops-test-containers")  # images kept between runs: rebuilt only if gone
 BASE_IMAGE = "localhost/mlops-test-python:bookworm"
+PIP_SECRET_MARKER = "pip-setting-marker-7f3a.invalid"
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 900):
@@ -198,11 +199,12 @@ def digits_image(podman, tmp_path_factory):
     folder = tmp_path_factory.mktemp("digits-image")
     shutil.copy(EXAMPLES / "digits.ipynb", folder / "digits.ipynb")
     tag = "localhost/mlops-test-digits:latest"
-    # pip inside the build reaches the package index through the host's network and CA bundle
+    # pip inside the build reaches the package index through the host's network and CA bundle; pip's settings
+    # go in as a build secret (PIP_CERT, and a marker that test_image looks for in the image's metadata)
     done = cli("build", str(folder / "digits.ipynb"), "--tag", tag, "--base-image", BASE_IMAGE,
                "--builder", "podman", "--builder-arg=--network=host", "--builder-arg=--isolation=chroot",
-               "--builder-arg=--volume=/etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro",
-               "--builder-arg=--build-arg=PIP_CERT=/host-ca.crt", "--with", "s3fs", env=env)
+               "--builder-arg=--volume=/etc/ssl/certs/ca-certificates.crt:/host-ca.crt:ro", "--with", "s3fs",
+               env={**env, "PIP_CERT": "/host-ca.crt", "PIP_TRUSTED_HOST": PIP_SECRET_MARKER})
     assert done.returncode == 0, done.stdout + done.stderr
     return tag, run, done.stdout
 

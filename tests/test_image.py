@@ -11,7 +11,7 @@ import pytest
 
 
 
-from conftest import EXAMPLES, cli
+from conftest import EXAMPLES, PIP_SECRET_MARKER, cli
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,16 @@ def test_a_real_image_runs_a_step_and_the_pipeline_offline_as_non_root(digits_im
     assert pipeline.returncode == 0, pipeline.stdout[-3000:] + pipeline.stderr[-3000:]
     result = json.loads(pipeline.stdout)
     assert result["status"] == "succeeded" and result["metrics"]["accuracy"] > 0.9 and result["params"]["C"] == 2.0
+
+
+def test_pips_settings_are_not_kept_in_the_image(digits_image):
+    """Issue 14, item 13: PIP_CERT and PIP_INDEX_URL were build arguments, kept in the image's history."""
+    tag, run, _ = digits_image
+    history = run("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag)
+    inspected = run("image", "inspect", tag)
+    assert history.returncode == 0 and inspected.returncode == 0
+    for text in (history.stdout, inspected.stdout):
+        assert PIP_SECRET_MARKER not in text and "host-ca.crt" not in text and "PIP_INDEX_URL" not in text
+    assert "--mount=type=secret" in history.stdout  # the build did get pip's settings, as a secret
+    environment = run("run", "--rm", "--network", "none", tag, "env")
+    assert PIP_SECRET_MARKER not in environment.stdout and "PIP_CERT" not in environment.stdout

@@ -81,8 +81,12 @@ def test_no_secret_value_is_written(project, tmp_path, monkeypatch):
     export(project / "digits.ipynb", tmp_path / "out", Target("img:1", store_secret="store"), model="digits")
     text = "".join(p.read_text() for p in (tmp_path / "out").glob("*.yaml"))
     assert "s3cr3t-value" not in text and "sqlite" not in text
-    with pytest.raises(MlopsError, match="--artifacts-secret"):
-        export(project / "digits.ipynb", tmp_path / "bad", Target("img:1", artifacts_url="s3://key:secret@bucket/x"))
+    # issue 14, item 13: a token without a colon, and credentials in the query, were copied into run-job.yaml
+    for url in ("s3://key:secret@bucket/x", "s3://TOKEN@bucket/p", "s3://bucket/p?secret_access_key=s3cr3t-value",
+                "gs://bucket/p?X-Goog-Signature=abc", "az://container/p?sv=2024&sig=abc"):
+        with pytest.raises(MlopsError, match="--artifacts-secret") as refused:
+            export(project / "digits.ipynb", tmp_path / "bad", Target("img:1", artifacts_url=url))
+        assert "s3cr3t" not in str(refused.value) and "TOKEN" not in str(refused.value)
     assert not (tmp_path / "bad").exists()
 
 

@@ -53,9 +53,28 @@ class Target:
         if self.artifacts_url and "://" not in self.artifacts_url:
             raise MlopsError(f"--artifacts must be an object-store URL like s3://bucket/prefix, got "
                              f"{self.artifacts_url!r} (a volume is given with --pvc)")
-        if self.artifacts_url and re.match(r"^\w+://[^/@]*:[^/@]*@", self.artifacts_url):
-            raise MlopsError("--artifacts holds credentials: give the bare URL and the credentials in a Secret "
-                             "(--artifacts-secret NAME), so they never land in a manifest")
+        found = credentials_in_url(self.artifacts_url or "")
+        if found:
+            raise MlopsError(f"--artifacts holds credentials ({found}): give the bare URL and the credentials in a "
+                             "Secret (--artifacts-secret NAME), so they never land in a manifest")
+
+
+# query parameters that carry a credential in object-store URLs (S3 presigned, Azure SAS, GCS signed, fsspec's)
+_SECRET_PARAMETER = re.compile(r"(secret|token|passw|signature|credential|(^|[_-])sig$|(^|[_-])key$|access[_-]?key|"
+                               r"account[_-]?key|sas)", re.IGNORECASE)
+
+
+def credentials_in_url(url: str) -> str | None:
+    """What in a URL is a credential, said without repeating it; None for a bare URL."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "a user or token before `@`"
+    secret = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAMETER.search(name)]
+    if secret:
+        return f"the query parameter `{secret[0]}`"
+    return None
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
