@@ -289,6 +289,7 @@ def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, param
 
 def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, **run_fields: Any) -> dict:
     """Compile the run's bundle and record the run with its pending steps; returns the step notebooks."""
+    store = ws.store  # opened before the run's folder exists: a new store is never made beside run folders
     run_dir = ws.run_dir(run_id)
     paths, code = _prepare(pipeline, run_dir)
     values = _effective_parameters(pipeline, overrides)
@@ -296,8 +297,8 @@ def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict,
     steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
              for i, s in enumerate(pipeline.steps)]
     run_fields.setdefault("owner", process_owner())
-    ws.store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                        steps, **run_fields)
+    store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
+                     steps, **run_fields)
     _write_run_file(run_dir, overrides)
     return paths
 

@@ -304,6 +304,10 @@ def _publish(staging: Path, target: Path, remote: str | None) -> str:
         fs.put(str(target), base, recursive=True)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
+        try:  # what was uploaded before the failure; if this fails too, the next registration removes it
+            fs.rm(base, recursive=True)
+        except Exception:
+            pass
         raise
     return remote
 

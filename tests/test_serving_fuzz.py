@@ -70,20 +70,22 @@ def post(url: str, body) -> requests.Response:
                         timeout=30)
 
 
+def never_5xx(url: str, body, answer: str) -> None:
+    reply = post(url, body)
+    assert reply.status_code < 500, (body, reply.text)
+    assert "error" in reply.json() if reply.status_code >= 400 else answer in reply.json()
+
+
 @FUZZ
 @given(body=OIP, schema=st.sampled_from(sorted(SCHEMAS)))
 def test_open_inference_protocol_never_5xx(servers, body, schema):
-    reply = post(f"{servers[schema]}/v2/models/{schema}/infer", body)
-    assert reply.status_code < 500, (body, reply.text)
-    assert "error" in reply.json() if reply.status_code >= 400 else "outputs" in reply.json()
+    never_5xx(f"{servers[schema]}/v2/models/{schema}/infer", body, "outputs")
 
 
 @FUZZ
 @given(body=MLFLOW, schema=st.sampled_from(sorted(SCHEMAS)))
 def test_mlflow_scoring_protocol_never_5xx(servers, body, schema):
-    reply = post(f"{servers[schema]}/invocations", body)
-    assert reply.status_code < 500, (body, reply.text)
-    assert "error" in reply.json() if reply.status_code >= 400 else "predictions" in reply.json()
+    never_5xx(f"{servers[schema]}/invocations", body, "predictions")
 
 
 def test_the_servers_still_answer_after_the_fuzzing(servers):

@@ -36,7 +36,10 @@ def workspace_with_runs(make_notebook):
 
 def test_a_damaged_store_is_one_line_and_left_as_it_is(workspace_with_runs):
     db = workspace_with_runs / "mlops.db"
-    subprocess.run(["sqlite3", str(db), "PRAGMA wal_checkpoint(TRUNCATE)"], capture_output=True)
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:  # everything into the main file first
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with open(db, "r+b") as f:  # overwrite the header and the first pages: what a bad copy or a bad disk does
         f.write(b"\0garbage" * 2000)
     before = db.read_bytes()

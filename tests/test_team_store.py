@@ -129,3 +129,45 @@ def test_a_team_shares_runs_artifacts_and_models(postgres, s3, tmp_path, monkeyp
     digits = load_digits()
     assert served.predict(digits.data[:20].tolist()) == digits.target[:20].tolist()
     assert (bob / ".mlops" / "models" / "digits" / "v1" / "predict.pkl").exists()  # fetched once, then local
+
+    # issue 14, item 7: a cached copy changed on Bob's disk is fetched again; a package changed in the bucket is
+    # refused before it is unpickled
+    from jupyter_mlops.registry import PackageChanged
+
+    cached = bob / ".mlops" / "models" / "digits" / "v1" / "predict.pkl"
+    cached.write_bytes(b"not the registered pickle")
+    assert load(bobs, "digits").predict(digits.data[:2].tolist()) == digits.target[:2].tolist()
+    original = fs.cat("team-bucket/mlops/models/digits/v1/schema.json")
+    fs.pipe("team-bucket/mlops/models/digits/v1/schema.json", b"[]")
+    shutil.rmtree(bob / ".mlops" / "models")
+    with pytest.raises(PackageChanged, match="schema.json"):
+        load(bobs, "digits")
+    fs.pipe("team-bucket/mlops/models/digits/v1/schema.json", original)
+
+    # item 6: an upload that fails half way registers nothing, leaves nothing, and blocks nothing
+    import fsspec.core
+
+    url_to_fs = fsspec.core.url_to_fs
+
+    class CutOff:
+        """The bucket, whose connection resets once an upload has sent its files."""
+
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def put(self, *args, **kwargs):
+            self.fs.put(*args, **kwargs)
+            raise OSError("the connection was reset")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", lambda url, **kw: (CutOff(url_to_fs(url, **kw)[0]),
+                                                                     url_to_fs(url, **kw)[1]))
+    with pytest.raises(OSError, match="reset"):
+        jupyter_mlops.register(run["id"], "digits", workspace=alice / ".mlops")
+    monkeypatch.setattr(fsspec.core, "url_to_fs", url_to_fs)
+    fs.invalidate_cache()
+    assert not fs.exists("team-bucket/mlops/models/digits/v2") and \
+        not (alice / ".mlops" / "models" / "digits" / "v2").exists()
+    assert jupyter_mlops.register(run["id"], "digits", workspace=alice / ".mlops")["version"] == 2
