@@ -4,7 +4,7 @@ Importing this package is cheap: everything heavy (papermill, scrapbook, pandas,
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only when a metric is logged
 

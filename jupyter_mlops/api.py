@@ -1,35 +1,16 @@
 """The Python API: everything the CLI (and later the magics and the panel) does is one of these functions."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import MlopsError, StepFailed
-from .names import check_run_id
+from .errors import MlopsError
+# the run verbs live with the rest of a run's life (runs.py); the API offers them as they are
+from .orchestration import describe_run, iso, resume, run, say_warnings, validate  # noqa: F401
 from .search_space import MAX_TRIALS
-from .workspace import Workspace, new_run_id, process_owner
-
-
-def validate(notebook: str | os.PathLike):
-    """The notebook's pipeline; raises NotebookError listing every problem with its cell and a fix."""
-    from .pipeline import build_pipeline
-
-    return build_pipeline(notebook)
-
-
-def _say_warnings(pipeline) -> None:
-    """What validate warns about, said again when a run starts (the CLI and a notebook show it on stderr): a cell
-    joining a step across a skip, pod hints a local run ignores, an empty step..."""
-    import logging
-
-    log = logging.getLogger("jupyter_mlops.run")
-    for warning in pipeline.warnings:
-        log.warning("warning: %s", warning)
+from .workspace import Workspace, new_run_id
 
 
 def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -38,138 +19,6 @@ def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) ->
 
     compile_pipeline(validate(notebook), out_dir)
     return Path(out_dir) / "pipeline.yaml"
-
-
-def _effective_parameters(pipeline, overrides: dict[str, Any]) -> dict[str, Any]:
-    values = {n: (p.default if p.type != "any" else p.source) for n, p in pipeline.parameters.items()}
-    return {**values, **overrides}
-
-
-def step_fingerprints(pipeline, code: dict[str, str], values: dict[str, Any]) -> dict[str, str]:
-    """A step's result is reusable when its code, the parameter values it reads and its inputs are the same."""
-    out: dict[str, str] = {}
-    for step in pipeline.steps:
-        read = sorted(set(step.parameters) | set(pipeline.setup_parameters))
-        digest = hashlib.sha256(code[step.name].encode())
-        digest.update(json.dumps({n: values.get(n) for n in read}, sort_keys=True, default=str).encode())
-        for dep in sorted(step.depends_on):
-            digest.update(out[dep].encode())
-        out[step.name] = digest.hexdigest()
-    return out
-
-
-def _prepare(pipeline, run_dir: Path):
-    """Compile the run's own bundle; returns the step notebook paths and their fingerprints of code."""
-    import nbformat
-
-    from .compile import code_fingerprint, compile_pipeline
-
-    bundle = run_dir / "bundle"
-    if bundle.exists():
-        shutil.rmtree(bundle)
-    paths = compile_pipeline(pipeline, bundle)
-    code = {name: code_fingerprint(nbformat.read(str(p), as_version=4)) for name, p in paths.items()}
-    return paths, code
-
-
-def _engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
-            timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None):
-    """The local engine for a run, reporting into the store; its kernels start warming up at once."""
-    from .engines.local import LocalEngine
-
-    store = ws.store
-
-    def update(result) -> None:
-        values = {"status": result.status, "started": result.started, "finished": result.finished,
-                  "duration": result.duration, "output_notebook": result.output_notebook,
-                  "error": result.error, "cell": result.cell}
-        if result.status == "running":
-            values["attempts"] = engine.attempts.get(result.name, 0) + 1
-        if result.status != "reused":
-            store.update_step(run_id, result.name, **{k: v for k, v in values.items() if v is not None or
-                                                       k in ("error", "cell", "finished", "duration")})
-        if result.metrics:
-            store.record_metrics(run_id, result.name, result.metrics)
-        if on_update:
-            on_update(result)
-
-    engine = LocalEngine(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
-                         max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
-                         on_update=update, pool=pool)
-    return engine
-
-
-def _execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str],
-             run_timeout: float | None = None) -> dict:
-    import threading
-
-    store = ws.store
-    engine.attempts.update({s["name"]: s.get("attempts") or 0 for s in store.get_run(run_id)["steps"]})
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        engine.cancel()
-
-    timer = threading.Timer(run_timeout, expire) if run_timeout else None
-    if timer:
-        timer.daemon = True
-        timer.start()
-    try:
-        results = engine.execute(paths, reuse=reuse)
-    except KeyboardInterrupt:
-        store.finish_run(run_id, "cancelled", "interrupted by the user")
-        raise
-    finally:
-        if timer:
-            timer.cancel()
-    if expired.is_set():
-        store.finish_run(run_id, "failed", f"timed out after {run_timeout:g} s; steps still running were stopped")
-        return describe_run(store.get_run(run_id))
-    failed = [r for r in results.values() if r.status == "failed"]
-    if failed:
-        first = failed[0]
-        where = f" (cell {first.cell} of {os.path.basename(pipeline.notebook)})" if first.cell else ""
-        store.finish_run(run_id, "failed", f"step `{first.name}` failed{where}: {first.error}")
-    elif any(r.status == "cancelled" for r in results.values()):
-        store.finish_run(run_id, "cancelled", "cancelled")
-    else:
-        store.finish_run(run_id, "succeeded")
-    return describe_run(store.get_run(run_id))
-
-
-def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
-        workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
-        run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
-        check: bool = False, run_id: str | None = None, **run_fields: Any) -> dict:
-    """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
-    before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
-    `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
-    cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so). `run_id` is for callers
-    that hand the id out before the run is recorded (the server extension answers with it at once)."""
-    from .engines.local import configure_pool, early_pool
-    from .parameters import coerce_parameters
-
-    if run_id is not None:
-        check_run_id(run_id)  # it names the run's folder
-    if not Path(notebook).is_file():
-        validate(notebook)  # says what is wrong, before any kernel starts
-    pool = early_pool(str(notebook), fresh_kernels)  # the first kernel starts while the notebook is analysed
-    try:
-        pipeline = validate(notebook)
-        overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-        _say_warnings(pipeline)
-        configure_pool(pool, pipeline, max_parallel)
-        ws = Workspace.locate(workspace, notebook)
-        run_id = run_id or new_run_id()
-        engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
-        paths = _record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
-        result = _execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
-    finally:
-        pool.close()
-    if check and result["status"] != "succeeded":
-        raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
-    return result
 
 
 def _cluster_target(image: str | None, namespace: str, artifacts_secret: str | None, store_secret: str | None,
@@ -287,103 +136,6 @@ def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, param
     return apply(api_client or load_client(), [job])
 
 
-def _record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, **run_fields: Any) -> dict:
-    """Compile the run's bundle and record the run with its pending steps; returns the step notebooks."""
-    store = ws.store  # opened before the run's folder exists: a new store is never made beside run folders
-    run_dir = ws.run_dir(run_id)
-    paths, code = _prepare(pipeline, run_dir)
-    values = _effective_parameters(pipeline, overrides)
-    fingerprints = step_fingerprints(pipeline, code, values)
-    steps = [{"name": s.name, "position": i, "kind": s.kind, "fingerprint": fingerprints[s.name]}
-             for i, s in enumerate(pipeline.steps)]
-    run_fields.setdefault("owner", process_owner())
-    store.create_run(run_id, str(Path(notebook).resolve()), pipeline.notebook_hash, values, str(run_dir),
-                     steps, **run_fields)
-    _write_run_file(run_dir, overrides)
-    return paths
-
-
-def _write_run_file(run_dir: Path, overrides: dict) -> None:
-    """The parameters given on the command line, beside the bundle: what `resume` passes again."""
-    from .files import write_atomic
-
-    write_atomic(run_dir / "run.json", json.dumps({"parameters": overrides}, indent=1, default=str))
-
-
-def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_parallel: int | None = None,
-           timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None) -> dict:
-    """Rerun a failed or cancelled run from its failed steps, reusing every upstream step whose code, parameters
-    and inputs are unchanged. The notebook is read again, so a fix made since the failure is picked up."""
-    from .artifacts import read_manifest
-    from .parameters import coerce_parameters
-
-    ws = Workspace.locate(workspace)
-    record = ws.store.get_run(run_id)
-    run_id = record["id"]
-    if record["status"] == "succeeded":
-        raise MlopsError(f"run {run_id} succeeded: nothing to resume; start a new one with `jupyter-mlops run`")
-    if record["status"] == "running":
-        raise MlopsError(f"run {run_id} is still running; wait for it, or interrupt it first")
-    if not Path(record["notebook"]).is_file():
-        raise MlopsError(f"run {run_id}'s notebook {record['notebook']} no longer exists; put it back to resume")
-    pipeline = validate(record["notebook"])
-    run_dir = Path(record["run_dir"])
-    given = json.loads((run_dir / "run.json").read_text())["parameters"] if (run_dir / "run.json").exists() else {}
-    overrides = coerce_parameters(pipeline.parameters, given)
-    paths, code = _prepare(pipeline, run_dir)
-    fingerprints = step_fingerprints(pipeline, code, _effective_parameters(pipeline, overrides))
-
-    before = {s["name"]: s for s in record["steps"]}
-    reuse: set[str] = set()
-    for step in pipeline.steps:
-        old = before.get(step.name)
-        if (old and old["status"] in ("succeeded", "reused") and old["fingerprint"] == fingerprints[step.name]
-                and all(d in reuse for d in step.depends_on)):
-            try:
-                if step.outputs:
-                    read_manifest(ws.artifacts(run_id), step.name)
-                reuse.add(step.name)
-            except Exception:
-                pass
-    rows, superseded = [], []
-    for i, step in enumerate(pipeline.steps):
-        old = before.get(step.name, {})
-        kept = step.name in reuse
-        rows.append({"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
-                     "status": "reused" if kept else "pending", "attempts": old.get("attempts") or 0,
-                     **{k: old.get(k) if kept else None for k in ("started", "finished", "duration",
-                                                                  "output_notebook")}})
-        if not kept and old.get("output_notebook") and Path(old["output_notebook"]).exists():
-            superseded.append((Path(old["output_notebook"]), old.get("attempts") or 1))
-    ws.store.replace_steps(run_id, rows)
-    for path, attempt in superseded:  # keep the earlier attempt's notebook beside the new one
-        path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
-    ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
-                        finished=None, duration=None, owner=process_owner())
-    engine = _engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
-    try:
-        return _execute(ws, run_id, pipeline, engine, paths, reuse)
-    finally:
-        engine.close()
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
-
-
-def describe_run(record: dict) -> dict:
-    """A run as JSON-ready data: id, status, params, metrics, started, duration, steps, ..."""
-    steps = [{"name": s["name"], "kind": s["kind"], "status": s["status"], "started": _iso(s["started"]),
-              "duration": s["duration"], "output_notebook": s["output_notebook"], "error": s["error"],
-              "cell": s["cell"], "attempts": s["attempts"]} for s in record["steps"]]
-    return {"id": record["id"], "notebook": record["notebook"], "notebook_hash": record["notebook_hash"],
-            "status": record["status"], "params": record["params"], "metrics": record["metrics"],
-            "started": _iso(record["started"]), "finished": _iso(record["finished"]),
-            "duration": record["duration"], "error": record["error"], "run_dir": record["run_dir"],
-            "sweep_id": record["sweep_id"], "schedule": record["schedule"],
-            "scheduled_for": record["scheduled_for"], "steps": steps}
-
-
 def list_runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None,
               sweep_id: str | None = None) -> list[dict]:
     return [describe_run(r) for r in Workspace.locate(workspace).store.list_runs(limit=limit, sweep_id=sweep_id)]
@@ -457,7 +209,7 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
     pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
                                                      trials=trials, parallel=parallel, maximize=maximize,
                                                      minimize=minimize, max_trials=max_trials)
-    _say_warnings(pipeline)
+    say_warnings(pipeline)
     ws = Workspace.locate(workspace, notebook)
     return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
                      parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)
@@ -541,7 +293,7 @@ def models(*, workspace: str | os.PathLike | None = None) -> list[dict]:
     for v in store.model_versions():
         entry = out.setdefault(v["name"], {"name": v["name"], "versions": [], "aliases": {}})
         entry["versions"].append({"version": v["version"], "run_id": v["run_id"], "metrics": v["metrics"],
-                                  "params": v["params"], "created": _iso(v["created"]), "package": v["package"],
+                                  "params": v["params"], "created": iso(v["created"]), "package": v["package"],
                                   "data_fingerprint": v["data_fingerprint"], "notebook_hash": v["notebook_hash"]})
     for a in store.aliases():
         if a["name"] in out:
@@ -583,4 +335,4 @@ def rollback(name: str, *, alias: str = "production", workspace: str | os.PathLi
 
 
 def alias_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:
-    return [{**h, "at": _iso(h["at"])} for h in Workspace.locate(workspace).store.alias_history(name)]
+    return [{**h, "at": iso(h["at"])} for h in Workspace.locate(workspace).store.alias_history(name)]

@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.show_version:
-        from . import __version__
+        from ._version import __version__
 
         print(__version__)
         return 0
@@ -656,7 +656,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             what = f"{target.name} version {target.version}"
         else:
             from .serving.server import DeploymentWatcher, is_up
-            from .workspace import process_owner
+            from .owners import process_owner
 
             spec = {"canary": args.canary, "weight": args.weight, "shadow": args.shadow,
                     "sticky_header": args.sticky_header}

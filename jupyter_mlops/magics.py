@@ -196,7 +196,8 @@ def mlops(line: str) -> Any:
         if args.command == "deploy":
             from .serving.app import create_app
             from .serving.server import DeploymentWatcher, deployment, serve_in_background
-            from .workspace import Workspace, process_owner
+            from .owners import process_owner
+            from .workspace import Workspace
 
             ws = Workspace.locate(args.workspace)
             target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)

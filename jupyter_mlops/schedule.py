@@ -116,13 +116,13 @@ class Scheduler:
 
     def __init__(self, ws, *, grace: float = 60.0, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, run: Callable | None = None):
-        from . import api
+        from .orchestration import run as run_notebook
 
         self.ws = ws
         self.grace = grace
         self.clock = clock
         self.sleep = sleep
-        self.run = run or api.run
+        self.run = run or run_notebook
         self.threads: list[threading.Thread] = []
 
     def tick(self, now: float | None = None, wait: bool = False) -> list[dict]:

@@ -442,7 +442,7 @@ class Store:
 
     def claim_tick(self, name: str, tick: float, now: float) -> bool:
         """True for exactly one caller per (schedule, tick), whatever the number of schedulers."""
-        from .workspace import process_owner
+        from .owners import process_owner
 
         try:
             with self.engine.begin() as conn:

@@ -92,7 +92,7 @@ def max_parallel() -> int:
 
 def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None, direction: str | None,
               parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None) -> dict:
-    from .api import _engine, _execute, _record_run, describe_run
+    from .orchestration import describe_run, execute, local_engine, record_run
     from .engines.local import kernel_pool
     from .workspace import new_run_id
 
@@ -109,14 +109,14 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
 
     def new_trial(point: dict, token: Any) -> _Trial:
         run_id = new_run_id()
-        engine = _engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
-        trial = _Trial(run_id, engine, _record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id), token)
+        engine = local_engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
+        trial = _Trial(run_id, engine, record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id), token)
         trials.append(trial)
         return trial
 
     def run_trial(trial: _Trial) -> None:
         try:
-            result = _execute(ws, trial.run_id, pipeline, trial.engine, trial.paths, reuse=shared)
+            result = execute(ws, trial.run_id, pipeline, trial.engine, trial.paths, reuse=shared)
             finished[trial.run_id] = result
             points.tell(trial.token, result)
             if on_trial:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import time
 from functools import cached_property
 from pathlib import Path
+
+from .owners import owner_is_gone, process_owner  # noqa: F401 - process_owner: where callers long found it
 
 DEFAULT_DIRNAME = ".mlops"
 
@@ -75,33 +76,6 @@ class Workspace:
         if self.artifacts_url:
             return f"{self.artifacts_url}/{run_id}"
         return str(self.run_dir(run_id) / "artifacts")
-
-
-def process_owner(pid: int | None = None) -> str:
-    """host:pid:start-time of a process; the start time tells a live process from a later one with the same pid."""
-    pid = pid or os.getpid()
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            start = f.read().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        start = ""
-    return f"{socket.gethostname()}:{pid}:{start}"
-
-
-def owner_is_gone(owner: str | None) -> bool:
-    """True when the owner ran on this host and that process no longer exists (elsewhere we cannot tell)."""
-    if not owner or owner.count(":") < 2:
-        return False
-    host, pid, _ = owner.rsplit(":", 2)
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return process_owner(int(pid)) != owner
 
 
 def new_run_id() -> str:

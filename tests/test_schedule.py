@@ -10,7 +10,8 @@ import pytest
 import jupyter_mlops
 from jupyter_mlops import schedule
 from jupyter_mlops.errors import MlopsError
-from jupyter_mlops.workspace import Workspace, process_owner
+from jupyter_mlops.owners import process_owner
+from jupyter_mlops.workspace import Workspace
 
 T0 = datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc).timestamp()  # 30 s after midnight
 TINY = [("limit = 10", "parameters"), ("x = limit", "data"),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import MlopsError
+from ..kube.apply import explain
 
 PUBLISHED = "_run"  # <artifacts>/<run id>/_run/{run.json, steps/*.ipynb}: what a pod leaves for its caller
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -41,36 +42,6 @@ def load_client(context: str | None = None):
             raise MlopsError(f"no Kubernetes configuration: {exc}. Point KUBECONFIG at a kubeconfig file (or put "
                              "one in ~/.kube/config), or run inside a cluster with a service account") from None
     return client.ApiClient()
-
-
-def explain(exc: Exception, verb: str, what: str, namespace: str) -> MlopsError:
-    """An API failure as the user's problem: unreachable cluster, RBAC, a missing namespace, ..."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    if isinstance(exc, ApiException):
-        if exc.status == 403:
-            return MlopsError(f"forbidden by RBAC: you may not {verb} {what} in namespace `{namespace}` "
-                              f"(check with `kubectl auth can-i {verb} {what} -n {namespace}`); the cluster said: "
-                              f"{_message(exc)}")
-        if exc.status == 401:
-            return MlopsError(f"the cluster did not accept your credentials ({_message(exc)}); refresh the "
-                              "kubeconfig's token or certificate")
-        if exc.status == 404:
-            return MlopsError(f"not found while trying to {verb} {what} in namespace `{namespace}`: "
-                              f"{_message(exc)} (does the namespace exist?)")
-        return MlopsError(f"the cluster refused to {verb} {what} (HTTP {exc.status}): {_message(exc)}")
-    if isinstance(exc, (HTTPError, OSError)):
-        return MlopsError(f"the Kubernetes API server is unreachable ({exc}); check the cluster and the kubeconfig's "
-                          "server address")
-    return MlopsError(f"could not {verb} {what}: {exc}")
-
-
-def _message(exc) -> str:
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
 
 
 def pod_failure(pod) -> str | None:
@@ -135,7 +106,7 @@ class KubernetesEngine:
         apply(self.api, objects)
 
     def run(self, notebook: str | Path, pipeline, parameters: dict, run_id: str, **run_fields: Any) -> dict:
-        from ..api import _record_run, describe_run
+        from ..orchestration import describe_run, record_run
         from ..kube.manifests import pod_hints, resource_name, run_job
 
         app = resource_name(Path(notebook).stem)
@@ -147,7 +118,7 @@ class KubernetesEngine:
         namespace = self.target.namespace
         self._submit([job])
         # recorded once the cluster has the Job: a refused submission leaves nothing behind
-        _record_run(self.ws, run_id, notebook, pipeline, parameters,
+        record_run(self.ws, run_id, notebook, pipeline, parameters,
                     owner=f"kubernetes/{namespace}/{name}", **run_fields)
         try:
             outcome, reason = self._follow(name, namespace)
@@ -164,7 +135,7 @@ class KubernetesEngine:
     def sweep(self, notebook: str | Path, pipeline, points: list[dict], space: dict, metric: str | None,
               direction: str | None, parallel: int) -> dict:
         """The trials as one Indexed Job: pod i runs trial i (parameters from a ConfigMap), `parallel` at once."""
-        from ..api import _record_run, describe_run
+        from ..orchestration import describe_run, record_run
         from ..kube.manifests import pod_hints, resource_name, sweep_jobs
         from ..trials import best_trial
         from ..workspace import new_run_id
@@ -184,7 +155,7 @@ class KubernetesEngine:
         store.create_sweep(sweep_id, str(Path(notebook).resolve()), space, len(points), metric, direction)
         run_ids = [f"{prefix}-{i}" for i in range(len(points))]
         for run_id, point in zip(run_ids, points):
-            _record_run(self.ws, run_id, notebook, pipeline, point, sweep_id=sweep_id,
+            record_run(self.ws, run_id, notebook, pipeline, point, sweep_id=sweep_id,
                         owner=f"kubernetes/{namespace}/{name}")
         done: set[int] = set()
 

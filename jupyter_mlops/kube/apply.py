@@ -3,6 +3,7 @@ it exists (what `kubectl apply` does for objects only we manage). HTTPRoute, a G
 custom-objects API."""
 from __future__ import annotations
 
+import json
 import re
 
 from ..errors import MlopsError
@@ -15,12 +16,40 @@ def _snake(kind: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
+def explain(exc: Exception, verb: str, what: str, namespace: str) -> MlopsError:
+    """An API failure as the user's problem: unreachable cluster, RBAC, a missing namespace, ..."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        if exc.status == 403:
+            return MlopsError(f"forbidden by RBAC: you may not {verb} {what} in namespace `{namespace}` "
+                              f"(check with `kubectl auth can-i {verb} {what} -n {namespace}`); the cluster said: "
+                              f"{_message(exc)}")
+        if exc.status == 401:
+            return MlopsError(f"the cluster did not accept your credentials ({_message(exc)}); refresh the "
+                              "kubeconfig's token or certificate")
+        if exc.status == 404:
+            return MlopsError(f"not found while trying to {verb} {what} in namespace `{namespace}`: "
+                              f"{_message(exc)} (does the namespace exist?)")
+        return MlopsError(f"the cluster refused to {verb} {what} (HTTP {exc.status}): {_message(exc)}")
+    if isinstance(exc, (HTTPError, OSError)):
+        return MlopsError(f"the Kubernetes API server is unreachable ({exc}); check the cluster and the kubeconfig's "
+                          "server address")
+    return MlopsError(f"could not {verb} {what}: {exc}")
+
+
+def _message(exc) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
 def apply(api_client, objects: list[dict]) -> list[str]:
     """Create or update each object; returns "created Kind/name" / "updated Kind/name" lines."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
-
-    from ..engines.kubernetes import explain
 
     done = []
     for obj in objects:

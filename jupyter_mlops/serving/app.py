@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .predictions import json_ready
 from .shadow import ShadowProcess
 
 
@@ -85,7 +86,6 @@ def _frame(model: ServedModel, rows: Any = None, columns: dict[str, list] | None
     """A DataFrame in the model's column order, from rows (lists or dicts) or from columns; checks names, widths
     and values. When every column is numeric (the usual case) the values go through one float array: building
     the frame column by column would cost more than most predictions."""
-    import numpy as np
     import pandas as pd
 
     expected = model.columns
@@ -305,12 +305,6 @@ def decode_mlflow(model: ServedModel, body: Any):
 
 
 # -- the app ------------------------------------------------------------------------------------------------------
-def _json_ready(predictions: Any) -> list:
-    if hasattr(predictions, "tolist"):
-        predictions = predictions.tolist()
-    return list(predictions)
-
-
 def _datatype(values: list) -> str:
     if values and all(isinstance(v, bool) for v in values):
         return "BOOL"
@@ -479,7 +473,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     def predict(model: ServedModel, frame) -> list:
         started = time.perf_counter()
         try:
-            result = _json_ready(model.predict(frame))
+            result = json_ready(model.predict(frame))
         finally:
             metrics.predict_timer(model.name, str(model.version)).observe(time.perf_counter() - started)
         if len(result) != len(frame):
@@ -504,7 +498,7 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
                 else:
                     started = time.perf_counter()
                     try:
-                        values, failure = _json_ready(shadow.predict(frame)), None
+                        values, failure = json_ready(shadow.predict(frame)), None
                     except Exception as exc:  # a broken shadow is reported, never raised
                         values, failure = [], f"{type(exc).__name__}: {exc}"
                     seconds = time.perf_counter() - started

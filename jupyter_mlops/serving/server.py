@@ -39,7 +39,7 @@ def is_up(running: dict | None) -> bool:
     """Whether a stored deployment's server process lives and answers its health check."""
     import urllib.request
 
-    from ..workspace import owner_is_gone
+    from ..owners import owner_is_gone
 
     if not running or not running["owner"] or owner_is_gone(running["owner"]):
         return False

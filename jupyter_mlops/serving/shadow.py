@@ -26,7 +26,7 @@ def _serve(conn) -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
         os.nice(19)
-    from .app import _json_ready
+    from .predictions import json_ready
 
     loaded: dict[str, Any] = {}
     columns_of: dict[str, list] = {}
@@ -42,7 +42,7 @@ def _serve(conn) -> None:
         try:
             predict = loaded.get(package) or loaded.setdefault(package, load_predict(package, digest))
             started = time.perf_counter()  # loading the package once is not the shadow's latency
-            values, failure = _json_ready(predict(frame)), None
+            values, failure = json_ready(predict(frame)), None
         except Exception as exc:  # a broken shadow is reported, never raised
             values, failure = [], f"{type(exc).__name__}: {exc}"
         try:

@@ -1,0 +1,34 @@
+"""Who owns a run (or a deployment): host:pid:start-time of the process, and whether that process is gone, so a
+run whose process died is not shown `running` forever."""
+from __future__ import annotations
+
+import os
+import socket
+
+
+def process_owner(pid: int | None = None) -> str:
+    """host:pid:start-time of a process; the start time tells a live process from a later one with the same pid."""
+    pid = pid or os.getpid()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        start = ""
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def owner_is_gone(owner: str | None) -> bool:
+    """True when the owner ran on this host and that process no longer exists (elsewhere we cannot tell)."""
+    if not owner or owner.count(":") < 2:
+        return False
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return process_owner(int(pid)) != owner
+
