@@ -7,6 +7,8 @@ busy timeout, so many processes writing at once queue instead of failing with "d
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from typing import Any, Iterator
 
@@ -215,6 +217,28 @@ def _store_problem(url: str, error: BaseException) -> str:
         return f"the store {path} failed: {reason}"
     shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     return f"the team store {shown} failed: {reason}"
+
+
+_opened: dict[str, "Store"] = {}
+_opening = threading.Lock()
+
+
+def open_store(url: str) -> "Store":
+    """The process's Store for `url`, opened (engine, tables, migrations) the first time only: the Jupyter server
+    and a notebook's magics call the API many times a minute, each call naming the workspace again."""
+    with _opening:
+        store = _opened.get(url)
+        if store is None:
+            store = _opened[url] = Store(url)
+        return store
+
+
+def _forget_opened_stores() -> None:
+    # a forked child must not use its parent's pooled connections (SQLite and psycopg both forbid it)
+    _opened.clear()
+
+
+os.register_at_fork(after_in_child=_forget_opened_stores)
 
 
 class Store:

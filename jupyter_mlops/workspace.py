@@ -35,10 +35,12 @@ class Workspace:
 
     @cached_property
     def store(self):
-        from .store import Store
+        """The store, opened once per process (see store.open_store); runs whose process died are marked failed
+        whenever a Workspace first asks for it."""
+        from .store import open_store
 
         self._refuse_a_lost_store()
-        store = Store(self.store_url)
+        store = open_store(self.store_url)
         self._fail_abandoned_runs(store)
         return store
 
