@@ -89,7 +89,7 @@ def deploy_kubernetes(name: str, *, image: str | None, canary: int | None = None
     from .engines.kubernetes import load_client
     from .kube.apply import apply
     from .kube.manifests import serving
-    from .registry import resolve
+    from .registry import primary_version, resolve
 
     if sticky_header:
         raise MlopsError("--sticky-header cannot be expressed by a standard Gateway API HTTPRoute; deploy without it "
@@ -100,8 +100,7 @@ def deploy_kubernetes(name: str, *, image: str | None, canary: int | None = None
         raise MlopsError("the cluster's model servers read the registry: give --store-secret, a Secret whose key "
                          "`url` is the team store (MLOPS_STORE_URL) that holds this model")
     store = Workspace.locate(workspace).store
-    aliases = {a["alias"]: a["version"] for a in store.aliases(name)}
-    primary = resolve(store, f"{name}@production" if "production" in aliases else name)
+    primary = primary_version(store, name)
     if "://" not in primary["package"]:
         raise MlopsError(f"{name} version {primary['version']} is packaged on this machine ({primary['package']}); "
                          "register it with MLOPS_ARTIFACTS_URL set to object storage so the cluster can fetch it")
@@ -332,6 +331,38 @@ def rollback(name: str, *, alias: str = "production", workspace: str | os.PathLi
         raise MlopsError(f"`{name}@{alias}` has had no other version before {current}; nothing to roll back to")
     store.set_alias(name, alias, previous, "rollback")
     return {"name": name, "alias": alias, "version": previous, "previous": current}
+
+
+def monitor(name: str, *, window: int = 1000, workspace: str | os.PathLike | None = None) -> dict:
+    """Drift, outliers and latency of the latest `window` logged requests of model `name`, against the training
+    data of the version it serves; plus `version`, and the running deployment's shadow comparison (or None)."""
+    from .registry import fetch_package, primary_version
+    from .serving.monitor import report
+    from .serving.server import shadow_report
+
+    ws = Workspace.locate(workspace)
+    version = primary_version(ws.store, name)
+    found = report(fetch_package(ws, version), ws.root / "logs" / name, window)
+    return {**found, "version": version["version"], "shadow": shadow_report(ws.store.get_deployment(name))}
+
+
+def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500) -> list[dict]:
+    """Each deployment with its spec, whether its server is up, and its monitor summary (or `monitor_error`)."""
+    from .serving.server import is_up
+
+    ws = Workspace.locate(workspace)
+    out = []
+    for row in ws.store.deployments():
+        entry = {"name": row["name"], "url": row["url"], "spec": row["spec"], "up": is_up(row),
+                 "updated": row["updated"]}
+        try:
+            found = monitor(row["name"], window=window, workspace=ws.root)
+            entry.update(version=found["version"], requests=found["requests"], outliers=found["outliers"],
+                         drifted_features=found["drifted_features"])
+        except (MlopsError, OSError, ValueError, KeyError) as exc:
+            entry["monitor_error"] = str(exc)
+        out.append(entry)
+    return out
 
 
 def alias_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:

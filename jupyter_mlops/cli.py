@@ -394,20 +394,6 @@ def _log_limits(args):
         raise MlopsError(str(exc)) from None
 
 
-def _shadow_report(ws, name: str) -> dict | None:
-    """The running deployment's shadow comparison (kept in its memory), if it is up."""
-    import urllib.request
-
-    running = ws.store.get_deployment(name)
-    if not running or not running["url"]:
-        return None
-    try:
-        with urllib.request.urlopen(f"{running['url']}/v2/shadow", timeout=2) as reply:
-            return json.loads(reply.read())
-    except (OSError, ValueError):
-        return None
-
-
 def _target_args(args: argparse.Namespace) -> dict:
     return dict(namespace=args.namespace, artifacts_secret=args.artifacts_secret, store_secret=args.store_secret,
                 cpu=args.cpu, memory=args.memory, workspace=args.workspace)
@@ -723,19 +709,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.command == "monitor":
-        from .registry import fetch_package, resolve
-        from .serving.monitor import report
-        from .workspace import Workspace
-
-        ws = Workspace.locate(args.workspace)
-        aliases = {a["alias"] for a in ws.store.aliases(args.name)}
-        version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
-        found = report(fetch_package(ws, version), ws.root / "logs" / args.name, args.window)
-        found["shadow"] = _shadow_report(ws, args.name)
+        found = api.monitor(args.name, window=args.window, workspace=args.workspace)
         if args.json:
             print(json.dumps(found, indent=1))
             return 0
-        print(f"{args.name} version {version['version']}: {found['requests']} logged requests, window of "
+        print(f"{args.name} version {found['version']}: {found['requests']} logged requests, window of "
               f"{found['window_rows']} rows against {found['reference_rows']} training rows")
         rows = [[n, f["test"], f"{f['statistic']:.3g}", f"{f['p_value']:.3g}",
                  "-" if f["psi"] is None else f"{f['psi']:.3f}", "yes" if f["drifted"] else "no"]

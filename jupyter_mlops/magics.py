@@ -83,15 +83,10 @@ def _monitor_table(args) -> Any:
     """Drift per feature as a DataFrame (drifted first), shown with PSI bars; plus a summary line."""
     import pandas as pd
 
-    from .registry import fetch_package, resolve
-    from .serving.monitor import report
-    from .workspace import Workspace
+    from . import api
 
-    ws = Workspace.locate(args.workspace)
-    aliases = {a["alias"] for a in ws.store.aliases(args.name)}
-    version = resolve(ws.store, f"{args.name}@production" if "production" in aliases else args.name)
-    found = report(fetch_package(ws, version), ws.root / "logs" / args.name, args.window)
-    print(f"{args.name} v{version['version']}: {found['window_rows']} rows, "
+    found = api.monitor(args.name, window=args.window, workspace=args.workspace)
+    print(f"{args.name} v{found['version']}: {found['window_rows']} rows, "
           f"{len(found['drifted_features'])} drifted features, {found['outliers']} outliers", flush=True)
     table = pd.DataFrame.from_dict(found["features"], orient="index")
     if table.empty:

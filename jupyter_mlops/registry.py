@@ -412,6 +412,13 @@ def _pipeline_of_run(run: dict):
     return Pipeline(run["notebook"], spec["notebook_hash"], spec["kernel"], [], {}, None, [], [], steps)
 
 
+def primary_version(store, name: str) -> dict:
+    """The version a deployment of `name` serves: the one aliased `production`, else the latest. The one place
+    this rule lives: deploy, the watcher of a running deployment, monitor, the panel and export all ask here."""
+    aliases = {a["alias"] for a in store.aliases(check_name(name))}
+    return resolve(store, f"{name}@production" if "production" in aliases else name)
+
+
 def resolve(store, ref: str) -> dict:
     """A model version from `NAME`, `NAME:VERSION` or `NAME@ALIAS` (plain NAME: the latest version)."""
     name, version, alias = ref, None, None

@@ -65,7 +65,12 @@ def test_deploy_and_monitor_magics(tmp_path):
         "for i in range(0, 300, 30):\n"
         "    assert requests.post(server.url + '/invocations', json={'instances': rows[i:i+30]}).status_code == 200",
         "import time\ntime.sleep(1)\ndrift = %mlops monitor digits\nserver.stop()\ndrift",
+        # the same verb from Python, as the CLI and the panel call it
+        "import jupyter_mlops\nfound = jupyter_mlops.monitor('digits')\n"
+        "print(found['version'], found['window_rows'], found['requests'])\n"
+        "print([d['name'] for d in jupyter_mlops.deployments()])",
     ])
     assert "deployed digits at http://127.0.0.1:" in outputs(nb.cells[2])
     assert "digits v1: 300 rows" in outputs(nb.cells[3]) and "drifted features" in outputs(nb.cells[3])
     assert any("text/html" in o.get("data", {}) for o in nb.cells[3].outputs)  # the table with PSI bars
+    assert "1 300 10" in outputs(nb.cells[4]) and "['digits']" in outputs(nb.cells[4])

@@ -70,12 +70,11 @@ def _serving(notebook, model: str, canary: int | None, weight: float, shadow: in
              target: Target, workspace) -> list[dict]:
     """The model's variants: primary = its production version (else the latest); canary and shadow as given, or as
     the running local deployment of that model has them."""
-    from ..registry import resolve
+    from ..registry import primary_version, resolve
     from ..workspace import Workspace
 
     ws = Workspace.locate(workspace, notebook)
-    aliases = {a["alias"]: a["version"] for a in ws.store.aliases(model)}
-    primary = resolve(ws.store, f"{model}@production" if "production" in aliases else model)["version"]
+    primary = primary_version(ws.store, model)["version"]
     deployed = (ws.store.get_deployment(model) or {}).get("spec") or {}
     if canary is None and shadow is None and deployed:
         canary, weight, shadow = deployed.get("canary"), deployed.get("weight") or weight, deployed.get("shadow")

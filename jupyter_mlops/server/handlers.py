@@ -349,7 +349,9 @@ class AliasHandler(MlopsHandler):
 class DeploymentsHandler(MlopsHandler):
     @web.authenticated
     async def get(self):
-        self.reply({"deployments": await self.run_blocking(_deployments, self.workspace)})
+        from .. import api
+
+        self.reply({"deployments": await self.run_blocking(api.deployments, workspace=self.workspace.root)})
 
     @web.authenticated
     async def post(self):
@@ -410,28 +412,6 @@ def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> 
 def _deployment_row(ws, name: str) -> dict:
     row = ws.store.get_deployment(name) or {}
     return {"url": row.get("url"), "spec": row.get("spec")}
-
-
-def _deployments(ws) -> list[dict]:
-    """Each deployment with its spec, whether its server is up, and the drift of its logged requests."""
-    from ..registry import fetch_package, resolve
-    from ..serving.monitor import report
-    from ..serving.server import is_up
-
-    out = []
-    for row in ws.store.deployments():
-        entry = {"name": row["name"], "url": row["url"], "spec": row["spec"], "up": is_up(row),
-                 "updated": row["updated"]}
-        aliases = {a["alias"]: a["version"] for a in ws.store.aliases(row["name"])}
-        try:
-            version = resolve(ws.store, f"{row['name']}@production" if "production" in aliases else row["name"])
-            found = report(fetch_package(ws, version), ws.root / "logs" / row["name"], 500)
-            entry.update(version=version["version"], requests=found["requests"], outliers=found["outliers"],
-                         drifted_features=found["drifted_features"])
-        except (MlopsError, OSError, ValueError, KeyError) as exc:
-            entry["monitor_error"] = str(exc)
-        out.append(entry)
-    return out
 
 
 # -- schedules ------------------------------------------------------------------------------------------------------

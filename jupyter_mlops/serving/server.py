@@ -23,16 +23,29 @@ def deployment(workspace, name: str, canary: int | None = None, weight: float = 
     """A Deployment of model `name`: the version aliased `production` (else the latest) as primary, plus an
     optional canary version taking `weight` percent, and an optional shadow version."""
     from ..errors import MlopsError
+    from ..registry import primary_version
     from .app import Deployment
 
-    aliases = {a["alias"]: a["version"] for a in workspace.store.aliases(name)}
-    primary = load(workspace, f"{name}@production" if "production" in aliases else name)
+    primary = load(workspace, f"{name}:{primary_version(workspace.store, name)['version']}")
     canaries = [(load(workspace, f"{name}:{canary}", "canary"), weight)] if canary is not None else []
     shadows = [load(workspace, f"{name}:{shadow}", "shadow")] if shadow is not None else []
     try:
         return Deployment(primary, canaries, shadows, sticky_header)
     except ValueError as exc:
         raise MlopsError(f"--weight: {exc}") from None
+
+
+def shadow_report(running: dict | None) -> dict | None:
+    """A running deployment's shadow comparison (kept in its memory), or None when it is not up."""
+    import urllib.request
+
+    if not running or not running["url"]:
+        return None
+    try:
+        with urllib.request.urlopen(f"{running['url']}/v2/shadow", timeout=2) as reply:
+            return json.loads(reply.read())
+    except (OSError, ValueError):
+        return None
 
 
 def is_up(running: dict | None) -> bool:
@@ -130,12 +143,12 @@ class DeploymentWatcher:
 
     def check(self) -> bool:
         """Swap in a new deployment if the store says something changed; True if it did."""
+        from ..registry import primary_version
         from .app import Deployment
 
         store = self.workspace.store
         spec = (store.get_deployment(self.name) or {}).get("spec", {})
-        aliases = {a["alias"]: a["version"] for a in store.aliases(self.name)}
-        production = aliases.get("production") or store.model_versions(self.name)[-1]["version"]
+        production = primary_version(store, self.name)["version"]
         state = (production, json.dumps(spec, sort_keys=True))
         if state == self._seen:
             return False
