@@ -67,7 +67,8 @@ def main() -> None:
     steps = len(jupyter_mlops.validate(nb).steps)
     print(f"notebook: {Path(args.notebook).name} ({steps} steps), {args.repeat} repeats, medians")
     print(f"  papermill CLI, whole notebook      {med['pm_cli']:6.2f} s")
-    print(f"  jupyter-mlops run (CLI), pipeline  {med['mlops_cli']:6.2f} s   ratio {med['mlops_cli'] / med['pm_cli']:.2f}")
+    print(f"  jupyter-mlops run (CLI), pipeline  {med['mlops_cli']:6.2f} s   "
+          f"ratio {med['mlops_cli'] / med['pm_cli']:.2f}")
     print(f"  papermill.execute_notebook         {med['pm_inproc']:6.2f} s")
     print(f"  jupyter_mlops.run (in-process)     {med['mlops_inproc']:6.2f} s   "
           f"ratio {med['mlops_inproc'] / med['pm_inproc']:.2f}")

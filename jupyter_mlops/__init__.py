@@ -8,8 +8,9 @@ from ._version import __version__  # noqa: F401
 
 from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only when a metric is logged
 
-_API = {"run", "run_kubernetes", "sweep_kubernetes", "deploy_kubernetes", "schedule_kubernetes", "resume", "runs", "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models",
-        "promote", "rollback", "alias_history", "monitor", "deployments"}
+_API = {"run", "run_kubernetes", "sweep_kubernetes", "deploy_kubernetes", "schedule_kubernetes", "resume", "runs",
+        "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models", "promote", "rollback",
+        "alias_history", "monitor", "deployments"}
 __all__ = ["log_metrics", *sorted(_API)]
 
 

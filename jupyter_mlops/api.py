@@ -257,7 +257,7 @@ def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: i
 
 
 # -- the model registry -------------------------------------------------------------------------------------------
-def register(run: str, name: str, *, metric: str | None = None, maximize: bool = True,
+def register(run: str, name: str, *, metric: str | None = None, maximize: bool = True,  # noqa: F811 - `run` the id
              require: list[str] | None = None, sweep_id: str | None = None,
              workspace: str | os.PathLike | None = None) -> dict:
     """Register a run's model (`run` is a run id, or "best": the succeeded run with the best `metric`, within

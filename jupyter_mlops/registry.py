@@ -444,7 +444,8 @@ def resolve(store, ref: str) -> dict:
         version = found[0]["version"]
     chosen = versions[-1] if version is None else next((v for v in versions if v["version"] == version), None)
     if chosen is None:
-        raise MlopsError(f"model `{name}` has no version {version}; it has {', '.join(str(v['version']) for v in versions)}")
+        listed = ", ".join(str(v["version"]) for v in versions)
+        raise MlopsError(f"model `{name}` has no version {version}; it has {listed}")
     return chosen
 
 

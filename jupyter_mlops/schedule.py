@@ -6,7 +6,8 @@ due since it last looked. Exactly once: a tick fires only for the scheduler whos
 the store succeeds; any other scheduler on the same workspace gets a uniqueness error and moves on. A scheduler
 that dies mid-run leaves a run owned by a dead process, which the store marks failed when next opened.
 
-Policies: `timeout` (a run taking longer is stopped and fails); `missed` ticks (older than the grace period, e.g. while no scheduler ran): `skip` them, or run the
+Policies: `timeout` (a run taking longer is stopped and fails); `missed` ticks (older than the grace period, e.g.
+while no scheduler ran): `skip` them, or run the
 `latest` once; `overlap`: a tick is skipped while the previous run of the same schedule still runs; `retries` with
 exponential `backoff`. The clock is injectable, so tests move time instead of sleeping.
 """

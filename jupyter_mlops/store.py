@@ -462,7 +462,8 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(schedules_table.update().where(
                 (schedules_table.c.name == name) &
-                ((schedules_table.c.last_tick.is_(None)) | (schedules_table.c.last_tick < tick))).values(last_tick=tick))
+                ((schedules_table.c.last_tick.is_(None)) | (schedules_table.c.last_tick < tick)))
+                .values(last_tick=tick))
 
     def claim_tick(self, name: str, tick: float, now: float) -> bool:
         """True for exactly one caller per (schedule, tick), whatever the number of schedulers."""

@@ -21,7 +21,8 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
     write_notebook(tmp_path / "target.ipynb", SWEPT)
     nb = execute(tmp_path, [
         "%load_ext jupyter_mlops",
-        "r = %mlops run target.ipynb -p C 2\nassert r['status'] == 'succeeded', r\nassert r['metrics'] == {'score': 90.0}\nr",
+        "r = %mlops run target.ipynb -p C 2\nassert r['status'] == 'succeeded', r\n"
+        "assert r['metrics'] == {'score': 90.0}\nr",
         "df = %mlops sweep target.ipynb -p C 1,3 --maximize score\n"
         "assert list(df['metrics.score']) == [135.0, 45.0], df\nassert list(df['params.C']) == [3.0, 1.0]",
         "table = %mlops runs\nassert len(table) == 3 and {'params.C', 'metrics.score', 'status'} <= set(table.columns)",

@@ -29,7 +29,8 @@ def lab(tmp_path_factory):
         nb["cells"][index]["metadata"].pop("tags", None)
     (root / "project" / "digits.ipynb").write_text(json.dumps(nb))
     built = Path(__file__).resolve().parent.parent / "jupyter_mlops" / "labextension"
-    assert (built / "package.json").exists(), "build the labextension first: pip install -e . (or jlpm build in labextension/)"
+    assert (built / "package.json").exists(), \
+        "build the labextension first: pip install -e . (or jlpm build in labextension/)"
     # the checkout's build comes first on JupyterLab's extension path, ahead of an installed (maybe older) copy
     extra = root.parent / "jupyter-path"
     (extra / "labextensions").mkdir(parents=True)

@@ -124,7 +124,7 @@ class Payload:
 
 def test_a_package_changed_after_registration_is_refused_before_loading(trained, tmp_path, monkeypatch):
     workspace, run_id = trained
-    version = jupyter_mlops.register(run_id, "guarded", workspace=workspace)
+    jupyter_mlops.register(run_id, "guarded", workspace=workspace)
     package = workspace / "models" / "guarded" / "v1"
     assert load(Workspace(workspace), "guarded:1").version == 1
     marker = tmp_path / "the payload ran"

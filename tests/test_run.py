@@ -49,7 +49,8 @@ def test_every_compiled_step_runs_under_plain_papermill(example, tmp_path):
 
     spec = yaml.safe_load((bundle / "pipeline.yaml").read_text())
     assert spec["notebook_hash"] and spec["parameters"]["C"] == {
-        "name": "C", "type": "float", "default": 5.0, "source": "5.0", "help": "SVM regularization: smaller is smoother"}
+        "name": "C", "type": "float", "default": 5.0, "source": "5.0",
+        "help": "SVM regularization: smaller is smoother"}
     artifacts = tmp_path / "exchange"
     for step in spec["steps"]:
         out = tmp_path / "out" / step["notebook"]
@@ -66,7 +67,8 @@ FAILING = [
     ("import time", "setup"),
     ("limit = 10", "parameters"),
     ("values = list(range(5))", "data"),
-    ("if sum(values) > limit:\n    raise ValueError(f'sum {sum(values)} is over the limit {limit}')\ntotal = sum(values)",
+    ("if sum(values) > limit:\n    raise ValueError(f'sum {sum(values)} is over the limit {limit}')\n"
+     "total = sum(values)",
      "train"),
     ("from jupyter_mlops import log_metrics\nlog_metrics(total=total)", "evaluate"),
 ]
