@@ -10,7 +10,8 @@ from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only whe
 
 _API = {"run", "run_kubernetes", "sweep_kubernetes", "deploy_kubernetes", "schedule_kubernetes", "resume", "runs",
         "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models", "promote", "rollback",
-        "alias_history", "monitor", "deployments"}
+        "alias_history", "monitor", "deployments", "add_schedule", "schedules", "set_schedule", "fire_schedule",
+        "schedule_history"}
 __all__ = ["log_metrics", *sorted(_API)]
 
 

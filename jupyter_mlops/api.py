@@ -365,5 +365,56 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
     return out
 
 
+# -- schedules ----------------------------------------------------------------------------------------------------
+def add_schedule(notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
+                 timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
+                 timeout: float | None = None, workspace: str | os.PathLike | None = None) -> dict:
+    """Schedule the notebook (every argument checked first: cron, timezone, tags, parameters); returns it as
+    `schedules` lists it."""
+    from .schedule import add
+
+    return add(Workspace.locate(workspace, notebook), notebook, name, cron, parameters, timezone=timezone,
+               missed=missed, retries=retries, backoff=backoff, timeout=timeout)
+
+
+def schedules(*, workspace: str | os.PathLike | None = None) -> list[dict]:
+    """Every schedule with its next fire time, in its own timezone."""
+    import time
+
+    from .schedule import describe
+
+    return [describe(row, time.time()) for row in Workspace.locate(workspace).store.schedules()]
+
+
+def set_schedule(name: str, action: str, *, workspace: str | os.PathLike | None = None) -> dict:
+    """`pause`, `resume` or `delete` a schedule (its runs stay in the store)."""
+    store = Workspace.locate(workspace).store
+    store.get_schedule(name)  # an unknown name: an error naming it
+    if action == "delete":
+        store.delete_schedule(name)
+        return {"name": name, "status": "deleted"}
+    if action not in ("pause", "resume"):
+        raise MlopsError(f"a schedule can be paused, resumed or deleted, not `{action}`")
+    store.set_schedule_status(name, "paused" if action == "pause" else "active")
+    return {"name": name, "status": "paused" if action == "pause" else "active"}
+
+
+def fire_schedule(name: str, *, workspace: str | os.PathLike | None = None) -> dict:
+    """Run a schedule once, now, outside its cron; waits for the run and returns its tick."""
+    from .schedule import Scheduler
+
+    return Scheduler(Workspace.locate(workspace)).fire_now(name)
+
+
+def schedule_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:
+    """A schedule's fired ticks, their times in the schedule's timezone."""
+    from .schedule import iso
+
+    store = Workspace.locate(workspace).store
+    zone = store.get_schedule(name)["timezone"]
+    return [{**t, "tick": iso(t["tick"], zone), "claimed_at": iso(t["claimed_at"], zone)}
+            for t in store.tick_history(name)]
+
+
 def alias_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:
     return [{**h, "at": iso(h["at"])} for h in Workspace.locate(workspace).store.alias_history(name)]

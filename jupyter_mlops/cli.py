@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -427,21 +426,20 @@ def _schedule(args: argparse.Namespace) -> int:
             print(f"scheduler on {ws.root}: a pass every {args.interval:g} s; Ctrl-C stops it", file=sys.stderr)
             scheduler.run_forever(args.interval)
         return 0
-    store = ws.store
-    if args.action == "add" and args.backend == "kubernetes":
-        from . import api
+    from . import api
 
+    if args.action == "add" and args.backend == "kubernetes":
         for line in api.schedule_kubernetes(args.notebook, args.name, args.cron, _parameters(args.parameter),
                                             timezone=args.timezone, image=args.image, **_target_args(args)):
             print(line)
         return 0
     if args.action == "add":
-        added = schedule.add(ws, args.notebook, args.name, args.cron, _parameters(args.parameter),
-                             timezone=args.timezone, missed=args.missed, retries=args.retries, backoff=args.backoff,
-                             timeout=args.timeout)
+        added = api.add_schedule(args.notebook, args.name, args.cron, _parameters(args.parameter),
+                                 timezone=args.timezone, missed=args.missed, retries=args.retries,
+                                 backoff=args.backoff, timeout=args.timeout, workspace=ws.root)
         print(f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next {added['next_tick']}")
     elif args.action == "list":
-        rows = [schedule.describe(r, time.time()) for r in store.schedules()]
+        rows = api.schedules(workspace=ws.root)
         if args.json:
             print(json.dumps(rows, indent=1))
         elif not rows:
@@ -450,20 +448,16 @@ def _schedule(args: argparse.Namespace) -> int:
             print(_table([[r["name"], r["status"], r["cron"], r["timezone"], r["next_tick"] or "-",
                            os.path.basename(r["notebook"])] for r in rows],
                          ["schedule", "status", "cron", "timezone", "next tick", "notebook"]))
-    elif args.action in ("pause", "resume"):
-        store.set_schedule_status(args.name, "paused" if args.action == "pause" else "active")
-        print(f"schedule {args.name} {'paused' if args.action == 'pause' else 'active'}")
-    elif args.action == "delete":
-        store.delete_schedule(args.name)
-        print(f"schedule {args.name} deleted (its runs stay in the store)")
+    elif args.action in ("pause", "resume", "delete"):
+        done = api.set_schedule(args.name, args.action, workspace=ws.root)
+        print(f"schedule {args.name} {done['status']}" + (" (its runs stay in the store)"
+                                                          if args.action == "delete" else ""))
     elif args.action == "run":
-        done = schedule.Scheduler(ws).fire_now(args.name)
+        done = api.fire_schedule(args.name, workspace=ws.root)
         print(f"{args.name}: run {done['run_id']} {done['status']}")
         return 0 if done["status"] == "succeeded" else 1
     elif args.action == "history":
-        zone = store.get_schedule(args.name)["timezone"]
-        ticks = [{**t, "tick": schedule.iso(t["tick"], zone), "claimed_at": schedule.iso(t["claimed_at"], zone)}
-                 for t in store.tick_history(args.name)]
+        ticks = api.schedule_history(args.name, workspace=ws.root)
         if args.json:
             print(json.dumps(ticks, indent=1))
         else:

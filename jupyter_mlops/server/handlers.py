@@ -418,17 +418,16 @@ def _deployment_row(ws, name: str) -> dict:
 class SchedulesHandler(MlopsHandler):
     @web.authenticated
     async def get(self):
-        from .. import schedule
+        from .. import api
 
-        rows = await self.run_blocking(lambda: [schedule.describe(r, time.time())
-                                                for r in self.workspace.store.schedules()])
+        rows = await self.run_blocking(api.schedules, workspace=self.workspace.root)
         for row in rows:
             row["path"] = self.relative(row["notebook"])
         self.reply({"schedules": rows, "scheduler": self.mlops.scheduler_running})
 
     @web.authenticated
     async def post(self):
-        from .. import schedule
+        from .. import api
 
         data = self.body()
         path = self.notebook_path(data.get("path"))
@@ -436,10 +435,10 @@ class SchedulesHandler(MlopsHandler):
             if not isinstance(data.get(field), str) or not data[field].strip():
                 raise web.HTTPError(400, f"`{field}` is required")
         added = await self.run_blocking(
-            schedule.add, self.workspace, str(path), data["name"].strip(), data["cron"].strip(), _parameters(data),
+            api.add_schedule, str(path), data["name"].strip(), data["cron"].strip(), _parameters(data),
             timezone=data.get("timezone") or "UTC", missed=data.get("missed") or "skip",
             retries=_number(data, "retries", int, 0, minimum=0), backoff=_number(data, "backoff", float, 60.0, 0),
-            timeout=_number(data, "timeout", float))
+            timeout=_number(data, "timeout", float), workspace=self.workspace.root)
         self.reply(added, 201)
 
 
@@ -447,27 +446,21 @@ class ScheduleHandler(MlopsHandler):
     @web.authenticated
     async def get(self, name: str):
         """A schedule's fired ticks."""
-        from .. import schedule
+        from .. import api
 
-        store = self.workspace.store
-        zone = (await self.run_blocking(store.get_schedule, name))["timezone"]
-        ticks = await self.run_blocking(store.tick_history, name)
-        self.reply({"ticks": [{**t, "tick": schedule.iso(t["tick"], zone),
-                               "claimed_at": schedule.iso(t["claimed_at"], zone)} for t in ticks]})
+        self.reply({"ticks": await self.run_blocking(api.schedule_history, name, workspace=self.workspace.root)})
 
     @web.authenticated
     async def post(self, name: str):
         """`action`: pause, resume, or run (now, as a background job)."""
-        from .. import schedule
+        from .. import api
 
         action = self.body().get("action")
-        store = self.workspace.store
-        await self.run_blocking(store.get_schedule, name)  # unknown name: 400 naming it
         if action in ("pause", "resume"):
-            await self.run_blocking(store.set_schedule_status, name, "paused" if action == "pause" else "active")
-            self.reply({"name": name, "status": "paused" if action == "pause" else "active"})
+            self.reply(await self.run_blocking(api.set_schedule, name, action, workspace=self.workspace.root))
         elif action == "run":
-            job = self.mlops.jobs.start("schedule", lambda: schedule.Scheduler(self.workspace).fire_now(name),
+            await self.run_blocking(self.workspace.store.get_schedule, name)  # unknown name: 400 naming it
+            job = self.mlops.jobs.start("schedule", lambda: api.fire_schedule(name, workspace=self.workspace.root),
                                         schedule=name)
             self.reply({"job": job.id}, 202)
         else:
@@ -475,9 +468,9 @@ class ScheduleHandler(MlopsHandler):
 
     @web.authenticated
     async def delete(self, name: str):
-        store = self.workspace.store
-        await self.run_blocking(store.get_schedule, name)
-        await self.run_blocking(store.delete_schedule, name)
+        from .. import api
+
+        await self.run_blocking(api.set_schedule, name, "delete", workspace=self.workspace.root)
         self.set_status(204)
         self.finish()
 
