@@ -259,9 +259,9 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
             (staging / "reference.json").write_text(json.dumps(reference))
             (staging / "model.json").write_text(json.dumps({**lineage, "version": version}, indent=1, default=str))
             digests = package_digests(staging)
-            built.update(version=version, target=root / f"v{version}")
-            package = _publish(staging, root / f"v{version}",
-                               f"{ws.artifacts_url}/models/{name}/v{version}" if ws.artifacts_url else None)
+            remote = f"{ws.artifacts_url}/models/{name}/v{version}" if ws.artifacts_url else None
+            built.update(target=root / f"v{version}", remote=remote)
+            package = _publish(staging, root / f"v{version}", remote)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return {"package": package, "files": json.dumps(digests)}
@@ -274,7 +274,7 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         # published, then the commit failed (or never came): the package has no row, so no reader can reach it;
         # take it away now rather than at the next registration of the name
         if built:
-            shutil.rmtree(built["target"], ignore_errors=True)
+            _unpublish(built["target"], built["remote"])
         raise
     return {**lineage, "version": version, "package": package, "schema": schema}
 
@@ -303,13 +303,24 @@ def _publish(staging: Path, target: Path, remote: str | None) -> str:
             fs.rm(base, recursive=True)
         fs.put(str(target), base, recursive=True)
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        try:  # what was uploaded before the failure; if this fails too, the next registration removes it
-            fs.rm(base, recursive=True)
-        except Exception:
-            pass
+        _unpublish(target, remote)
         raise
     return remote
+
+
+def _unpublish(target: Path, remote: str | None) -> None:
+    """Take back a package that no row names: the local folder and what was uploaded. Best effort: what stays
+    behind is removed by the next registration of the name."""
+    shutil.rmtree(target, ignore_errors=True)
+    if remote is None:
+        return
+    import fsspec
+
+    try:
+        fs, base = fsspec.core.url_to_fs(remote)
+        fs.rm(base, recursive=True)
+    except Exception:
+        pass
 
 
 def package_digests(folder: Path) -> dict[str, str]:

@@ -143,3 +143,21 @@ def test_monitor_reads_the_recent_window_across_rotated_files(tmp_path):
     assert found["window_rows"] == 30 and found["requests"] == kept - 1 < 120
     newest = read_log(tmp_path / "log", limit=15)
     assert newest[-1]["inputs"][-1][0] == 239.0 and len(newest) == 15
+
+
+def test_request_counts_follow_appends_and_rotations(tmp_path):
+    """The panel counts requests on every poll: counts are kept per file and follow what is appended or rotated."""
+    from jupyter_mlops.serving.monitor import count_requests
+
+    limits = LogLimits(max_bytes=4_000, keep=2, max_request=1_000)
+    log = RequestLog(tmp_path, limits=limits)
+    for i in range(10):
+        log.put("primary", 1, frame(1, i), [i], 0.001)
+    log.close()
+    assert count_requests(tmp_path) == 10
+    log = RequestLog(tmp_path, limits=limits)  # appends to the same file, then rotates it away
+    for i in range(60):
+        log.put("primary", 1, frame(1, i), [i], 0.001)
+    log.close()
+    kept = sum(len(f.read_text().splitlines()) for f in log_files(tmp_path))
+    assert count_requests(tmp_path) == kept and 10 < kept < 70

@@ -249,13 +249,25 @@ def recent_records(folder: str | Path):
                 continue
 
 
+_counted: dict[str, tuple[int, int, int]] = {}  # path -> (inode, bytes counted, newlines in them)
+
+
 def count_requests(folder: str | Path) -> int:
-    """Requests in the kept log files, counted in a stream (newlines), without parsing them."""
+    """Requests in the kept log files, counted in a stream (newlines), without parsing them. The panel asks on
+    every poll: a file's count is kept and only the bytes appended since are read (rotated files never change)."""
     count = 0
     for path in log_files(folder):
+        stat = path.stat()
+        inode, counted, lines = _counted.get(str(path), (None, 0, 0))
+        if inode != stat.st_ino or counted > stat.st_size:  # a new file under this name: count it afresh
+            counted, lines = 0, 0
         with open(path, "rb") as f:
+            f.seek(counted)
             while chunk := f.read(1 << 20):
-                count += chunk.count(b"\n")
+                lines += chunk.count(b"\n")
+                counted += len(chunk)
+        _counted[str(path)] = (stat.st_ino, counted, lines)
+        count += lines
     return count
 
 
