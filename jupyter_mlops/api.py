@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import MlopsError
-# the run verbs live with the rest of a run's life (runs.py); the API offers them as they are
-from .orchestration import describe_run, iso, resume, run, say_warnings, validate  # noqa: F401
+from .errors import MlopsError, StepFailed
+# the run verbs live with the rest of a run's life (orchestration.py); the API offers them as they are
+from .orchestration import describe_run, iso, resume, say_warnings, validate  # noqa: F401
+from .trials import plan_sweep  # noqa: F401 - the panel checks a sweep with it before starting one
 from .search_space import MAX_TRIALS
-from .workspace import Workspace, new_run_id
+from .workspace import Workspace
 
 
 def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -21,118 +22,56 @@ def compile_notebook(notebook: str | os.PathLike, out_dir: str | os.PathLike) ->
     return Path(out_dir) / "pipeline.yaml"
 
 
-def _cluster_target(image: str | None, namespace: str, artifacts_secret: str | None, store_secret: str | None,
-                    cpu: str, memory: str):
-    from .kube.manifests import Target
+def list_engines() -> list[dict]:
+    """The engines registered here (`jupyter_mlops.engines` entry points): name, summary, verbs and settings."""
+    from . import engines as registry
 
-    if not image:
-        raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build NOTEBOOK --tag "
-                         "REGISTRY/NAME:TAG` and push it where the cluster pulls from")
-    return Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret,
-                  store_secret=store_secret)
+    return [cls.describe() for cls in registry.registered().values()]
 
 
-def run_kubernetes(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, image: str,
-                   namespace: str = "default", artifacts_secret: str | None = None, store_secret: str | None = None,
-                   cpu: str = "1", memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None,
-                   on_log: Callable | None = None, engine_hook: Callable | None = None, **run_fields: Any) -> dict:
-    """Run the notebook as a Job on the cluster of the kubeconfig (see engines/kubernetes.py), in `image` (made by
-    `jupyter-mlops build`); the run is recorded in this workspace's store like a local one. `engine_hook` gets the
-    engine before it starts (to cancel it from another thread)."""
-    from .engines.kubernetes import KubernetesEngine
-    from .parameters import coerce_parameters
+def _engine(backend: str, verb: str, workspace, keywords: dict[str, Any], engine_hook: Callable | None):
+    """The engine object for one call and the keywords left for its verb; `engine_hook` gets it first (to cancel
+    it from another thread)."""
+    from . import engines as registry
 
-    pipeline = validate(notebook)
-    overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-    ws = Workspace.locate(workspace, notebook)
-    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
-    engine = KubernetesEngine(ws, target, api_client=api_client, on_log=on_log)
+    settings, rest = registry.split(backend, verb, keywords)
+    engine = registry.create(backend, verb, workspace, settings)
     if engine_hook:
         engine_hook(engine)
-    return engine.run(notebook, pipeline, overrides, new_run_id(), **run_fields)
+    return engine, rest
 
 
-def sweep_kubernetes(notebook: str | os.PathLike, space: dict[str, Any], *, image: str | None,
-                     samples: int | None = None, seed: int = 0, search: str = "grid", trials: int | None = None,
-                     parallel: int = 2, maximize: str | None = None, minimize: str | None = None,
-                     max_trials: int = MAX_TRIALS, namespace: str = "default", artifacts_secret: str | None = None,
-                     store_secret: str | None = None, cpu: str = "1", memory: str = "2Gi",
-                     workspace: str | os.PathLike | None = None, api_client=None,
-                     engine_hook: Callable | None = None) -> dict:
-    """A sweep on the cluster: one Indexed Job, pod i running trial i, `parallel` at once; each trial a run in
-    this store under the sweep id, like a local sweep's (grid or random points; Bayesian search stays local, as it
-    needs each result before choosing the next point)."""
-    from .engines.kubernetes import KubernetesEngine
+def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, backend: str = "local",
+        workspace: str | os.PathLike | None = None, run_id: str | None = None, on_update: Callable | None = None,
+        on_log: Callable | None = None, check: bool = False, engine_hook: Callable | None = None,
+        **options: Any) -> dict:
+    """Run a tagged notebook as a pipeline on engine `backend` (`list_engines()` names them) and record it; returns the
+    run (see `describe_run`). Bad tags or parameters raise before anything runs; a failed step gives a run with
+    status `failed` (or raises StepFailed with check=True). `options` are the engine's: on `local`, max_parallel,
+    timeout (per cell), run_timeout (the whole run), fresh_kernels; on `kubernetes`, image, namespace, ..."""
+    from . import engines as registry
 
-    if search == "bayes":
-        raise MlopsError("--search bayes picks each point from the results before it: run it locally (or use a "
-                         "grid or --samples N on the cluster)")
-    pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
-                                                     trials=trials, parallel=parallel, maximize=maximize,
-                                                     minimize=minimize, max_trials=max_trials)
-    ws = Workspace.locate(workspace, notebook)
-    engine = KubernetesEngine(ws, _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory),
-                              api_client=api_client)
-    if engine_hook:
-        engine_hook(engine)
-    return engine.sweep(notebook, pipeline, points.points, dict(space), metric, direction, parallel)
+    engine, rest = _engine(backend, "run", workspace, options, engine_hook)
+    result = registry.call(engine, "run", notebook, parameters, run_id=run_id, on_update=on_update, on_log=on_log,
+                           **rest)
+    if check and result["status"] != "succeeded":
+        raise StepFailed(f"run {result['id']} {result['status']}: {result['error']}")
+    return result
 
 
-def deploy_kubernetes(name: str, *, image: str | None, canary: int | None = None, weight: float = 10.0,
-                      shadow: int | None = None, gateway: str = "mlops-gateway", sticky_header: str | None = None,
-                      namespace: str = "default", artifacts_secret: str | None = None,
-                      store_secret: str | None = None, cpu: str = "1", memory: str = "2Gi",
-                      workspace: str | os.PathLike | None = None, api_client=None) -> list[str]:
-    """Serve model `name` on the cluster: a Deployment and Service per variant and an HTTPRoute with the canary's
-    weight and a mirror to the shadow, created or updated. The servers read the team's registry, so the store and
-    the model packages must be shared (`store_secret`, and an object-store MLOPS_ARTIFACTS_URL at registration)."""
-    from .engines.kubernetes import load_client
-    from .kube.apply import apply
-    from .kube.manifests import serving
-    from .registry import primary_version, resolve
-
-    if sticky_header:
-        raise MlopsError("--sticky-header cannot be expressed by a standard Gateway API HTTPRoute; deploy without it "
-                         "on Kubernetes (or route by header in your gateway's own configuration)")
-    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
-    target.check()
-    if not store_secret:
-        raise MlopsError("the cluster's model servers read the registry: give --store-secret, a Secret whose key "
-                         "`url` is the team store (MLOPS_STORE_URL) that holds this model")
-    store = Workspace.locate(workspace).store
-    primary = primary_version(store, name)
-    if "://" not in primary["package"]:
-        raise MlopsError(f"{name} version {primary['version']} is packaged on this machine ({primary['package']}); "
-                         "register it with MLOPS_ARTIFACTS_URL set to object storage so the cluster can fetch it")
-    for version in (canary, shadow):
-        if version is not None:
-            resolve(store, f"{name}:{version}")
-    objects = serving(target, name, primary["version"], canary, weight, shadow, gateway)
-    return apply(api_client or load_client(), objects)
-
-
-def schedule_kubernetes(notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,
-                        *, image: str | None, timezone: str = "UTC", namespace: str = "default",
-                        artifacts_secret: str | None = None, store_secret: str | None = None, cpu: str = "1",
-                        memory: str = "2Gi", workspace: str | os.PathLike | None = None, api_client=None) -> list[str]:
-    """The schedule as a CronJob on the cluster (the cluster's controller fires it; overlapping runs forbidden)."""
-    from .engines.kubernetes import load_client
-    from .kube.apply import apply
-    from .kube.manifests import cron_job, pod_hints, resource_name
-    from .parameters import coerce_parameters
+def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
+           sticky_header: str | None = None, backend: str = "local", workspace: str | os.PathLike | None = None,
+           engine_hook: Callable | None = None, **options: Any) -> dict:
+    """Serve model `name`'s production version (else its latest) with an optional canary version taking `weight`
+    percent of requests and a shadow version mirrored; an existing deployment is updated in place. Returns
+    {name, status, url, lines}; on `local` without `wait=True`, also `server` (a server on a thread of this
+    process: `.stop()` ends it). `options` are the engine's (local: host, port, limits, log_limits, wait)."""
+    from . import engines as registry
     from .names import check_name
-    from .schedule import check_cron, timezone_of
 
-    check_name(name, "schedule name")
-    check_cron(cron)
-    timezone_of(timezone)
-    pipeline = validate(notebook)
-    values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-    target = _cluster_target(image, namespace, artifacts_secret, store_secret, cpu, memory)
-    target.artifacts_url = Workspace.locate(workspace, notebook).artifacts_url or None
-    target.check()
-    job = cron_job(target, resource_name(name), Path(notebook).name, values, cron, timezone, pod_hints(pipeline))
-    return apply(api_client or load_client(), [job])
+    engine, rest = _engine(backend, "deploy", workspace, options, engine_hook)
+    return registry.call(engine, "deploy", check_name(name), canary=canary, weight=weight, shadow=shadow,
+                         sticky_header=sticky_header, **rest)
 
 
 def list_runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None,
@@ -196,64 +135,21 @@ def planned_trials(notebook: str | os.PathLike, space: dict[str, Any], *, sample
 
 def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
           search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
-          minimize: str | None = None, workspace: str | os.PathLike | None = None, timeout: float | None = None,
-          fresh_kernels: bool = False, on_trial: Callable | None = None, max_trials: int = MAX_TRIALS) -> dict:
+          minimize: str | None = None, max_trials: int = MAX_TRIALS, backend: str = "local",
+          workspace: str | os.PathLike | None = None, on_trial: Callable | None = None,
+          engine_hook: Callable | None = None, **options: Any) -> dict:
     """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see
     search_space.py): every combination (`search="grid"`), `samples` random points, or `trials` points chosen by
-    Optuna (`search="bayes"`). Steps run `parallel` at a time on shared warm kernels; steps that no swept parameter
-    reaches run once, for all trials. Each trial is a run grouped under the sweep id; returns
+    Optuna (`search="bayes"`), `parallel` at a time, on engine `backend`. On `local`, steps run on shared warm
+    kernels and steps that no swept parameter reaches run once, for all trials (`options`: timeout,
+    fresh_kernels). Each trial is a run grouped under the sweep id; returns
     {id, status, metric, direction, shared_steps, best, trials}."""
-    from .trials import run_sweep
+    from . import engines as registry
 
-    pipeline, points, metric, direction = plan_sweep(notebook, space, samples=samples, seed=seed, search=search,
-                                                     trials=trials, parallel=parallel, maximize=maximize,
-                                                     minimize=minimize, max_trials=max_trials)
-    say_warnings(pipeline)
-    ws = Workspace.locate(workspace, notebook)
-    return run_sweep(ws, notebook, pipeline, points, dict(space), metric=metric, direction=direction,
-                     parallel=parallel, timeout=timeout, fresh_kernels=fresh_kernels, on_trial=on_trial)
-
-
-def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
-               search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
-               minimize: str | None = None, max_trials: int = MAX_TRIALS):
-    """Check a sweep's arguments against the notebook without running anything (MlopsError naming the mistake);
-    returns (pipeline, points, metric, direction)."""
-    from .search_space import parse_dimension
-    from .trials import FixedPoints, OptunaPoints, max_parallel
-
-    if parallel < 1:
-        raise MlopsError(f"--parallel must be at least 1, got {parallel}")
-    if parallel > max_parallel():
-        raise MlopsError(f"--parallel {parallel}: at most {max_parallel()} at once on this machine (4 kernels per "
-                         "CPU core, at least 8; each is a Python process)")
-    if max_trials < 1:
-        raise MlopsError(f"--max-trials must be at least 1, got {max_trials}")
-    if maximize and minimize:
-        raise MlopsError("give either --maximize or --minimize, not both")
-    if search not in ("grid", "random", "bayes"):
-        raise MlopsError(f"unknown search `{search}`; use grid, random (with --samples N) or bayes (with --trials N)")
-    pipeline = validate(notebook)
-    dimensions = [parse_dimension(name, spec, pipeline.parameters, max_trials) for name, spec in space.items()]
-    fixed = {d.name: d.values[0] for d in dimensions if not d.swept}
-    swept = [d for d in dimensions if d.swept]
-    if not swept:
-        raise MlopsError("nothing to sweep: give at least one parameter several values, e.g. -p C 0.1,1,10")
-    metric, direction = (maximize, "maximize") if maximize else (minimize, "minimize") if minimize else (None, None)
-    known = pipeline.logged_metrics()
-    if metric and known is not None and metric not in known:
-        listed = ", ".join(sorted(known)) or "none (call jupyter_mlops.log_metrics in a step)"
-        raise MlopsError(f"no step logs the metric `{metric}`; the notebook logs: {listed}")
-    if search == "bayes":
-        if trials is not None and trials > max_trials:
-            raise MlopsError(f"--trials {trials:,}: a sweep runs at most {max_trials:,} trials (--max-trials "
-                             "raises it)")
-        points = OptunaPoints(swept, fixed, trials, metric, direction, seed)
-    else:
-        if search == "random" and samples is None:
-            raise MlopsError("a random search needs --samples N")
-        points = FixedPoints(swept, fixed, samples, seed, max_trials)
-    return pipeline, points, metric, direction
+    engine, rest = _engine(backend, "sweep", workspace, options, engine_hook)
+    plan = plan_sweep(notebook, space, samples=samples, seed=seed, search=search, trials=trials, parallel=parallel,
+                      maximize=maximize, minimize=minimize, max_trials=max_trials)
+    return registry.call(engine, "sweep", notebook, plan, on_trial=on_trial, **rest)
 
 
 # -- the model registry -------------------------------------------------------------------------------------------
@@ -367,14 +263,15 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
 
 # -- schedules ----------------------------------------------------------------------------------------------------
 def add_schedule(notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
-                 timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
-                 timeout: float | None = None, workspace: str | os.PathLike | None = None) -> dict:
-    """Schedule the notebook (every argument checked first: cron, timezone, tags, parameters); returns it as
-    `schedules` lists it."""
-    from .schedule import add
+                 timezone: str = "UTC", backend: str = "local", workspace: str | os.PathLike | None = None,
+                 **options: Any) -> dict:
+    """Schedule the notebook on engine `backend` (every argument checked first: cron, timezone, tags,
+    parameters); returns it as `schedules` lists it, plus `lines` saying what was done. `options` are the
+    engine's: on `local` missed, retries, backoff, timeout; on `kubernetes` image, namespace, ..."""
+    from . import engines as registry
 
-    return add(Workspace.locate(workspace, notebook), notebook, name, cron, parameters, timezone=timezone,
-               missed=missed, retries=retries, backoff=backoff, timeout=timeout)
+    engine, rest = _engine(backend, "schedule", workspace, options, None)
+    return registry.call(engine, "schedule", notebook, name, cron, parameters, timezone=timezone, **rest)
 
 
 def schedules(*, workspace: str | os.PathLike | None = None) -> list[dict]:

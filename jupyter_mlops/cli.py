@@ -12,6 +12,52 @@ STATUS_MARK = {"succeeded": "ok", "failed": "FAILED", "cancelled": "cancelled", 
                "reused": "reused", "running": "running", "pending": "pending"}
 
 
+def _workspace_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", metavar="DIR",
+                   help="workspace folder (default: $MLOPS_WORKSPACE, else .mlops beside the notebook, or in "
+                        "the current folder)")
+
+def _server_limit_options(p: argparse.ArgumentParser) -> None:
+    from .serving.limits import parse_size
+
+    def size(text: str) -> int:
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    g = p.add_argument_group("limits", "what one client may cost the server (README: Limits and trust)")
+    g.add_argument("--max-body", type=size, default="8MiB", metavar="SIZE",
+                   help="largest request body; larger ones get 413 unread (default 8MiB)")
+    g.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="close connections that have not sent a request's headers by then (default 10)")
+    g.add_argument("--log-max-bytes", type=size, default="64MiB", metavar="SIZE",
+                   help="rotate the request log past this size (default 64MiB)")
+    g.add_argument("--log-keep", type=int, default=4, metavar="N", help="rotated request logs kept (default 4)")
+    g.add_argument("--log-max-request", type=size, default="64KiB", metavar="SIZE",
+                   help="most one request adds to the log; larger ones log their first rows (default 64KiB)")
+
+def _engine_options(p: argparse.ArgumentParser, verb: str, what: str) -> None:
+    """--backend with the engines that can `verb`, and each one's settings as flags (engines/abc.py)."""
+    from . import engines
+
+    able = engines.names(verb)
+    p.add_argument("--backend", choices=able, default="local",
+                   help=f"where {what}: " + "; ".join(f"{n}: {engines.get(n, verb).summary}" for n in able))
+    flags: dict[str, list] = {}
+    for name in able:
+        for option in engines.get(name, verb).options_for(verb):
+            if option.shown:
+                flags.setdefault(option.flag, [option]).append(name)
+    for flag, (option, *owners) in flags.items():
+        where = f"--backend {' or '.join(owners)}: "
+        if option.type is bool:
+            p.add_argument(flag, dest=option.name, action="store_true", help=where + option.help)
+        else:
+            p.add_argument(flag, dest=option.name, type=option.type, default=None,
+                           metavar=option.name.upper(), help=where + option.help)
+
+
 def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a tagged notebook as a tracked, parameterized pipeline.",
@@ -19,43 +65,6 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                "(Kale's tags work too). See README.md.")
     parser.add_argument("--version", dest="show_version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def workspace(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workspace", metavar="DIR",
-                       help="workspace folder (default: $MLOPS_WORKSPACE, else .mlops beside the notebook, or in "
-                            "the current folder)")
-
-    def server_limits(p: argparse.ArgumentParser) -> None:
-        from .serving.limits import parse_size
-
-        def size(text: str) -> int:
-            try:
-                return parse_size(text)
-            except ValueError as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
-
-        g = p.add_argument_group("limits", "what one client may cost the server (README: Limits and trust)")
-        g.add_argument("--max-body", type=size, default="8MiB", metavar="SIZE",
-                       help="largest request body; larger ones get 413 unread (default 8MiB)")
-        g.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="close connections that have not sent a request's headers by then (default 10)")
-        g.add_argument("--log-max-bytes", type=size, default="64MiB", metavar="SIZE",
-                       help="rotate the request log past this size (default 64MiB)")
-        g.add_argument("--log-keep", type=int, default=4, metavar="N", help="rotated request logs kept (default 4)")
-        g.add_argument("--log-max-request", type=size, default="64KiB", metavar="SIZE",
-                       help="most one request adds to the log; larger ones log their first rows (default 64KiB)")
-
-    def kubernetes(p: argparse.ArgumentParser, what: str) -> None:
-        p.add_argument("--backend", choices=["local", "kubernetes"], default="local",
-                       help=f"where {what}: here (default), or on the kubeconfig's cluster")
-        p.add_argument("--image", help="--backend kubernetes: the image `jupyter-mlops build` made for the notebook")
-        p.add_argument("--namespace", default="default", help="--backend kubernetes: the namespace")
-        p.add_argument("--artifacts-secret", metavar="SECRET",
-                       help="--backend kubernetes: a Secret whose keys become the pods' env (object-store credentials)")
-        p.add_argument("--store-secret", metavar="SECRET",
-                       help="--backend kubernetes: a Secret whose key `url` is the team store (MLOPS_STORE_URL)")
-        p.add_argument("--memory", default="2Gi", help="--backend kubernetes: each pod's memory (default 2Gi)")
-        p.add_argument("--cpu", default="1", help="--backend kubernetes: each pod's CPU request (default 1)")
 
     p = sub.add_parser("validate", help="check the tags and print the steps and their edges")
     p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
@@ -75,14 +84,14 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
-    kubernetes(p, "the run executes (a Job)")
+    _engine_options(p, "run", "the run executes")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
     p.add_argument("--run-id-prefix", help=argparse.SUPPRESS)  # a sweep's pod: its run id is PREFIX-INDEX
     p.add_argument("--publish", action="store_true", help=argparse.SUPPRESS)  # the pod leaves its results for it
     p.add_argument("--trial-of", metavar="FILE.json",
                    help="take the parameters at index $JOB_COMPLETION_INDEX of this JSON list (a sweep exported "
                         "as a Kubernetes Indexed Job)")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("sweep", help="run the notebook over a grid or random sample of parameters, in parallel",
                        description="Swept parameters: -p C 0.01,0.1,1 (list), -p C 0.01..10:5 (5 points), "
@@ -104,8 +113,8 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="time limit per cell")
     p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
     p.add_argument("--json", action="store_true", help="print the sweep and its trials as JSON")
-    kubernetes(p, "the trials run (an Indexed Job, one pod per trial)")
-    workspace(p)
+    _engine_options(p, "sweep", "the trials run")
+    _workspace_option(p)
 
     p = sub.add_parser("resume", help="rerun a failed run from its failed step, reusing upstream results")
     p.add_argument("run_id", metavar="RUN")
@@ -113,19 +122,19 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
     p.add_argument("--json", action="store_true")
     p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--sweep", metavar="ID", help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=None, metavar="N")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("compare", help="parameters and metrics of runs side by side, differences first")
     p.add_argument("run_ids", nargs="+", metavar="RUN")
     p.add_argument("--all", action="store_true", help="also the rows where every run agrees")
     p.add_argument("--json", action="store_true")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("register", help="register a run's model as a new version, behind quality gates")
     p.add_argument("run_id", metavar="RUN|best", help="a run id, or `best` (the best run by --metric)")
@@ -138,43 +147,42 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                    help='a quality gate, e.g. "accuracy>=0.9"; repeatable; a failed gate registers nothing')
     p.add_argument("--sweep", metavar="ID", help="choose `best` among this sweep's trials")
     p.add_argument("--json", action="store_true")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("models", help="registered models, their versions and aliases")
     p.add_argument("--json", action="store_true")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("promote", help="point an alias (default: production) at a model version")
     p.add_argument("name")
     p.add_argument("model_version", type=int, metavar="VERSION")
     p.add_argument("--alias", default="production")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("rollback", help="point an alias back at the version it held before")
     p.add_argument("name")
     p.add_argument("--alias", default="production")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("serve", help="serve a registered model over HTTP (Open Inference Protocol v2 and MLflow)")
     p.add_argument("model", metavar="NAME[:VERSION|@ALIAS]")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    server_limits(p)
-    workspace(p)
+    _server_limit_options(p)
+    _workspace_option(p)
 
     p = sub.add_parser("deploy", help="serve a model's production version with a canary and/or a shadow version")
     p.add_argument("name")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", help="--backend local: the address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="--backend local: the port (default 8080)")
     p.add_argument("--canary", type=int, metavar="VERSION", help="a version that takes --weight percent of requests")
     p.add_argument("--weight", type=float, default=10.0, help="the canary's share of requests, percent (default 10)")
     p.add_argument("--shadow", type=int, metavar="VERSION",
                    help="a version that gets a copy of every request; its answers are compared, never returned")
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
-    p.add_argument("--gateway", default="mlops-gateway", help="--backend kubernetes: the Gateway of the HTTPRoute")
-    server_limits(p)
-    kubernetes(p, "the servers run (Deployments, Services, an HTTPRoute)")
-    workspace(p)
+    _server_limit_options(p)
+    _engine_options(p, "deploy", "the servers run")
+    _workspace_option(p)
 
     p = sub.add_parser("build", help="a container image for the notebook (or just its build context)")
     p.add_argument("notebook")
@@ -219,14 +227,14 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--artifacts-secret", metavar="SECRET", help="a Secret whose keys become the pods' env "
                                                                 "(object-store credentials)")
     p.add_argument("--store-secret", metavar="SECRET", help="a Secret whose key `url` is the team store's URL")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
     p.add_argument("name")
     p.add_argument("--window", type=int, default=1000, help="latest logged rows to compare (default 1000)")
     p.add_argument("--top", type=int, default=20, help="features to list (drifted first)")
     p.add_argument("--json", action="store_true")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("schedule", help="cron schedules of notebook runs: add, list, pause, resume, delete, run, "
                                         "history")
@@ -237,33 +245,33 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     a.add_argument("--cron", required=True, help='five fields, e.g. "0 3 * * *"')
     a.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     a.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
-    a.add_argument("--missed", choices=["skip", "latest"], default="skip",
-                   help="ticks missed while no scheduler ran: skip them, or run the latest once")
-    a.add_argument("--retries", type=int, default=0, help="reruns of a failed run (default 0)")
-    a.add_argument("--backoff", type=float, default=60.0, help="seconds before the first retry; doubles each time")
+    a.add_argument("--missed", choices=["skip", "latest"],
+                   help="ticks missed while no scheduler ran: skip them (default), or run the latest once")
+    a.add_argument("--retries", type=int, help="reruns of a failed run (default 0)")
+    a.add_argument("--backoff", type=float, help="seconds before the first retry; doubles each time (default 60)")
     a.add_argument("--timeout", type=float, default=None, help="seconds a run may take before it is stopped")
-    kubernetes(a, "it fires (a CronJob)")
-    workspace(a)
+    _engine_options(a, "schedule", "it fires")
+    _workspace_option(a)
     a = actions.add_parser("list", help="schedules with their next tick")
     a.add_argument("--json", action="store_true")
-    workspace(a)
+    _workspace_option(a)
     for action, text in (("pause", "stop firing"), ("resume", "fire again"), ("delete", "remove the schedule"),
                          ("run", "run it once now"), ("history", "its ticks and their runs")):
         a = actions.add_parser(action, help=text)
         a.add_argument("name")
         if action == "history":
             a.add_argument("--json", action="store_true")
-        workspace(a)
+        _workspace_option(a)
 
     p = sub.add_parser("scheduler", help="the scheduler daemon: fires due schedules, exactly once per tick")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
     p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
-    workspace(p)
+    _workspace_option(p)
 
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
     p.add_argument("run_id", metavar="RUN")
     p.add_argument("--json", action="store_true")
-    workspace(p)
+    _workspace_option(p)
     return parser
 
 
@@ -393,9 +401,28 @@ def _log_limits(args):
         raise MlopsError(str(exc)) from None
 
 
-def _target_args(args: argparse.Namespace) -> dict:
-    return dict(namespace=args.namespace, artifacts_secret=args.artifacts_secret, store_secret=args.store_secret,
-                cpu=args.cpu, memory=args.memory, workspace=args.workspace)
+def _backend(args: argparse.Namespace, verb: str) -> dict:
+    """--backend and the chosen engine's settings from its flags, as the API's keywords; a flag of another
+    engine is an error that names it."""
+    from . import engines
+    from .errors import MlopsError
+
+    chosen = {o.name for o in engines.get(args.backend, verb).options_for(verb)}
+    settings = {"backend": args.backend}
+    for name in engines.names(verb):
+        for option in engines.get(name, verb).options_for(verb):
+            value = getattr(args, option.name, None)
+            if option.shown and value not in (None, False):
+                if option.name not in chosen:
+                    raise MlopsError(f"{option.flag} is a setting of --backend {name}, not of --backend "
+                                     f"{args.backend}: add --backend {name}, or leave {option.flag} out")
+                settings[option.name] = value
+    return settings
+
+
+def _given(**keywords: Any) -> dict:
+    """The verb's own options the user set (a flag left out is not passed, so another engine can do without it)."""
+    return {k: v for k, v in keywords.items() if v is not None and v is not False}
 
 
 def _trial(path: str) -> dict:
@@ -428,16 +455,12 @@ def _schedule(args: argparse.Namespace) -> int:
         return 0
     from . import api
 
-    if args.action == "add" and args.backend == "kubernetes":
-        for line in api.schedule_kubernetes(args.notebook, args.name, args.cron, _parameters(args.parameter),
-                                            timezone=args.timezone, image=args.image, **_target_args(args)):
-            print(line)
-        return 0
     if args.action == "add":
         added = api.add_schedule(args.notebook, args.name, args.cron, _parameters(args.parameter),
-                                 timezone=args.timezone, missed=args.missed, retries=args.retries,
-                                 backoff=args.backoff, timeout=args.timeout, workspace=ws.root)
-        print(f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next {added['next_tick']}")
+                                 timezone=args.timezone, workspace=ws.root, **_backend(args, "schedule"),
+                                 **_given(missed=args.missed, retries=args.retries, backoff=args.backoff,
+                                          timeout=args.timeout))
+        print("\n".join(added["lines"]))
     elif args.action == "list":
         rows = api.schedules(workspace=ws.root)
         if args.json:
@@ -464,6 +487,44 @@ def _schedule(args: argparse.Namespace) -> int:
             print(_table([[t["tick"], t["status"], t["run_id"] or "-", t["attempts"], t["error"] or ""]
                           for t in ticks], ["tick", "status", "run", "attempts", "error"]) if ticks
                   else f"schedule {args.name} has not fired yet")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from . import api, engines
+
+    def started(done: dict) -> None:
+        print(f"{done['lines'][0]} (POST /v2/models/{args.name}/infer, POST /invocations, GET /metrics)",
+              file=sys.stderr, flush=True)
+
+    # what a server on this machine needs, for the engines that start one (the others take none of it)
+    here = engines.accepted(args.backend, "deploy", dict(limits=_server_limits(args), log_limits=_log_limits(args),
+                                                         wait=True, on_start=started))
+    done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
+                      sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
+                      **_given(host=args.host, port=args.port), **here)
+    if done["status"] != "stopped":
+        print("\n".join(done["lines"]))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """One registered version on this machine, in the foreground (no deployment: nothing routes or follows)."""
+    from .serving.app import create_app
+    from .serving.server import load, serve_forever
+    from .workspace import Workspace
+
+    ws = Workspace.locate(args.workspace)
+    target = load(ws, args.model)
+    print(f"serving {target.name} version {target.version} on http://{args.host}:{args.port} (POST "
+          f"/v2/models/{target.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
+    app = create_app(target, log_folder=ws.root / "logs" / target.name, limits=_server_limits(args),
+                     log_limits=_log_limits(args))
+    try:
+        serve_forever(app, args.host, args.port)
+    finally:
+        app.state.request_log.close()
+        app.state.shadow_process.close()
     return 0
 
 
@@ -513,29 +574,24 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .errors import MlopsError
 
             raise MlopsError(f"--parallel must be at least 1, got {args.parallel}")
-        common = dict(workspace=args.workspace, max_parallel=args.parallel, timeout=args.timeout,
-                      fresh_kernels=args.fresh_kernels, on_update=_progress)
         if args.command == "run":
             parameters = _parameters(args.parameter)
             if args.trial_of:
                 parameters.update(_trial(args.trial_of))
             if args.run_id_prefix:
                 args.run_id = f"{args.run_id_prefix}-{os.environ.get('JOB_COMPLETION_INDEX', '0')}"
-            if args.backend == "kubernetes":
-                result = api.run_kubernetes(args.notebook, parameters, image=args.image, namespace=args.namespace,
-                                            artifacts_secret=args.artifacts_secret,
-                                            store_secret=args.store_secret, cpu=args.cpu,
-                                            memory=args.memory, workspace=args.workspace,
-                                            on_log=lambda line: print(f"  pod| {line}", file=sys.stderr))
-            else:
-                result = api.run(args.notebook, parameters, run_id=args.run_id, **common)
+            result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
+                             on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
+                             **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
+                                                               fresh_kernels=args.fresh_kernels))
             if args.publish:
                 from .engines.kubernetes import publish
                 from .workspace import Workspace
 
                 publish(Workspace.locate(args.workspace, args.notebook), result)
         else:
-            result = api.resume(args.run_id, **common)
+            result = api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
+                                timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_update=_progress)
         if args.json:
             print(json.dumps(result, indent=1))
         else:
@@ -559,14 +615,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials,
                        max_trials=args.max_trials)
         total[0] = api.planned_trials(args.notebook, space, **options)
-        if args.backend == "kubernetes":
-            result = api.sweep_kubernetes(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                                          minimize=args.minimize, image=args.image, **_target_args(args),
-                                          **options)
-        else:
-            result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                               minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
-                               fresh_kernels=args.fresh_kernels, on_trial=on_trial, **options)
+        result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                           minimize=args.minimize, workspace=args.workspace, on_trial=on_trial, **options,
+                           **_backend(args, "sweep"), **_given(timeout=args.timeout, fresh_kernels=args.fresh_kernels))
         if args.json:
             print(json.dumps(result, indent=1))
         else:
@@ -618,53 +669,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         was = f" (was {done['previous']})" if done["previous"] is not None else ""
         print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
         return 0
-    if args.command == "deploy" and args.backend == "kubernetes":
-        for line in api.deploy_kubernetes(args.name, image=args.image, canary=args.canary, weight=args.weight,
-                                          shadow=args.shadow, gateway=args.gateway,
-                                          sticky_header=args.sticky_header, **_target_args(args)):
-            print(line)
-        return 0
-    if args.command in ("serve", "deploy"):
-        from .serving.app import create_app
-        from .serving.server import deployment, load, serve_forever
-        from .workspace import Workspace
-
-        ws = Workspace.locate(args.workspace)
-        watcher = None
-        if args.command == "serve":
-            target = load(ws, args.model)
-            what = f"{target.name} version {target.version}"
-        else:
-            from .serving.server import DeploymentWatcher, is_up
-            from .owners import process_owner
-
-            spec = {"canary": args.canary, "weight": args.weight, "shadow": args.shadow,
-                    "sticky_header": args.sticky_header}
-            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)  # checks
-            running = ws.store.get_deployment(args.name)
-            if is_up(running):
-                ws.store.save_deployment(args.name, spec)
-                print(f"updated the running deployment of {args.name} at {running['url']}; it switches within "
-                      "seconds, without dropping requests")
-                return 0
-            ws.store.save_deployment(args.name, spec, f"http://{args.host}:{args.port}", process_owner())
-            what = f"{target.name} version {target.primary.version}" + "".join(
-                f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
-                f", shadow version {m.version}" for m in target.shadows)
-        print(f"serving {what} on http://{args.host}:{args.port} (POST /v2/models/{target.name}/infer, "
-              "POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-        app = create_app(target, log_folder=ws.root / "logs" / target.name, limits=_server_limits(args),
-                         log_limits=_log_limits(args))
-        if args.command == "deploy":  # promote / rollback / a new `deploy` reach the running server
-            watcher = DeploymentWatcher(ws, args.name, app.state.live)
-        try:
-            serve_forever(app, args.host, args.port)
-        finally:
-            if watcher:
-                watcher.stop()
-            app.state.request_log.close()
-            app.state.shadow_process.close()
-        return 0
+    if args.command == "deploy":
+        return _deploy(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "build":
         import tempfile
 

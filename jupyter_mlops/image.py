@@ -97,7 +97,7 @@ def requirements(pipeline, extra: list[str] | None = None) -> dict[str, str]:
     """The image's pinned requirements: the notebook's imports, jupyter_mlops's own requirements, papermill,
     ipykernel and the `extra` distributions asked for (an fsspec backend such as s3fs), with their dependencies;
     jupyter_mlops itself comes as a wheel."""
-    from .engines.local import notebook_modules
+    from .engines.steps import notebook_modules
 
     imported = [d for d in distributions_for(notebook_modules(pipeline)) if _canonical(d) != "jupyter-mlops"]
     own = [r for r in (metadata.requires("jupyter-mlops") or []) if "extra ==" not in r]

@@ -104,33 +104,10 @@ def _step_line(result: Any) -> None:
         print(f"  {result.name:<16} {result.status:<9}{extra}", flush=True)
 
 
-def _on_kubernetes(args) -> Any:
-    """`%mlops run|sweep|deploy --backend kubernetes`: as on the command line, answered with Python objects."""
-    from . import api
-    from .cli import _parameters, _target_args
-
-    if args.command == "run":
-        return RunResult(api.run_kubernetes(args.notebook, _parameters(args.parameter), image=args.image,
-                                            on_log=lambda line: print(f"  pod| {line}", flush=True),
-                                            **_target_args(args)))
-    if args.command == "sweep":
-        result = api.sweep_kubernetes(args.notebook, _parameters(args.parameter), image=args.image,
-                                      parallel=args.parallel, maximize=args.maximize, minimize=args.minimize,
-                                      samples=args.samples, seed=args.seed,
-                                      search=args.search or ("random" if args.samples else "grid"),
-                                      **_target_args(args))
-        return api.runs(workspace=args.workspace, sweep_id=result["id"])
-    for line in api.deploy_kubernetes(args.name, image=args.image, canary=args.canary, weight=args.weight,
-                                      shadow=args.shadow, gateway=args.gateway, sticky_header=args.sticky_header,
-                                      **_target_args(args)):
-        print(line, flush=True)
-    return None
-
-
 def mlops(line: str) -> Any:
     """The `%mlops` line magic."""
     from . import api
-    from .cli import _parameters, _parser
+    from .cli import _backend, _given, _parameters, _parser
 
     parser = _parser(prog="%mlops")
     try:
@@ -140,12 +117,12 @@ def mlops(line: str) -> Any:
     try:
         if getattr(args, "notebook", "") is None:
             args.notebook = current_notebook()
-        if getattr(args, "backend", "local") == "kubernetes" and args.command in ("run", "sweep", "deploy"):
-            return _on_kubernetes(args)
         if args.command == "run":
             return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
-                                     max_parallel=args.parallel, timeout=args.timeout,
-                                     fresh_kernels=args.fresh_kernels, on_update=_step_line))
+                                     on_update=_step_line, on_log=lambda line: print(f"  pod| {line}", flush=True),
+                                     **_backend(args, "run"), **_given(max_parallel=args.parallel,
+                                                                       timeout=args.timeout,
+                                                                       fresh_kernels=args.fresh_kernels)))
         if args.command == "sweep":
             space = _parameters(args.parameter)
             search = args.search or ("random" if args.samples else "grid")
@@ -156,8 +133,9 @@ def mlops(line: str) -> Any:
             live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,
                                maximize=args.minimize is None)
             result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                               minimize=args.minimize, workspace=args.workspace, timeout=args.timeout,
-                               fresh_kernels=args.fresh_kernels, on_trial=live, **options)
+                               minimize=args.minimize, workspace=args.workspace, on_trial=live, **options,
+                               **_backend(args, "sweep"), **_given(timeout=args.timeout,
+                                                                   fresh_kernels=args.fresh_kernels))
             table = api.runs(workspace=args.workspace, sweep_id=result["id"])
             if metric and f"metrics.{metric}" in table:
                 table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)
@@ -188,22 +166,13 @@ def mlops(line: str) -> Any:
             server = serve_in_background(create_app(model), args.host, args.port)
             print(f"serving {model.name} version {model.version} at {server.url}; `.stop()` ends it", flush=True)
             return server
-        if args.command == "deploy":
-            from .serving.app import create_app
-            from .serving.server import DeploymentWatcher, deployment, serve_in_background
-            from .owners import process_owner
-            from .workspace import Workspace
-
-            ws = Workspace.locate(args.workspace)
-            target = deployment(ws, args.name, args.canary, args.weight, args.shadow, args.sticky_header)
-            app = create_app(target, log_folder=ws.root / "logs" / args.name)
-            server = serve_in_background(app, args.host, args.port)
-            ws.store.save_deployment(args.name, {"canary": args.canary, "weight": args.weight,
-                                                 "shadow": args.shadow, "sticky_header": args.sticky_header},
-                                     server.url, process_owner())
-            server.watcher = DeploymentWatcher(ws, args.name, app.state.live)
-            print(f"deployed {args.name} at {server.url}; `.stop()` ends it", flush=True)
-            return server
+        if args.command == "deploy":  # on this machine: a server on a thread of this kernel, returned
+            done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
+                              sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
+                              **_given(host=args.host, port=args.port))
+            said = f"deployed {args.name} at {done['url']}; `.stop()` ends it" if "server" in done else None
+            print(said or "\n".join(done["lines"]), flush=True)
+            return done.get("server")
         if args.command == "monitor":
             return _monitor_table(args)
         if args.command == "register":

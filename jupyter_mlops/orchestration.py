@@ -67,10 +67,10 @@ def prepare(pipeline, run_dir: Path):
     return paths, code
 
 
-def local_engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
-            timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None):
-    """The local engine for a run, reporting into the store; its kernels start warming up at once."""
-    from .engines.local import LocalEngine
+def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
+                  timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None):
+    """What runs a run's steps on this machine, reporting into the store; its kernels start warming up at once."""
+    from .engines.steps import StepExecutor
 
     store = ws.store
 
@@ -88,7 +88,7 @@ def local_engine(ws: Workspace, run_id: str, pipeline, overrides: dict, max_para
         if on_update:
             on_update(result)
 
-    engine = LocalEngine(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
+    engine = StepExecutor(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
                          max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
                          on_update=update, pool=pool)
     return engine
@@ -136,13 +136,14 @@ def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
         run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
-        check: bool = False, run_id: str | None = None, **run_fields: Any) -> dict:
+        check: bool = False, run_id: str | None = None, watch: Callable | None = None, **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
     `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
     cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so). `run_id` is for callers
-    that hand the id out before the run is recorded (the server extension answers with it at once)."""
-    from .engines.local import configure_pool, early_pool
+    that hand the id out before the run is recorded (the server extension answers with it at once). `watch` is
+    given the step executor before it starts (to cancel it from another thread)."""
+    from .engines.steps import configure_pool, early_pool
     from .parameters import coerce_parameters
 
     if run_id is not None:
@@ -157,7 +158,9 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         configure_pool(pool, pipeline, max_parallel)
         ws = Workspace.locate(workspace, notebook)
         run_id = run_id or new_run_id()
-        engine = local_engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
+        engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
+        if watch:
+            watch(engine)
         paths = record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
         result = execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
     finally:
@@ -240,7 +243,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
         path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
     ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
                         finished=None, duration=None, owner=process_owner())
-    engine = local_engine(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
+    engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
     try:
         return execute(ws, run_id, pipeline, engine, paths, reuse)
     finally:

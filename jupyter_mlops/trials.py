@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MlopsError
-from .search_space import Dimension, expand
+from .search_space import MAX_TRIALS, Dimension, expand
 
 
 class FixedPoints:
@@ -90,10 +90,67 @@ def max_parallel() -> int:
     return max(8, 4 * (os.cpu_count() or 1))
 
 
+@dataclass
+class SweepPlan:
+    """A sweep checked and ready: what any engine needs to run it."""
+    pipeline: Any
+    points: FixedPoints | OptunaPoints
+    space: dict
+    metric: str | None
+    direction: str | None
+    parallel: int
+    search: str
+
+
+def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | None = None, seed: int = 0,
+               search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
+               minimize: str | None = None, max_trials: int = MAX_TRIALS) -> SweepPlan:
+    """Check a sweep's arguments against the notebook without running anything (MlopsError naming the mistake);
+    returns the plan an engine runs."""
+    from .orchestration import validate
+    from .search_space import parse_dimension
+
+    if parallel < 1:
+        raise MlopsError(f"--parallel must be at least 1, got {parallel}")
+    if parallel > max_parallel():
+        raise MlopsError(f"--parallel {parallel}: at most {max_parallel()} at once on this machine (4 kernels per "
+                         "CPU core, at least 8; each is a Python process)")
+    if max_trials < 1:
+        raise MlopsError(f"--max-trials must be at least 1, got {max_trials}")
+    if maximize and minimize:
+        raise MlopsError("give either --maximize or --minimize, not both")
+    if search not in ("grid", "random", "bayes"):
+        raise MlopsError(f"unknown search `{search}`; use grid, random (with --samples N) or bayes (with --trials N)")
+    pipeline = validate(notebook)
+    dimensions = [parse_dimension(name, spec, pipeline.parameters, max_trials) for name, spec in space.items()]
+    fixed = {d.name: d.values[0] for d in dimensions if not d.swept}
+    swept = [d for d in dimensions if d.swept]
+    if not swept:
+        raise MlopsError("nothing to sweep: give at least one parameter several values, e.g. -p C 0.1,1,10")
+    metric, direction = (maximize, "maximize") if maximize else (minimize, "minimize") if minimize else (None, None)
+    known = pipeline.logged_metrics()
+    if metric and known is not None and metric not in known:
+        listed = ", ".join(sorted(known)) or "none (call jupyter_mlops.log_metrics in a step)"
+        raise MlopsError(f"no step logs the metric `{metric}`; the notebook logs: {listed}")
+    if search == "bayes":
+        if trials is not None and trials > max_trials:
+            raise MlopsError(f"--trials {trials:,}: a sweep runs at most {max_trials:,} trials (--max-trials "
+                             "raises it)")
+        points = OptunaPoints(swept, fixed, trials, metric, direction, seed)
+    else:
+        if search == "random" and samples is None:
+            raise MlopsError("a random search needs --samples N")
+        points = FixedPoints(swept, fixed, samples, seed, max_trials)
+    return SweepPlan(pipeline, points, dict(space), metric, direction, parallel, search)
+
+
 def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None, direction: str | None,
-              parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None) -> dict:
-    from .orchestration import describe_run, execute, local_engine, record_run
-    from .engines.local import kernel_pool
+              parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None,
+              watch: Callable | None = None) -> dict:
+    """Run the trials; `watch` is given each trial's step executor as it is made (to cancel the sweep: no new
+    trial starts once one of them is cancelled)."""
+    from .orchestration import describe_run, execute, step_executor, record_run
+    from .engines.steps import kernel_pool
     from .workspace import new_run_id
 
     store = ws.store
@@ -109,9 +166,11 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
 
     def new_trial(point: dict, token: Any) -> _Trial:
         run_id = new_run_id()
-        engine = local_engine(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
+        engine = step_executor(ws, run_id, pipeline, point, parallel, timeout, fresh_kernels, None, pool=pool)
         trial = _Trial(run_id, engine, record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id), token)
         trials.append(trial)
+        if watch:
+            watch(engine)
         return trial
 
     def run_trial(trial: _Trial) -> None:
@@ -140,7 +199,7 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
                                       daemon=True)
             threads.append(thread)
             thread.start()
-            next_point = None if broken else points.ask()
+            next_point = None if broken or trial.engine.cancelled else points.ask()
         for t in threads:
             while t.is_alive():
                 t.join(0.2)  # short joins keep Ctrl-C responsive
@@ -159,6 +218,8 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
     results = [finished.get(t.run_id) or describe_run(store.get_run(t.run_id)) for t in trials]
     best = best_trial(results, metric, direction)
     status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+    if any(t.engine.cancelled for t in trials):
+        status = "cancelled"
     store.finish_sweep(sweep_id, status, best["id"] if best else None)
     return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
             "shared_steps": sorted(shared), "best": best, "trials": results}

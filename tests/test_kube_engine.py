@@ -227,7 +227,7 @@ def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, clus
     controller = Controller(cluster, podman_run)
     streamed: list[str] = []
     try:
-        run = jupyter_mlops.run_kubernetes(notebook, {"C": 3}, image=tag, namespace=NAMESPACE,
+        run = jupyter_mlops.run(notebook, {"C": 3}, backend="kubernetes", image=tag, namespace=NAMESPACE,
                                            artifacts_secret="s3-creds", on_log=streamed.append)
     finally:
         controller.close()
@@ -260,7 +260,7 @@ def test_a_pod_that_cannot_finish_fails_the_run_with_its_reason(kubeconfig, clus
     notebook = digits(tmp_path)
     controller = Controller(cluster)
     try:
-        run = jupyter_mlops.run_kubernetes(notebook, image=image, namespace=NAMESPACE)
+        run = jupyter_mlops.run(notebook, backend="kubernetes", image=image, namespace=NAMESPACE)
     finally:
         controller.close()
     assert run["status"] == "failed" and reason in run["error"], run["error"]
@@ -279,7 +279,7 @@ def test_kale_pod_hints_reach_the_submitted_pod(kubeconfig, cluster, artifacts, 
          "annotation:sidecar.istio.io/inject:false", "label:team:vision")])
     controller = Controller(cluster)
     try:
-        run = jupyter_mlops.run_kubernetes(notebook, image="oom:1", namespace=NAMESPACE)
+        run = jupyter_mlops.run(notebook, backend="kubernetes", image="oom:1", namespace=NAMESPACE)
     finally:
         controller.close()
     assert run["status"] == "failed"  # the stand-in kubelet OOM-kills it: only the submitted pod matters here
@@ -297,7 +297,7 @@ def test_cancel_deletes_the_job_and_cancels_the_run(kubeconfig, cluster, artifac
     engines = []
     threading.Timer(2.0, lambda: engines[0].cancel()).start()
     try:
-        run = jupyter_mlops.run_kubernetes(notebook, image="hang:1", namespace=NAMESPACE,
+        run = jupyter_mlops.run(notebook, backend="kubernetes", image="hang:1", namespace=NAMESPACE,
                                                engine_hook=engines.append)
     finally:
         controller.close()
@@ -310,7 +310,7 @@ def test_rbac_refusal_is_named_and_nothing_is_recorded(kubeconfig, artifacts, tm
 
     notebook = digits(tmp_path)
     with pytest.raises(MlopsError, match=r"forbidden by RBAC.*create jobs.*locked"):
-        jupyter_mlops.run_kubernetes(notebook, image="img:1", namespace="locked")
+        jupyter_mlops.run(notebook, backend="kubernetes", image="img:1", namespace="locked")
     assert jupyter_mlops.list_runs(workspace=tmp_path / ".mlops") == []
 
 
@@ -322,7 +322,7 @@ def test_no_kubeconfig_or_no_cluster_is_a_clear_error(artifacts, tmp_path, monke
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(MlopsError, match="no Kubernetes configuration"):
-        jupyter_mlops.run_kubernetes(notebook, image="img:1")
+        jupyter_mlops.run(notebook, backend="kubernetes", image="img:1")
     closed = tmp_path / "closed"
     closed.write_text(f"""apiVersion: v1
 kind: Config
@@ -333,7 +333,7 @@ current-context: c
 """)
     monkeypatch.setenv("KUBECONFIG", str(closed))
     with pytest.raises(MlopsError, match="unreachable"):
-        jupyter_mlops.run_kubernetes(notebook, image="img:1")
+        jupyter_mlops.run(notebook, backend="kubernetes", image="img:1")
 
 
 def test_local_artifacts_are_refused_for_the_cluster(kubeconfig, tmp_path, monkeypatch):
@@ -343,7 +343,7 @@ def test_local_artifacts_are_refused_for_the_cluster(kubeconfig, tmp_path, monke
     monkeypatch.delenv("MLOPS_ARTIFACTS_URL", raising=False)
     notebook = digits(tmp_path)
     with pytest.raises(MlopsError, match="MLOPS_ARTIFACTS_URL"):
-        jupyter_mlops.run_kubernetes(notebook, image="img:1")
+        jupyter_mlops.run(notebook, backend="kubernetes", image="img:1")
 
 
 def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kubeconfig, cluster, artifacts,
@@ -361,10 +361,10 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
         jupyter_mlops.register(run["id"], "digits", workspace=workspace)  # packaged on the object store
     options = dict(image="registry.example.com/digits:1", namespace=NAMESPACE, store_secret="team-store",
                    workspace=workspace)
-    created = jupyter_mlops.deploy_kubernetes("digits", canary=2, weight=10, **options)
+    created = jupyter_mlops.deploy("digits", canary=2, weight=10, backend="kubernetes", **options)["lines"]
     assert created == ["created Deployment/digits-primary", "created Service/digits-primary",
                        "created Deployment/digits-canary", "created Service/digits-canary", "created HTTPRoute/digits"]
-    updated = jupyter_mlops.deploy_kubernetes("digits", canary=2, weight=50, **options)
+    updated = jupyter_mlops.deploy("digits", canary=2, weight=50, backend="kubernetes", **options)["lines"]
     assert updated[-1] == "updated HTTPRoute/digits"
     api = load_client()
     route = client.CustomObjectsApi(api).get_namespaced_custom_object(
@@ -373,15 +373,15 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
     served = client.AppsV1Api(api).read_namespaced_deployment("digits-canary", NAMESPACE)
     assert served.spec.template.spec.containers[0].command[2] == "digits:2"
     with pytest.raises(MlopsError, match="--store-secret"):
-        jupyter_mlops.deploy_kubernetes("digits", **{**options, "store_secret": None})
+        jupyter_mlops.deploy("digits", backend="kubernetes", **{**options, "store_secret": None})
 
-    lines = jupyter_mlops.schedule_kubernetes(notebook, "nightly", "0 3 * * *", {"C": 2}, timezone="Europe/Paris",
-                                              **options)
+    lines = jupyter_mlops.add_schedule(notebook, "nightly", "0 3 * * *", {"C": 2}, timezone="Europe/Paris",
+                                       backend="kubernetes", **options)["lines"]
     assert lines == ["created CronJob/nightly-schedule"]
     cron = client.BatchV1Api(api).read_namespaced_cron_job("nightly-schedule", NAMESPACE)
     assert cron.spec.schedule == "0 3 * * *" and cron.spec.time_zone == "Europe/Paris"
     with pytest.raises(MlopsError, match="cron"):
-        jupyter_mlops.schedule_kubernetes(notebook, "bad", "0 3 * *", **options)
+        jupyter_mlops.add_schedule(notebook, "bad", "0 3 * *", backend="kubernetes", **options)
 
 
 def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfig, cluster, real_image, tmp_path):
@@ -391,7 +391,7 @@ def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfi
     notebook = digits(tmp_path)
     controller = Controller(cluster, podman_run)
     try:
-        sweep = jupyter_mlops.sweep_kubernetes(notebook, {"C": "1,10"}, image=tag, namespace=NAMESPACE,
+        sweep = jupyter_mlops.sweep(notebook, {"C": "1,10"}, backend="kubernetes", image=tag, namespace=NAMESPACE,
                                                artifacts_secret="s3-creds", parallel=2, maximize="accuracy")
     finally:
         controller.close()

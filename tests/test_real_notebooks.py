@@ -60,7 +60,7 @@ def test_bad_input_is_refused_without_waiting_for_kernels(tmp_path):
 
     from test_run import _kernels_started_by
 
-    from jupyter_mlops.engines.local import early_pool
+    from jupyter_mlops.engines.steps import early_pool
 
     nb_path = _papermill_simple_execute(tmp_path)
     with pytest.raises(ParameterError, match="unknown parameter `msgg`"):

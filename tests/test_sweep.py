@@ -147,7 +147,7 @@ def test_huge_sweeps_and_parallelism_are_refused_from_their_size_alone(make_note
 
 def test_kernels_are_started_for_the_work_that_exists(make_notebook, monkeypatch):
     """`--parallel 12` on 2 trials of a one-step notebook started 12 kernels."""
-    from jupyter_mlops.engines import local
+    from jupyter_mlops.engines import steps as local
 
     sizes = []
     real = local.kernel_pool

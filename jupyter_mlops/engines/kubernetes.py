@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..errors import MlopsError
 from ..kube.apply import explain
+from .abc import Engine, Option
 
 PUBLISHED = "_run"  # <artifacts>/<run id>/_run/{run.json, steps/*.ipynb}: what a pod leaves for its caller
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
@@ -76,21 +77,68 @@ def publish(workspace, run: dict) -> None:
         f.write(json.dumps(run, default=str))
 
 
-class KubernetesEngine:
-    def __init__(self, ws, target, *, api_client=None, poll: float = 1.0, on_log: Callable[[str], Any] | None = None):
+class KubernetesEngine(Engine):
+    name = "kubernetes"
+    summary = "the kubeconfig's cluster: a Job per run, an Indexed Job per sweep, Deployments + HTTPRoute, CronJobs"
+    verbs = ("run", "sweep", "deploy", "schedule")
+    options = (
+        Option("image", "the image `jupyter-mlops build` made for the notebook"),
+        Option("namespace", "the namespace", "default"),
+        Option("artifacts_secret", "a Secret whose keys become the pods' env (object-store credentials)"),
+        Option("store_secret", "a Secret whose key `url` is the team store (MLOPS_STORE_URL)"),
+        Option("cpu", "each pod's CPU request (default 1)", "1"),
+        Option("memory", "each pod's memory (default 2Gi)", "2Gi"),
+        Option("gateway", "the Gateway the HTTPRoute attaches to", "mlops-gateway", verbs=("deploy",)),
+        Option("api_client", "a kubernetes.client.ApiClient (default: from the kubeconfig)", shown=False),
+        Option("poll", "seconds between looks at a Job", 1.0, float, verbs=("run", "sweep"), shown=False),
+    )
+
+    def __init__(self, workspace=None, *, image: str | None = None, namespace: str = "default",
+                 artifacts_secret: str | None = None, store_secret: str | None = None, cpu: str = "1",
+                 memory: str = "2Gi", gateway: str = "mlops-gateway", api_client=None, poll: float = 1.0):
+        from ..kube.manifests import Target
+
+        super().__init__(workspace)
+        if not image:
+            raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build NOTEBOOK --tag "
+                             "REGISTRY/NAME:TAG` and push it where the cluster pulls from")
+        self.target = Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret,
+                             store_secret=store_secret)
+        self.target.check()
+        self.gateway, self.poll, self._api = gateway, poll, api_client
+        self.on_log: Callable[[str], Any] | None = None
+        self.cancelled = threading.Event()
+        self._streams: dict[str, threading.Thread] = {}  # pod name -> the thread following its log
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = load_client()
+        return self._api
+
+    @property
+    def batch(self):
         from kubernetes import client
 
+        return client.BatchV1Api(self.api)
+
+    @property
+    def core(self):
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    def _workspace(self, notebook=None):
+        """The workspace, which this machine and the pods must both reach through its artifacts URL."""
+        from ..workspace import Workspace
+
+        ws = Workspace.locate(self.workspace, notebook)
         if not ws.artifacts_url or "://" not in ws.artifacts_url:
             raise MlopsError("--backend kubernetes needs artifacts that this machine and the pods both reach: set "
                              "MLOPS_ARTIFACTS_URL to an object-store URL (s3://bucket/prefix), with its credentials "
                              "in a Secret given by --artifacts-secret")
-        target.check()
-        self.ws, self.target = ws, target
-        self.api = api_client or load_client()
-        self.batch, self.core = client.BatchV1Api(self.api), client.CoreV1Api(self.api)
-        self.poll, self.on_log = poll, on_log
-        self.cancelled = threading.Event()
-        self._streams: dict[str, threading.Thread] = {}  # pod name -> the thread following its log
+        self.ws = ws
+        return ws
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -105,10 +153,21 @@ class KubernetesEngine:
                     {"name": "MLOPS_ARTIFACTS_URL", "value": self.ws.artifacts_url}]
         apply(self.api, objects)
 
-    def run(self, notebook: str | Path, pipeline, parameters: dict, run_id: str, **run_fields: Any) -> dict:
-        from ..orchestration import describe_run, record_run
+    def run(self, notebook: str | Path, parameters: dict | None = None, *, run_id: str | None = None,
+            on_update: Callable | None = None, on_log: Callable[[str], Any] | None = None) -> dict:
+        """The run as a Job; the pods' log lines go to `on_log` as they come (step progress is known only at the
+        end, from what the pod published)."""
         from ..kube.manifests import pod_hints, resource_name, run_job
+        from ..names import check_run_id
+        from ..orchestration import describe_run, record_run, validate
+        from ..parameters import coerce_parameters
+        from ..workspace import new_run_id
 
+        pipeline = validate(notebook)
+        parameters = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+        run_id = check_run_id(run_id) if run_id else new_run_id()
+        self._workspace(notebook)
+        self.on_log = on_log
         app = resource_name(Path(notebook).stem)
         job = run_job(self.target, app, Path(notebook).name, parameters, pod_hints(pipeline))
         name = resource_name(app, run_id)
@@ -118,8 +177,7 @@ class KubernetesEngine:
         namespace = self.target.namespace
         self._submit([job])
         # recorded once the cluster has the Job: a refused submission leaves nothing behind
-        record_run(self.ws, run_id, notebook, pipeline, parameters,
-                    owner=f"kubernetes/{namespace}/{name}", **run_fields)
+        record_run(self.ws, run_id, notebook, pipeline, parameters, owner=f"kubernetes/{namespace}/{name}")
         try:
             outcome, reason = self._follow(name, namespace)
         except KeyboardInterrupt:
@@ -132,18 +190,23 @@ class KubernetesEngine:
         self._finish(run_id, pipeline, outcome, reason, logs, f"{namespace}/{name}")
         return describe_run(self.ws.store.get_run(run_id))
 
-    def sweep(self, notebook: str | Path, pipeline, points: list[dict], space: dict, metric: str | None,
-              direction: str | None, parallel: int) -> dict:
-        """The trials as one Indexed Job: pod i runs trial i (parameters from a ConfigMap), `parallel` at once."""
-        from ..orchestration import describe_run, record_run
+    def sweep(self, notebook: str | Path, plan, *, on_trial: Callable | None = None) -> dict:
+        """The trials as one Indexed Job: pod i runs trial i (parameters from a ConfigMap), `parallel` at once.
+        Points are fixed up front (grid or random): a Bayesian search needs each result before its next point."""
         from ..kube.manifests import pod_hints, resource_name, sweep_jobs
+        from ..orchestration import describe_run, record_run
         from ..trials import best_trial
         from ..workspace import new_run_id
 
+        if plan.search == "bayes":
+            raise MlopsError("--search bayes picks each point from the results before it: run it locally (or use a "
+                             "grid or --samples N on the cluster)")
+        pipeline, points, metric, direction = plan.pipeline, plan.points.points, plan.metric, plan.direction
+        self._workspace(notebook)
         prefix = new_run_id()
         sweep_id = f"sweep-{prefix}"
         app = resource_name(Path(notebook).stem)
-        config, job = sweep_jobs(self.target, app, Path(notebook).name, points, parallel, pod_hints(pipeline))
+        config, job = sweep_jobs(self.target, app, Path(notebook).name, points, plan.parallel, pod_hints(pipeline))
         name = resource_name(app, "sweep", prefix)
         config["metadata"]["name"] = resource_name(app, "trials", prefix)
         job["metadata"]["name"] = name
@@ -152,16 +215,18 @@ class KubernetesEngine:
         namespace = self.target.namespace
         self._submit([config, job])
         store = self.ws.store
-        store.create_sweep(sweep_id, str(Path(notebook).resolve()), space, len(points), metric, direction)
+        store.create_sweep(sweep_id, str(Path(notebook).resolve()), plan.space, len(points), metric, direction)
         run_ids = [f"{prefix}-{i}" for i in range(len(points))]
         for run_id, point in zip(run_ids, points):
             record_run(self.ws, run_id, notebook, pipeline, point, sweep_id=sweep_id,
-                        owner=f"kubernetes/{namespace}/{name}")
+                       owner=f"kubernetes/{namespace}/{name}")
         done: set[int] = set()
 
         def trial_ended(index: int, outcome: str, reason: str | None) -> None:
             done.add(index)
             self._finish(run_ids[index], pipeline, outcome, reason, "", f"{namespace}/{name} index {index}")
+            if on_trial:
+                on_trial(describe_run(store.get_run(run_ids[index])))
 
         try:
             outcome, reason = self._follow(name, namespace, trial_ended)
@@ -174,15 +239,68 @@ class KubernetesEngine:
             raise
         if outcome != "succeeded":
             self._delete(name, namespace)
-        for i, run_id in enumerate(run_ids):
+        for i in range(len(run_ids)):
             if i not in done:  # the Job ended before this trial's pod said anything
-                self._finish(run_id, pipeline, outcome, reason, "", f"{namespace}/{name} index {i}")
+                trial_ended(i, outcome, reason)
         results = [describe_run(store.get_run(r)) for r in run_ids]
         best = best_trial(results, metric, direction)
         status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+        if outcome == "cancelled":
+            status = "cancelled"
         store.finish_sweep(sweep_id, status, best["id"] if best else None)
         return {"id": sweep_id, "status": status, "metric": metric, "direction": direction, "shared_steps": [],
                 "best": best, "trials": results}
+
+    def deploy(self, name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
+               sticky_header: str | None = None) -> dict:
+        """A Deployment and Service per variant and an HTTPRoute with the canary's weight and a mirror to the
+        shadow, created or updated. The servers read the team's registry, so the store and the model packages must
+        be shared (--store-secret, and an object-store MLOPS_ARTIFACTS_URL at registration)."""
+        from ..kube.apply import apply
+        from ..kube.manifests import serving
+        from ..names import check_name
+        from ..registry import primary_version, resolve
+        from ..workspace import Workspace
+
+        check_name(name)
+        if sticky_header:
+            raise MlopsError("--sticky-header cannot be expressed by a standard Gateway API HTTPRoute; deploy without "
+                             "it on Kubernetes (or route by header in your gateway's own configuration)")
+        if not self.target.store_secret:
+            raise MlopsError("the cluster's model servers read the registry: give --store-secret, a Secret whose key "
+                             "`url` is the team store (MLOPS_STORE_URL) that holds this model")
+        store = Workspace.locate(self.workspace).store
+        primary = primary_version(store, name)
+        if "://" not in primary["package"]:
+            raise MlopsError(f"{name} version {primary['version']} is packaged on this machine ({primary['package']}); "
+                             "register it with MLOPS_ARTIFACTS_URL set to object storage so the cluster can fetch it")
+        for version in (canary, shadow):
+            if version is not None:
+                resolve(store, f"{name}:{version}")
+        objects = serving(self.target, name, primary["version"], canary, weight, shadow, self.gateway)
+        return {"name": name, "status": "applied", "url": None, "lines": apply(self.api, objects)}
+
+    def schedule(self, notebook: str | Path, name: str, cron: str, parameters: dict | None = None, *,
+                 timezone: str = "UTC") -> dict:
+        """The schedule as a CronJob (the cluster's controller fires it; overlapping runs forbidden)."""
+        from ..kube.apply import apply
+        from ..kube.manifests import cron_job, pod_hints, resource_name
+        from ..names import check_name
+        from ..orchestration import validate
+        from ..parameters import coerce_parameters
+        from ..schedule import check_cron, timezone_of
+        from ..workspace import Workspace
+
+        check_name(name, "schedule name")
+        check_cron(cron)
+        timezone_of(timezone)
+        pipeline = validate(notebook)
+        values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+        self.target.artifacts_url = Workspace.locate(self.workspace, notebook).artifacts_url or None
+        self.target.check()
+        job = cron_job(self.target, resource_name(name), Path(notebook).name, values, cron, timezone,
+                       pod_hints(pipeline))
+        return {"name": name, "cron": cron, "timezone": timezone, "lines": apply(self.api, [job])}
 
     def _finish(self, run_id: str, pipeline, outcome: str, reason: str | None, logs: str, where: str) -> None:
         """Bring what the pod published home, and end the run with the right status and reason."""

@@ -1,270 +1,119 @@
-"""The embedded engine: each step runs through papermill, in this process, in DAG order, on a warm kernel.
-
-Why it is nearly as fast as one papermill run of the whole notebook:
-- papermill runs in-process (no CLI start-up per step);
-- kernels start while the notebook is compiled and the run recorded, and import the notebook's modules before a
-  step needs them (see kernels.py); between steps a kernel's namespace is wiped, so it can serve the next step;
-- independent steps run in parallel (bounded by `max_parallel`).
-
-A kernel that dies fails its step at once with the reason (signal, exit code); the executed notebook, partial on
-failure, is always written.
+"""The embedded engine (`--backend local`, the default): everything on this machine, recorded in the workspace's
+store. Runs and sweeps execute their steps on warm kernels in this process (engines/steps.py, through
+orchestration.py and trials.py); a deployment is a model server on this machine; a schedule is a row the
+scheduler (`jupyter-mlops scheduler`, or the Jupyter server's) fires.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from ..analysis import imported_modules
-from ..compile import ARTIFACTS_PARAMETER
-from ..files import papermill_writes_atomically, write_notebook
-from ..pipeline import Pipeline, Step, _source
-from .kernels import KernelPool, KernelStartError, kernel_death_reason
-
-log = logging.getLogger(__name__)
-
-TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "reused")
+from .abc import Engine
 
 
-@dataclass
-class StepResult:
-    name: str
-    status: str = "pending"
-    started: float | None = None
-    finished: float | None = None
-    output_notebook: str | None = None
-    error: str | None = None
-    cell: int | None = None  # 1-based cell of the source notebook where it failed
-    metrics: dict[str, float] = field(default_factory=dict)
+class LocalEngine(Engine):
+    name = "local"
+    summary = "this machine: kernels in this process, model servers on this machine, the local scheduler"
+    verbs = ("run", "sweep", "deploy", "schedule")
 
-    @property
-    def duration(self) -> float | None:
-        return self.finished - self.started if self.started and self.finished else None
+    def __init__(self, workspace: str | os.PathLike | None = None, **settings: Any):
+        super().__init__(workspace, **settings)
+        self._executors: list = []  # every StepExecutor started for this engine's work, for cancel()
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
 
-
-def notebook_modules(pipeline: Pipeline) -> list[str]:
-    """Every module the notebook's pipeline cells import, to load into kernels ahead of the steps."""
-    modules: list[str] = []
-    for i in [*pipeline.setup_cells, *(c for s in pipeline.steps for c in s.cells)]:
-        modules += imported_modules(_source(pipeline.cells[i]))
-    if any(s.inputs or s.outputs for s in pipeline.steps):
-        modules.append("jupyter_mlops.artifacts")
-    return modules
-
-
-def dag_width(pipeline: Pipeline) -> int:
-    """How many steps can run at once: the largest group of steps at the same depth of the DAG."""
-    depth: dict[str, int] = {}
-    for step in pipeline.steps:
-        depth[step.name] = 1 + max((depth[d] for d in step.depends_on), default=0)
-    counts: dict[int, int] = {}
-    for d in depth.values():
-        counts[d] = counts.get(d, 0) + 1
-    return max(counts.values(), default=1)
-
-
-def kernel_pool(pipeline: Pipeline, size: int, fresh_kernels: bool = False) -> KernelPool:
-    """Warm kernels for this pipeline's steps (a spare one when every step takes a fresh kernel)."""
-    cwd = str(Path(pipeline.notebook).resolve().parent)
-    return KernelPool(pipeline.kernel_name, cwd, size + 1 if fresh_kernels else size, notebook_modules(pipeline),
-                      fresh_kernels=fresh_kernels)
-
-
-def early_pool(notebook: str, fresh_kernels: bool = False) -> KernelPool:
-    """A pool whose first kernel starts before the notebook is even analysed (only its kernel name is read);
-    `configure_pool` sizes and warms it once the pipeline is known."""
-    import json
-
-    # what starting a kernel imports, imported here first: the analysis imports IPython on this thread meanwhile,
-    # and two threads importing IPython at once can each find the other's half-initialised modules
-    import IPython.core.inputtransformer2  # noqa: F401
-    import ipykernel.kernelspec  # noqa: F401
-    import jupyter_client.manager  # noqa: F401
-    import jupyter_client.provisioning  # noqa: F401
-
-    try:
-        with open(notebook, encoding="utf-8") as f:
-            kernel = json.load(f).get("metadata", {}).get("kernelspec", {}).get("name") or "python3"
-    except (OSError, ValueError):
-        kernel = "python3"  # validation will say what is wrong with the file
-    return KernelPool(kernel, str(Path(notebook).resolve().parent), 1, None, fresh_kernels=fresh_kernels)
-
-
-def configure_pool(pool: KernelPool, pipeline: Pipeline, max_parallel: int | None) -> None:
-    width = min(max(1, max_parallel or os.cpu_count() or 2), dag_width(pipeline))
-    pool.configure(width + 1 if pool.fresh_kernels else width, notebook_modules(pipeline))
-
-
-class LocalEngine:
-    """Runs one pipeline's steps; reports progress through `on_update(StepResult)`."""
-
-    def __init__(self, pipeline: Pipeline, output_dir: Path, artifacts: str, parameters: dict[str, Any],
-                 max_parallel: int | None = None, timeout: float | None = None, fresh_kernels: bool = False,
-                 on_update: Callable[[StepResult], None] = lambda r: None, pool: KernelPool | None = None):
-        self.pipeline = pipeline
-        self.output_dir = Path(output_dir)
-        self.artifacts = artifacts
-        self.parameters = parameters
-        self.max_parallel = max(1, max_parallel or os.cpu_count() or 2)
-        self.timeout = timeout
-        self.on_update = on_update
-        self.cwd = str(Path(pipeline.notebook).resolve().parent)
-        self.results: dict[str, StepResult] = {s.name: StepResult(s.name) for s in pipeline.steps}
-        self.attempts: dict[str, int] = {}  # earlier attempts per step (resume), for the store's count
-        self._state = threading.Condition()
-        self._cancelled = False
-        self._owns_pool = pool is None
-        # start kernels now: they warm up while the caller compiles the bundle and records the run
-        self.pool = pool or kernel_pool(pipeline, min(self.max_parallel, dag_width(pipeline)), fresh_kernels)
-
-    # -- public ------------------------------------------------------------------------------------------------
-    def execute(self, step_notebooks: dict[str, Path], reuse: set[str] = frozenset(),
-                only: set[str] | None = None) -> dict[str, StepResult]:
-        """Run every step not in `reuse` (those keep their artifacts from an earlier run), or just those in
-        `only`; a later call runs the rest (a sweep runs its shared steps first, once)."""
-        logging.getLogger("papermill").setLevel(logging.WARNING)
-        logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient's "Kernel died...": we say why
-        self.step_notebooks = step_notebooks
-        for name in reuse:
-            if self.results[name].status != "succeeded":
-                self._set(name, status="reused")
-        todo = [s for s in self.pipeline.steps if s.name not in reuse and (only is None or s.name in only)
-                and self.results[s.name].status == "pending"]
-        threads = [threading.Thread(target=self._worker, args=(s,), name=f"mlops-step-{s.name}", daemon=True)
-                   for s in todo]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.2)  # short joins keep Ctrl-C responsive
-        except KeyboardInterrupt:
-            self.cancel()
-            for t in threads:
-                t.join(30)
-            self._settle()
-            raise
-        finally:
-            if self._owns_pool and only is None:
-                self.pool.close()
-        if self._cancelled:
-            self._settle()
-        return self.results
-
-    def _settle(self) -> None:
-        """After a cancel: whatever a worker could not report is cancelled too."""
-        for result in list(self.results.values()):
-            if result.status not in TERMINAL:
-                self._set(result.name, status="cancelled", error="cancelled",
-                          finished=time.time() if result.started else None)
+    def _watch(self, executor) -> None:
+        with self._lock:
+            self._executors.append(executor)
+        if self._cancelled.is_set():
+            executor.cancel()
 
     def cancel(self) -> None:
-        """Stop everything: no new step starts, every kernel is shut down."""
-        with self._state:
-            self._cancelled = True
-            self._state.notify_all()
-        self.pool.close()
+        self._cancelled.set()
+        with self._lock:
+            executors = list(self._executors)
+        for executor in executors:
+            executor.cancel()
 
-    def close(self) -> None:
-        if self._owns_pool:
-            self.pool.close()
+    def run(self, notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
+            run_id: str | None = None, on_update: Callable | None = None, on_log: Callable | None = None,
+            max_parallel: int | None = None, timeout: float | None = None, run_timeout: float | None = None,
+            fresh_kernels: bool = False) -> dict:
+        """`max_parallel` steps at once (default: the CPUs), `timeout` per cell, `run_timeout` for the whole run;
+        `fresh_kernels`: every step on a never-used kernel. (Step output goes to the step notebooks, not on_log.)"""
+        from ..orchestration import run
 
-    # -- internals ---------------------------------------------------------------------------------------------
-    def _set(self, name: str, **values: Any) -> None:
-        with self._state:
-            result = self.results[name]
-            for key, value in values.items():
-                setattr(result, key, value)
-            self._state.notify_all()
-        self.on_update(result)
+        return run(notebook, parameters, workspace=self.workspace, max_parallel=max_parallel, timeout=timeout,
+                   run_timeout=run_timeout, fresh_kernels=fresh_kernels, on_update=on_update, run_id=run_id,
+                   watch=self._watch)
 
-    def _worker(self, step: Step) -> None:
+    def sweep(self, notebook: str | os.PathLike, plan, *, on_trial: Callable | None = None,
+              timeout: float | None = None, fresh_kernels: bool = False) -> dict:
+        """Every trial on one pool of warm kernels; steps no swept parameter reaches run once for all."""
+        from ..orchestration import say_warnings
+        from ..trials import run_sweep
+        from ..workspace import Workspace
+
+        say_warnings(plan.pipeline)
+        ws = Workspace.locate(self.workspace, notebook)
+        return run_sweep(ws, notebook, plan.pipeline, plan.points, plan.space, metric=plan.metric,
+                         direction=plan.direction, parallel=plan.parallel, timeout=timeout,
+                         fresh_kernels=fresh_kernels, on_trial=on_trial, watch=self._watch)
+
+    def deploy(self, name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
+               sticky_header: str | None = None, host: str = "127.0.0.1", port: int = 8080, limits=None,
+               log_limits=None, wait: bool = False, on_start: Callable[[dict], Any] | None = None) -> dict:
+        """A model server on this machine. When the deployment's server is already up, it is only told the new
+        spec (it switches within seconds, dropping no request): status `updated`. Otherwise a new server starts:
+        with `wait`, in the foreground until it is stopped (Ctrl-C, SIGTERM; `on_start` hears of it first);
+        without, on a thread of this process, returned under `server` (`.stop()` ends it)."""
+        from ..owners import process_owner
+        from ..serving.app import create_app
+        from ..serving.server import DeploymentWatcher, deployment, is_up, serve_forever, serve_in_background
+        from ..workspace import Workspace
+
+        ws = Workspace.locate(self.workspace)
+        spec = {"canary": canary, "weight": weight, "shadow": shadow, "sticky_header": sticky_header}
+        target = deployment(ws, name, canary, weight, shadow, sticky_header)  # every version loads, or an error
+        running = ws.store.get_deployment(name)
+        if is_up(running):
+            ws.store.save_deployment(name, spec)
+            return {"name": name, "status": "updated", "url": running["url"],
+                    "lines": [f"updated the running deployment of {name} at {running['url']}; it switches within "
+                              "seconds, without dropping requests"]}
+        what = f"{name} version {target.primary.version}" + "".join(
+            f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
+            f", shadow version {m.version}" for m in target.shadows)
+        app = create_app(target, log_folder=ws.root / "logs" / name, limits=limits, log_limits=log_limits)
+        if not wait:
+            server = serve_in_background(app, host, port)
+            ws.store.save_deployment(name, spec, server.url, process_owner())
+            server.watcher = DeploymentWatcher(ws, name, app.state.live)
+            return {"name": name, "status": "started", "url": server.url, "server": server,
+                    "lines": [f"serving {what} at {server.url}"]}
+        url = f"http://{host}:{port}"
+        ws.store.save_deployment(name, spec, url, process_owner())
+        started = {"name": name, "status": "started", "url": url, "lines": [f"serving {what} on {url}"]}
+        if on_start:
+            on_start(started)
+        watcher = DeploymentWatcher(ws, name, app.state.live)  # promote / rollback / a new deploy reach it
         try:
-            with self._state:
-                self._state.wait_for(lambda: self._cancelled or all(
-                    self.results[d].status in TERMINAL for d in step.depends_on))
-                ready = not self._cancelled and all(
-                    self.results[d].status in ("succeeded", "reused") for d in step.depends_on)
-            if not ready:
-                return self._set(step.name, status="cancelled" if self._cancelled else "skipped")
-            try:
-                km = self.pool.acquire()
-            except KernelStartError as exc:
-                status = "cancelled" if self._cancelled or self.pool.closed else "failed"
-                return self._set(step.name, status=status, error=str(exc), finished=time.time())
-            healthy = False
-            try:
-                healthy = self._run_step(step, km)
-            finally:
-                self.pool.release(km, reusable=healthy)
-        except Exception as exc:  # never leave a step `running` because of our own bug
-            log.exception("step %s", step.name)
-            self._set(step.name, status="failed", finished=time.time(), error=f"internal error: {exc!r}")
+            serve_forever(app, host, port)
+        finally:
+            watcher.stop()
+            app.state.request_log.close()
+            app.state.shadow_process.close()
+        return {**started, "status": "stopped"}
 
-    def _run_step(self, step: Step, km: Any) -> bool:
-        """Execute one step; returns whether its kernel is fit to serve another step."""
-        import papermill
-        from nbclient.exceptions import DeadKernelError
+    def schedule(self, notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,
+                 *, timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
+                 timeout: float | None = None) -> dict:
+        """A row in the store that the scheduler fires once per tick; every argument checked first."""
+        from ..schedule import add
+        from ..workspace import Workspace
 
-        papermill_writes_atomically()
-
-        source = self.step_notebooks[step.name]
-        output = self.output_dir / source.name
-        output.parent.mkdir(parents=True, exist_ok=True)
-        self._set(step.name, status="running", started=time.time(), output_notebook=str(output))
-        params = {**self.parameters, ARTIFACTS_PARAMETER: self.artifacts}
-        status, error, cell, healthy = "succeeded", None, None, True
-        try:
-            papermill.execute_notebook(
-                str(source), str(output), parameters=params, kernel_name=self.pipeline.kernel_name,
-                progress_bar=False, log_output=False, cwd=self.cwd, km=km,
-                execution_timeout=self.timeout, start_timeout=120)
-        except papermill.PapermillExecutionError as exc:
-            status, cell = "failed", self._failed_source_cell(output)
-            error = f"{exc.ename}: {exc.evalue}"
-        except DeadKernelError:
-            status, error, healthy = "failed", kernel_death_reason(km), False
-            self._note_in_notebook(output, error)
-        except BaseException as exc:  # timeouts, lost kernels; nbclient's tasks may end in CancelledError
-            status, error, healthy = "failed", f"{type(exc).__name__}: {exc}", False
-            self._note_in_notebook(output, error)
-        if (self._cancelled or self.pool.closed) and status == "failed":
-            status, error = "cancelled", "cancelled"
-        metrics: dict[str, float] = {}
-        if status == "succeeded":
-            from ..metrics import read_metrics
-
-            metrics = read_metrics(str(output))
-        self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics)
-        return healthy
-
-    @staticmethod
-    def _failed_source_cell(output: Path) -> int | None:
-        """The source notebook's cell number of the cell that raised (papermill inserts banner cells, so the
-        failing cell is found by its error output, then mapped back through our cell metadata)."""
-        if not output.exists():
-            return None
-        import nbformat
-
-        for cell in nbformat.read(str(output), as_version=4).cells:
-            failed = cell.get("metadata", {}).get("papermill", {}).get("exception") is True or any(
-                o.get("output_type") == "error" for o in cell.get("outputs", []))
-            if cell.cell_type == "code" and failed:
-                return cell.metadata.get("mlops", {}).get("source_cell")
-        return None
-
-    @staticmethod
-    def _note_in_notebook(output: Path, message: str) -> None:
-        """Put the reason at the top of the kept (partial) output notebook, where a reader looks first."""
-        if not output.exists():
-            return
-        import nbformat
-        import nbformat.v4 as v4
-
-        nb = nbformat.read(str(output), as_version=4)
-        nb.cells.insert(0, v4.new_markdown_cell(f"**jupyter-mlops: this step failed: {message}**"))
-        write_notebook(nb, output)
+        added = add(Workspace.locate(self.workspace, notebook), notebook, name, cron, parameters,
+                    timezone=timezone, missed=missed, retries=retries, backoff=backoff, timeout=timeout)
+        return {**added, "lines": [f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next "
+                                   f"{added['next_tick']}"]}

@@ -18,12 +18,13 @@ def export(notebook: str | os.PathLike, out_dir: str | os.PathLike, target: Targ
            model: str | None = None, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
            gateway: str = "mlops-gateway", workspace: str | os.PathLike | None = None) -> list[Path]:
     """Write the manifests; returns the files written. Everything is checked before the first file is written."""
-    from .. import api
+    from ..orchestration import validate
+    from ..trials import plan_sweep
     from ..parameters import coerce_parameters
     from ..schedule import check_cron, timezone_of
 
     target.check()
-    pipeline = api.validate(notebook)
+    pipeline = validate(notebook)
     app = resource_name(Path(notebook).stem)
     values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
     pod = pod_hints(pipeline)
@@ -35,10 +36,9 @@ def export(notebook: str | os.PathLike, out_dir: str | os.PathLike, target: Targ
         documents.append(("schedule-cronjob", cron_job(target, app, Path(notebook).name, values, schedule,
                                                        timezone, pod)))
     if sweep:
-        _, points, _, _ = api.plan_sweep(notebook, {**values, **sweep},
-                                         samples=samples, seed=seed, search="random" if samples else "grid",
-                                         parallel=parallel)
-        config, job = sweep_jobs(target, app, Path(notebook).name, points.points, parallel, pod)
+        plan = plan_sweep(notebook, {**values, **sweep}, samples=samples, seed=seed,
+                          search="random" if samples else "grid", parallel=parallel)
+        config, job = sweep_jobs(target, app, Path(notebook).name, plan.points.points, parallel, pod)
         documents += [("sweep-configmap", config), ("sweep-job", job)]
     if model:
         documents += [(f"serve-{d['kind'].lower()}-{d['metadata']['name']}", d)

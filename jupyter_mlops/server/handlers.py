@@ -94,6 +94,34 @@ class MlopsRequests:
         except MlopsError as exc:
             raise web.HTTPError(400, str(exc)) from None
 
+    def engine_choice(self, data: dict, verb: str) -> dict:
+        """`backend` (an engine's name, default local) and its `settings` from the body, checked against the
+        engine registry (a setting the engine does not take, or a missing --image, is a 400 naming it); returns
+        them as the API's keywords."""
+        from .. import engines
+
+        backend, given = data.get("backend") or "local", data.get("settings") or {}
+        if not isinstance(backend, str) or not isinstance(given, dict):
+            raise web.HTTPError(400, "`backend` must be an engine's name and `settings` an object of its settings")
+        with self.user_errors():
+            options = {o.name: o for o in engines.get(backend, verb).options_for(verb) if o.shown}
+            unknown = sorted(set(given) - set(options))
+            if unknown:
+                raise MlopsError(f"the {backend} engine takes no setting {', '.join(map(repr, unknown))}; it takes "
+                                 f"{', '.join(options) or 'none'}")
+            settings = {}
+            for name, value in given.items():
+                if value not in (None, ""):
+                    try:
+                        kind = options[name].type
+                        settings[name] = str(value).lower() in ("true", "1", "yes", "on") if kind is bool \
+                            else kind(value)
+                    except (TypeError, ValueError):
+                        raise MlopsError(f"setting `{name}` of the {backend} engine: {value!r} is not a "
+                                         f"{options[name].type.__name__}") from None
+            engines.create(backend, verb, self.workspace.root, settings)  # its own checks (the kubernetes image)
+        return {"backend": backend, **settings}
+
     def relative(self, path: str | None) -> str | None:
         """A path as the browser names it (relative to the root dir), or None when it lies outside."""
         if not path:
@@ -203,9 +231,10 @@ class RunsHandler(MlopsHandler):
         parameters = _parameters(data)
         pipeline = await self.run_blocking(api.validate, path)  # bad tags: 400 with every problem, nothing runs
         await self.run_blocking(coerce_parameters, pipeline.parameters, dict(parameters))
+        engine = self.engine_choice(data, "run")
         run_id = new_run_id()
         job = self.mlops.jobs.start("run", lambda: api.run(path, parameters, workspace=self.workspace.root,
-                                                           run_id=run_id), run_id=run_id)
+                                                           run_id=run_id, **engine), run_id=run_id)
         self.reply({"job": job.id, "run_id": run_id}, 202)
 
 
@@ -287,11 +316,12 @@ class SweepsHandler(MlopsHandler):
                        max_trials=_number(data, "max_trials", int, MAX_TRIALS, minimum=1))
         parallel = _number(data, "parallel", int, 2, minimum=1)
         kwargs = dict(parallel=parallel, **options, **({direction: metric} if metric else {}))
+        engine = self.engine_choice(data, "sweep")
         # every check a sweep makes, before any kernel starts: mistakes come back as a 400, not as a failed job
         await self.run_blocking(api.plan_sweep, path, space, **kwargs)
         total = await self.run_blocking(api.planned_trials, path, space, **options)
         job = self.mlops.jobs.start("sweep", lambda: api.sweep(path, space, workspace=self.workspace.root,
-                                                               **kwargs), trials=total)
+                                                               **kwargs, **engine), trials=total)
         self.reply({"job": job.id, "trials": total}, 202)
 
 
@@ -490,6 +520,15 @@ class CronHandler(MlopsHandler):
         self.reply({"cron": cron, "timezone": zone, "next": upcoming})
 
 
+class EnginesHandler(MlopsHandler):
+    @web.authenticated
+    def get(self):
+        """The engines registered here, for the panel's Backend choice: name, summary, verbs, settings."""
+        from .. import api
+
+        self.reply({"engines": api.list_engines()})
+
+
 def routes(base_url: str) -> list[tuple]:
     api = url_path_join(base_url, "mlops", "api")
     name = r"([A-Za-z0-9_.:-]+)"
@@ -506,4 +545,5 @@ def routes(base_url: str) -> list[tuple]:
         (url_path_join(api, "schedules"), SchedulesHandler),
         (url_path_join(api, "schedules", name), ScheduleHandler),
         (url_path_join(api, "cron"), CronHandler),
+        (url_path_join(api, "engines"), EnginesHandler),
     ]

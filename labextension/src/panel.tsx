@@ -60,6 +60,27 @@ interface Validation {
 }
 type Notice = { kind: 'info' | 'error'; text: string } | null;
 
+/** An engine as GET /mlops/api/engines describes it (jupyter_mlops/engines/abc.py). */
+interface EngineSetting {
+  name: string;
+  flag: string;
+  help: string;
+  verbs: string[];
+  type: 'text' | 'integer' | 'number' | 'flag';
+  default: string | number | boolean | null;
+}
+interface Engine {
+  name: string;
+  summary: string;
+  verbs: string[];
+  options: EngineSetting[];
+}
+/** What a form sends for its engine: `backend` and that engine's `settings`. */
+interface EngineChoice {
+  backend: string;
+  settings: Record<string, string | boolean>;
+}
+
 const PAGE_SIZE = 100;
 
 /** Re-render when a Lumino signal fires (the active notebook or cell changed). */
@@ -90,7 +111,12 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
   const [models, setModels] = useState<any[]>([]);
   const [deployments, setDeployments] = useState<any[]>([]);
   const [schedules, setSchedules] = useState<any[]>([]);
+  const [engines, setEngines] = useState<Engine[]>([]);
   const path = panel?.context.path ?? null;
+
+  useEffect(() => {  // the engines registered on the server: the forms offer those that can do their verb
+    request<{ engines: Engine[] }>('GET', ['engines']).then(d => setEngines(d.engines), () => setEngines([]));
+  }, []);
 
   const report = useCallback((error: unknown) => {
     const text = error instanceof Error ? error.message : String(error);
@@ -277,12 +303,12 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
           ))}
         </nav>
         {action === 'run' && (
-          <RunForm disabled={!path || !validation?.ok} parameters={parameters}
-            onRun={text => act('starting the run', () => request('POST', ['runs'],
-              { path, parameters: parseAssignments(text) }), d => `run ${d.run_id} started`)} />
+          <RunForm disabled={!path || !validation?.ok} parameters={parameters} engines={engines}
+            onRun={(text, engine) => act('starting the run', () => request('POST', ['runs'],
+              { path, parameters: parseAssignments(text), ...engine }), d => `run ${d.run_id} started`)} />
         )}
         {action === 'sweep' && (
-          <SweepForm disabled={!path || !validation?.ok} metrics={metrics} parameters={parameters}
+          <SweepForm disabled={!path || !validation?.ok} metrics={metrics} parameters={parameters} engines={engines}
             onSweep={body => act('starting the sweep', () => request('POST', ['sweeps'], { path, ...body }),
               d => `sweep started: ${d.trials} trials`)} />
         )}
@@ -344,9 +370,41 @@ function FormError({ error }: { error: string | null }): JSX.Element | null {
   return error ? <p className="mlops-form-error" role="alert">{error}</p> : null;
 }
 
-function RunForm(props: { disabled: boolean; parameters: Record<string, any>; onRun: (text: string) => void }) {
+/** The Backend choice (only when more than one engine can do `verb`) and the chosen engine's settings. */
+function useEngineChoice(engines: Engine[], verb: string): [EngineChoice, JSX.Element | null] {
+  const able = engines.filter(e => e.verbs.includes(verb));
+  const [backend, setBackend] = useState('local');
+  const [settings, setSettings] = useState<Record<string, string | boolean>>({});
+  const chosen = able.find(e => e.name === backend);
+  const fields = (chosen?.options ?? []).filter(o => o.verbs.includes(verb));
+  const element = able.length < 2 ? null : (
+    <>
+      <Field label="Backend" hint={chosen?.summary}>
+        <select value={backend} data-testid={`mlops-${verb}-backend`}
+          onChange={e => { setBackend(e.target.value); setSettings({}); }}>
+          {able.map(e => <option key={e.name}>{e.name}</option>)}
+        </select>
+      </Field>
+      {fields.map(o => (
+        <Field key={o.name} label={o.flag} hint={o.help}>
+          {o.type === 'flag'
+            ? <input type="checkbox" checked={settings[o.name] === true}
+              onChange={e => setSettings({ ...settings, [o.name]: e.target.checked })} />
+            : <input type={o.type === 'text' ? 'text' : 'number'} value={String(settings[o.name] ?? '')}
+              placeholder={o.default === null ? '' : String(o.default)} data-testid={`mlops-${verb}-${o.name}`}
+              onChange={e => setSettings({ ...settings, [o.name]: e.target.value })} />}
+        </Field>
+      ))}
+    </>
+  );
+  return [{ backend: chosen ? backend : 'local', settings: chosen ? settings : {} }, element];
+}
+
+function RunForm(props: { disabled: boolean; parameters: Record<string, any>; engines: Engine[];
+  onRun: (text: string, engine: EngineChoice) => void }) {
   const [text, setText] = useState('');
   const [error, setError] = useState<string | null>(null);
+  const [engine, engineFields] = useEngineChoice(props.engines, 'run');
   const names = Object.keys(props.parameters);
   return (
     <div className="mlops-form">
@@ -355,16 +413,18 @@ function RunForm(props: { disabled: boolean; parameters: Record<string, any>; on
         <textarea rows={2} value={text} placeholder="C = 10" data-testid="mlops-run-params"
           onChange={e => setText(e.target.value)} />
       </Field>
+      {engineFields}
       <FormError error={error} />
       <button className="mlops-primary" disabled={props.disabled} data-testid="mlops-run"
-        onClick={() => guarded(() => { parseAssignments(text); setError(null); props.onRun(text); },
+        onClick={() => guarded(() => { parseAssignments(text); setError(null); props.onRun(text, engine); },
           e => setError((e as Error).message))}>Run pipeline</button>
     </div>
   );
 }
 
 function SweepForm(props: { disabled: boolean; metrics: string[]; parameters: Record<string, any>;
-  onSweep: (body: any) => void }) {
+  engines: Engine[]; onSweep: (body: any) => void }) {
+  const [engine, engineFields] = useEngineChoice(props.engines, 'sweep');
   const [space, setSpace] = useState('');
   const [parallel, setParallel] = useState(2);
   const [metric, setMetric] = useState('');
@@ -398,6 +458,7 @@ function SweepForm(props: { disabled: boolean; metrics: string[]; parameters: Re
           </select>
         </Field>
       </div>
+      {engineFields}
       <FormError error={error} />
       <button className="mlops-primary" disabled={props.disabled} data-testid="mlops-sweep"
         onClick={() => guarded(() => {
@@ -407,7 +468,7 @@ function SweepForm(props: { disabled: boolean; metrics: string[]; parameters: Re
           }
           setError(null);
           props.onSweep({ space: parsed, parallel, metric: metric || null, direction,
-            samples: samples ? Number(samples) : null });
+            samples: samples ? Number(samples) : null, ...engine });
         }, e => setError((e as Error).message))}>Start sweep</button>
     </div>
   );
