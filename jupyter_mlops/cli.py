@@ -65,7 +65,17 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
                "(Kale's tags work too). See README.md.")
     parser.add_argument("--version", dest="show_version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _pipeline_verbs(sub)
+    _tracking_verbs(sub)
+    _registry_verbs(sub)
+    _serving_verbs(sub)
+    _packaging_verbs(sub)
+    _scheduling_verbs(sub)
+    return parser
 
+
+def _pipeline_verbs(sub) -> None:
+    """The notebook as a pipeline: validate, compile, run, sweep, resume."""
     p = sub.add_parser("validate", help="check the tags and print the steps and their edges")
     p.add_argument("notebook", nargs="?", help="the notebook (in %%mlops: the current one when left out)")
     p.add_argument("--json", action="store_true", help="print the pipeline as JSON")
@@ -124,6 +134,9 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--fresh-kernels", action="store_true", help="give every step a never-used kernel")
     _workspace_option(p)
 
+
+def _tracking_verbs(sub) -> None:
+    """What ran: runs, compare, show."""
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--sweep", metavar="ID", help="only the trials of this sweep")
@@ -136,6 +149,14 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _workspace_option(p)
 
+    p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    _workspace_option(p)
+
+
+def _registry_verbs(sub) -> None:
+    """The model registry: register, models, promote, rollback."""
     p = sub.add_parser("register", help="register a run's model as a new version, behind quality gates")
     p.add_argument("run_id", metavar="RUN|best", help="a run id, or `best` (the best run by --metric)")
     p.add_argument("--name", required=True, help="the model's name in the registry")
@@ -164,6 +185,9 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--alias", default="production")
     _workspace_option(p)
 
+
+def _serving_verbs(sub) -> None:
+    """Models behind HTTP: serve, deploy, monitor."""
     p = sub.add_parser("serve", help="serve a registered model over HTTP (Open Inference Protocol v2 and MLflow)")
     p.add_argument("model", metavar="NAME[:VERSION|@ALIAS]")
     p.add_argument("--host", default="127.0.0.1")
@@ -184,6 +208,16 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     _engine_options(p, "deploy", "the servers run")
     _workspace_option(p)
 
+    p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
+    p.add_argument("name")
+    p.add_argument("--window", type=int, default=1000, help="latest logged rows to compare (default 1000)")
+    p.add_argument("--top", type=int, default=20, help="features to list (drifted first)")
+    p.add_argument("--json", action="store_true")
+    _workspace_option(p)
+
+
+def _packaging_verbs(sub) -> None:
+    """Images and manifests: build, export."""
     p = sub.add_parser("build", help="a container image for the notebook (or just its build context)")
     p.add_argument("notebook")
     p.add_argument("--tag", "-t", help="the image's name:tag (default: the notebook's name:latest)")
@@ -229,13 +263,9 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--store-secret", metavar="SECRET", help="a Secret whose key `url` is the team store's URL")
     _workspace_option(p)
 
-    p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
-    p.add_argument("name")
-    p.add_argument("--window", type=int, default=1000, help="latest logged rows to compare (default 1000)")
-    p.add_argument("--top", type=int, default=20, help="features to list (drifted first)")
-    p.add_argument("--json", action="store_true")
-    _workspace_option(p)
 
+def _scheduling_verbs(sub) -> None:
+    """Cron: schedule, scheduler."""
     p = sub.add_parser("schedule", help="cron schedules of notebook runs: add, list, pause, resume, delete, run, "
                                         "history")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -267,12 +297,6 @@ def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
     p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
     _workspace_option(p)
-
-    p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
-    p.add_argument("run_id", metavar="RUN")
-    p.add_argument("--json", action="store_true")
-    _workspace_option(p)
-    return parser
 
 
 def _parameters(pairs: list[list[str]]) -> dict[str, str]:
@@ -420,6 +444,12 @@ def _backend(args: argparse.Namespace, verb: str) -> dict:
     return settings
 
 
+def _sweep_options(args: argparse.Namespace) -> dict:
+    """How a sweep's points are made, from its flags (the command line and %mlops)."""
+    return dict(samples=args.samples, seed=args.seed, search=args.search or ("random" if args.samples else "grid"),
+                trials=args.trials, max_trials=args.max_trials)
+
+
 def _given(**keywords: Any) -> dict:
     """The verb's own options the user set (a flag left out is not passed, so another engine can do without it)."""
     return {k: v for k, v in keywords.items() if v is not None and v is not False}
@@ -552,198 +582,241 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import api
     from .errors import MlopsError
 
     if getattr(args, "notebook", "") is None:
         raise MlopsError(f"give the notebook: jupyter-mlops {args.command} NOTEBOOK.ipynb")
+    return COMMANDS[args.command](args)
 
-    if args.command == "validate":
-        pipeline = api.validate(args.notebook)
-        if args.json:
-            print(json.dumps(pipeline.to_dict(), indent=1, default=str))
-        else:
-            _print_pipeline(pipeline)
-        return 0
-    if args.command == "compile":
-        path = api.compile_notebook(args.notebook, args.output)
-        print(f"wrote {path} and {path.parent / 'steps'}/")
-        return 0
-    if args.command in ("run", "resume"):
-        if args.parallel is not None and args.parallel < 1:
-            from .errors import MlopsError
 
-            raise MlopsError(f"--parallel must be at least 1, got {args.parallel}")
-        if args.command == "run":
-            parameters = _parameters(args.parameter)
-            if args.trial_of:
-                parameters.update(_trial(args.trial_of))
-            if args.run_id_prefix:
-                args.run_id = f"{args.run_id_prefix}-{os.environ.get('JOB_COMPLETION_INDEX', '0')}"
-            result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
-                             on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
-                             **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
-                                                               fresh_kernels=args.fresh_kernels))
-            if args.publish:
-                from .engines.kubernetes import publish
-                from .workspace import Workspace
+def _validate(args: argparse.Namespace) -> int:
+    from . import api
 
-                publish(Workspace.locate(args.workspace, args.notebook), result)
-        else:
-            result = api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
-                                timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_update=_progress)
-        if args.json:
-            print(json.dumps(result, indent=1))
-        else:
-            print(result["id"])
-            if result["error"]:
-                print(f"error: {result['error']}", file=sys.stderr)
-        return 0 if result["status"] == "succeeded" else 1
-    if args.command == "sweep":
-        space = _parameters(args.parameter)
-        done: list[dict] = []
-        total = [0]
+    pipeline = api.validate(args.notebook)
+    if args.json:
+        print(json.dumps(pipeline.to_dict(), indent=1, default=str))
+    else:
+        _print_pipeline(pipeline)
+    return 0
 
-        def on_trial(run: dict) -> None:
-            done.append(run)
-            metrics = "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items())
-            params = "  ".join(f"{k}={_short(run['params'][k])}" for k in space if k in run["params"])
-            print(f"[{len(done)}/{total[0] or '?'}] {run['id']}  {run['status']:<9} {params}  {metrics}  "
-                  f"{_duration(run['duration'])}", file=sys.stderr, flush=True)
 
-        search = args.search or ("random" if args.samples else "grid")
-        options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials,
-                       max_trials=args.max_trials)
-        total[0] = api.planned_trials(args.notebook, space, **options)
-        result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                           minimize=args.minimize, workspace=args.workspace, on_trial=on_trial, **options,
-                           **_backend(args, "sweep"), **_given(timeout=args.timeout, fresh_kernels=args.fresh_kernels))
-        if args.json:
-            print(json.dumps(result, indent=1))
-        else:
-            _print_sweep(result)
-        return 0 if result["status"] == "succeeded" else 1
-    if args.command == "runs":
-        runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
-        print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
-        return 0
-    if args.command == "register":
-        from .registry import GateFailed
+def _compile(args: argparse.Namespace) -> int:
+    from . import api
 
-        try:
-            version = api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
-                                   require=args.require, sweep_id=args.sweep, workspace=args.workspace)
-        except GateFailed as exc:
-            print(f"gate failed: {exc}", file=sys.stderr)
-            return 1
-        if args.json:
-            print(json.dumps(version, indent=1, default=str))
-        else:
-            metrics = "  ".join(f"{k}={v:.4g}" for k, v in version["metrics"].items())
-            print(f"registered {version['name']} version {version['version']} from run {version['run_id']}  "
-                  f"{metrics}\n  package {version['package']}")
-        return 0
-    if args.command == "models":
-        found = api.models(workspace=args.workspace)
-        if args.json:
-            print(json.dumps(found, indent=1))
-        elif not found:
-            print("no models yet; register one with `jupyter-mlops register RUN --name NAME`")
-        else:
-            rows = []
-            for model in found:
-                by_version: dict[int, list[str]] = {}
-                for alias, version in model["aliases"].items():
-                    by_version.setdefault(version, []).append(alias)
-                for v in model["versions"]:
-                    rows.append([model["name"], v["version"], ",".join(by_version.get(v["version"], [])) or "-",
-                                 v["run_id"], (v["created"] or "")[:19].replace("T", " "),
-                                 "  ".join(f"{k}={x:.4g}" for k, x in v["metrics"].items())])
-            print(_table(rows, ["model", "version", "aliases", "run", "created", "metrics"]))
-        return 0
-    if args.command in ("promote", "rollback"):
-        if args.command == "promote":
-            done = api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
-        else:
-            done = api.rollback(args.name, alias=args.alias, workspace=args.workspace)
-        was = f" (was {done['previous']})" if done["previous"] is not None else ""
-        print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
-        return 0
-    if args.command == "deploy":
-        return _deploy(args)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "build":
-        import tempfile
+    path = api.compile_notebook(args.notebook, args.output)
+    print(f"wrote {path} and {path.parent / 'steps'}/")
+    return 0
 
-        from . import image
+
+def _run_or_resume(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.parallel is not None and args.parallel < 1:
         from .errors import MlopsError
-        from .kube.manifests import resource_name
 
-        if args.context_only and not args.output:
-            raise MlopsError("--context-only writes the build context to a folder: give it with -o DIR")
-        tag = args.tag or f"{resource_name(Path(args.notebook).stem)}:latest"
-        if not args.context_only:
-            image.find_builder(args.builder)  # no builder: say so before the context is written
-        with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
-            context = image.build_context(args.notebook, args.output or Path(scratch) / "context",
-                                          base_image=args.base_image, wheel=args.wheel, extra=args.extra)
-            if args.context_only:
-                print(f"wrote the build context to {context}: docker build -t {tag} {context}")
-                return 0
-            built = image.build(context, tag, builder=args.builder, builder_args=args.builder_arg)
-        size = f"{built['size'] / 1e6:.0f} MB" if built["size"] else "size unknown"
-        print(f"built {built['tag']} with {built['builder']}: {built['id'][:19]}, {size}")
-        return 0
-    if args.command == "export":
-        from .kube.export import export
-        from .kube.manifests import Target
+        raise MlopsError(f"--parallel must be at least 1, got {args.parallel}")
+    if args.command == "run":
+        parameters = _parameters(args.parameter)
+        if args.trial_of:
+            parameters.update(_trial(args.trial_of))
+        if args.run_id_prefix:
+            args.run_id = f"{args.run_id_prefix}-{os.environ.get('JOB_COMPLETION_INDEX', '0')}"
+        result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
+                         on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
+                         **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
+                                                           fresh_kernels=args.fresh_kernels))
+        if args.publish:
+            from .engines.kubernetes import publish
+            from .workspace import Workspace
 
-        target = Target(args.image, args.namespace, args.cpu, args.memory,
-                        None if args.pvc == "none" else args.pvc, args.artifacts, args.artifacts_secret,
-                        args.store_secret)
-        space = _parameters(args.parameter)
-        written = export(args.notebook, args.output, target, parameters={} if args.sweep else space,
-                         schedule=args.schedule, timezone=args.timezone, sweep=space if args.sweep else None,
-                         samples=args.samples, parallel=args.parallel, model=args.model, canary=args.canary,
-                         weight=args.weight, shadow=args.shadow, gateway=args.gateway, workspace=args.workspace)
-        for path in written:
-            print(path)
-        return 0
-    if args.command == "monitor":
-        found = api.monitor(args.name, window=args.window, workspace=args.workspace)
-        if args.json:
-            print(json.dumps(found, indent=1))
+            publish(Workspace.locate(args.workspace, args.notebook), result)
+    else:
+        result = api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
+                            timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_update=_progress)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(result["id"])
+        if result["error"]:
+            print(f"error: {result['error']}", file=sys.stderr)
+    return 0 if result["status"] == "succeeded" else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import api
+
+    space = _parameters(args.parameter)
+    done: list[dict] = []
+    total = [0]
+
+    def on_trial(run: dict) -> None:
+        done.append(run)
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items())
+        params = "  ".join(f"{k}={_short(run['params'][k])}" for k in space if k in run["params"])
+        print(f"[{len(done)}/{total[0] or '?'}] {run['id']}  {run['status']:<9} {params}  {metrics}  "
+              f"{_duration(run['duration'])}", file=sys.stderr, flush=True)
+
+    options = _sweep_options(args)
+    total[0] = api.planned_trials(args.notebook, space, **options)
+    result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
+                       minimize=args.minimize, workspace=args.workspace, on_trial=on_trial, **options,
+                       **_backend(args, "sweep"), **_given(timeout=args.timeout, fresh_kernels=args.fresh_kernels))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_sweep(result)
+    return 0 if result["status"] == "succeeded" else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from . import api
+
+    runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
+    print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from . import api
+    from .registry import GateFailed
+
+    try:
+        version = api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
+                               require=args.require, sweep_id=args.sweep, workspace=args.workspace)
+    except GateFailed as exc:
+        print(f"gate failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(version, indent=1, default=str))
+    else:
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in version["metrics"].items())
+        print(f"registered {version['name']} version {version['version']} from run {version['run_id']}  "
+              f"{metrics}\n  package {version['package']}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from . import api
+
+    found = api.models(workspace=args.workspace)
+    if args.json:
+        print(json.dumps(found, indent=1))
+    elif not found:
+        print("no models yet; register one with `jupyter-mlops register RUN --name NAME`")
+    else:
+        rows = []
+        for model in found:
+            by_version: dict[int, list[str]] = {}
+            for alias, version in model["aliases"].items():
+                by_version.setdefault(version, []).append(alias)
+            for v in model["versions"]:
+                rows.append([model["name"], v["version"], ",".join(by_version.get(v["version"], [])) or "-",
+                             v["run_id"], (v["created"] or "")[:19].replace("T", " "),
+                             "  ".join(f"{k}={x:.4g}" for k, x in v["metrics"].items())])
+        print(_table(rows, ["model", "version", "aliases", "run", "created", "metrics"]))
+    return 0
+
+
+def _alias(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.command == "promote":
+        done = api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
+    else:
+        done = api.rollback(args.name, alias=args.alias, workspace=args.workspace)
+    was = f" (was {done['previous']})" if done["previous"] is not None else ""
+    print(f"{done['name']}@{done['alias']} -> version {done['version']}{was}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from . import image
+    from .errors import MlopsError
+    from .kube.manifests import resource_name
+
+    if args.context_only and not args.output:
+        raise MlopsError("--context-only writes the build context to a folder: give it with -o DIR")
+    tag = args.tag or f"{resource_name(Path(args.notebook).stem)}:latest"
+    if not args.context_only:
+        image.find_builder(args.builder)  # no builder: say so before the context is written
+    with tempfile.TemporaryDirectory(prefix="mlops-build-") as scratch:
+        context = image.build_context(args.notebook, args.output or Path(scratch) / "context",
+                                      base_image=args.base_image, wheel=args.wheel, extra=args.extra)
+        if args.context_only:
+            print(f"wrote the build context to {context}: docker build -t {tag} {context}")
             return 0
-        print(f"{args.name} version {found['version']}: {found['requests']} logged requests, window of "
-              f"{found['window_rows']} rows against {found['reference_rows']} training rows")
-        rows = [[n, f["test"], f"{f['statistic']:.3g}", f"{f['p_value']:.3g}",
-                 "-" if f["psi"] is None else f"{f['psi']:.3f}", "yes" if f["drifted"] else "no"]
-                for n, f in sorted(found["features"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))]
-        if rows:
-            print(_table(rows[: args.top], ["feature", "test", "statistic", "p-value", "psi", "drifted"]))
-        print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
-        shadow = found["shadow"]
-        if shadow and shadow["rows"]:
-            print(f"shadow: {shadow['rows']} rows mirrored, agreement {shadow['agreement']:.1%}, latency delta "
-                  f"{shadow['mean_latency_delta_ms']:+.3f} ms")
-        return 0
-    if args.command in ("schedule", "scheduler"):
-        return _schedule(args)
-    if args.command == "compare":
-        table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
-        if args.json:
-            print(table.to_json(orient="columns", indent=1, default_handler=str))
-        else:
-            rows = [[name] + [_short(v) for v in row] for name, row in zip(table.index, table.values.tolist())]
-            print(_table(rows, [""] + list(table.columns)) if rows else "the runs agree on every parameter and metric")
-        return 0
-    if args.command == "show":
-        run = api.get_run(args.run_id, workspace=args.workspace)
-        print(json.dumps(run, indent=1)) if args.json else _print_run(run)
-        return 0
-    raise AssertionError(args.command)
+        built = image.build(context, tag, builder=args.builder, builder_args=args.builder_arg)
+    size = f"{built['size'] / 1e6:.0f} MB" if built["size"] else "size unknown"
+    print(f"built {built['tag']} with {built['builder']}: {built['id'][:19]}, {size}")
+    return 0
 
+
+def _export(args: argparse.Namespace) -> int:
+    from .kube.export import export
+    from .kube.manifests import Target
+
+    target = Target(args.image, args.namespace, args.cpu, args.memory,
+                    None if args.pvc == "none" else args.pvc, args.artifacts, args.artifacts_secret,
+                    args.store_secret)
+    space = _parameters(args.parameter)
+    written = export(args.notebook, args.output, target, parameters={} if args.sweep else space,
+                     schedule=args.schedule, timezone=args.timezone, sweep=space if args.sweep else None,
+                     samples=args.samples, parallel=args.parallel, model=args.model, canary=args.canary,
+                     weight=args.weight, shadow=args.shadow, gateway=args.gateway, workspace=args.workspace)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from . import api
+
+    found = api.monitor(args.name, window=args.window, workspace=args.workspace)
+    if args.json:
+        print(json.dumps(found, indent=1))
+        return 0
+    print(f"{args.name} version {found['version']}: {found['requests']} logged requests, window of "
+          f"{found['window_rows']} rows against {found['reference_rows']} training rows")
+    rows = [[n, f["test"], f"{f['statistic']:.3g}", f"{f['p_value']:.3g}",
+             "-" if f["psi"] is None else f"{f['psi']:.3f}", "yes" if f["drifted"] else "no"]
+            for n, f in sorted(found["features"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))]
+    if rows:
+        print(_table(rows[: args.top], ["feature", "test", "statistic", "p-value", "psi", "drifted"]))
+    print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
+    shadow = found["shadow"]
+    if shadow and shadow["rows"]:
+        print(f"shadow: {shadow['rows']} rows mirrored, agreement {shadow['agreement']:.1%}, latency delta "
+              f"{shadow['mean_latency_delta_ms']:+.3f} ms")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from . import api
+
+    table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
+    if args.json:
+        print(table.to_json(orient="columns", indent=1, default_handler=str))
+    else:
+        rows = [[name] + [_short(v) for v in row] for name, row in zip(table.index, table.values.tolist())]
+        print(_table(rows, [""] + list(table.columns)) if rows else "the runs agree on every parameter and metric")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from . import api
+
+    run = api.get_run(args.run_id, workspace=args.workspace)
+    print(json.dumps(run, indent=1)) if args.json else _print_run(run)
+    return 0
+
+
+# each verb of the command line: a function that parses nothing (argparse did), calls the API and prints
+COMMANDS = {"validate": _validate, "compile": _compile, "run": _run_or_resume, "resume": _run_or_resume,
+            "sweep": _sweep, "runs": _runs, "show": _show, "compare": _compare, "register": _register,
+            "models": _models, "promote": _alias, "rollback": _alias, "serve": _serve, "deploy": _deploy,
+            "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule, "build": _build, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

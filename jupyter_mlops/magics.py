@@ -107,7 +107,7 @@ def _step_line(result: Any) -> None:
 def mlops(line: str) -> Any:
     """The `%mlops` line magic."""
     from . import api
-    from .cli import _backend, _given, _parameters, _parser
+    from .cli import _backend, _given, _parameters, _parser, _sweep_options
 
     parser = _parser(prog="%mlops")
     try:
@@ -125,9 +125,7 @@ def mlops(line: str) -> Any:
                                                                        fresh_kernels=args.fresh_kernels)))
         if args.command == "sweep":
             space = _parameters(args.parameter)
-            search = args.search or ("random" if args.samples else "grid")
-            options = dict(samples=args.samples, seed=args.seed, search=search, trials=args.trials,
-                           max_trials=args.max_trials)
+            options = _sweep_options(args)
             metric = args.maximize or args.minimize
             swept = [n for n in space if "," in str(space[n]) or ".." in str(space[n])]
             live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,

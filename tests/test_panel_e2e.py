@@ -87,6 +87,14 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     panel.locator('[data-testid="mlops-tag-serve"]').click()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
 
+    # the engines come from the server's registry: choosing kubernetes asks for its settings, and the server's
+    # answer to a run without an image is shown in the panel
+    panel.locator('[data-testid="mlops-run-backend"]').select_option("kubernetes")
+    panel.locator('[data-testid="mlops-run-namespace"]').wait_for()
+    panel.locator('[data-testid="mlops-run"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("needs --image").wait_for(timeout=30_000)
+    panel.locator('[data-testid="mlops-run-backend"]').select_option("local")
+
     # run with a parameter: the notebook is saved first, the run shows up in the table and succeeds
     panel.locator('[data-testid="mlops-run-params"]').fill("C = 7")
     panel.locator('[data-testid="mlops-run"]').click()
