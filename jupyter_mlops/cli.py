@@ -550,11 +550,7 @@ def _serve(args: argparse.Namespace) -> int:
           f"/v2/models/{target.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
     app = create_app(target, log_folder=ws.root / "logs" / target.name, limits=_server_limits(args),
                      log_limits=_log_limits(args))
-    try:
-        serve_forever(app, args.host, args.port)
-    finally:
-        app.state.request_log.close()
-        app.state.shadow_process.close()
+    serve_forever(app, args.host, args.port)  # its lifespan closes the request log and the shadows on the way out
     return 0
 
 

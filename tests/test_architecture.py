@@ -122,7 +122,7 @@ def test_the_code_passes_its_lint_rules():
 
 # functions already over the limit, at their length when the limit came (issue 15): they may shrink, not grow,
 # and no other function may join them
-LONG_FUNCTIONS = {"jupyter_mlops/serving/app.py:create_app": 262, "jupyter_mlops/pipeline.py:build_pipeline": 141}
+LONG_FUNCTIONS = {"jupyter_mlops/pipeline.py:build_pipeline": 141}
 
 
 def function_lengths() -> dict[str, int]:

@@ -176,3 +176,25 @@ def test_cli_deploy_updates_the_running_server(versions):
         proc.terminate()
         proc.wait(30)
         versions.store.save_deployment("digits", {})
+
+
+def test_stopping_a_server_ends_its_shadows_and_its_request_log(versions, tmp_path):
+    """The app's lifespan owns what the server starts: stopping the server ends the mirror thread, the shadow
+    process and the request log's writer (the log complete on disk), with no caller reaching into app.state."""
+    app = create_app(deployment(versions, "digits", shadow=2), log_folder=tmp_path / "logs")
+    server = serve_in_background(app)
+    try:
+        for start in range(0, 50, 10):
+            requests.post(f"{server.url}/invocations", json={"instances": DIGITS.data[start:start + 10].tolist()})
+        deadline = time.monotonic() + 30
+        while requests.get(f"{server.url}/v2/shadow").json()["rows"] < 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        mirror = app.state.server.mirror
+        thread, process = mirror._thread, mirror.process._process
+        assert thread.is_alive() and process.is_alive()
+    finally:
+        server.stop()
+    assert not thread.is_alive() and not process.is_alive()
+    assert not app.state.request_log.thread.is_alive()
+    logged = (tmp_path / "logs" / "requests.jsonl").read_text().splitlines()
+    assert len(logged) == 5

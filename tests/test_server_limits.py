@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import requests
 
-from jupyter_mlops.serving import app as app_module
+from jupyter_mlops.serving import mlflow_scoring
 from jupyter_mlops.serving.app import ServedModel, create_app
 from jupyter_mlops.serving.limits import ServerLimits, parse_size
 from jupyter_mlops.serving.monitor import LogLimits, RequestLog, log_files, read_log, report
@@ -54,13 +54,13 @@ def test_a_body_over_the_limit_is_413_naming_the_limit_and_the_flag(server):
 
 def test_a_large_valid_body_is_decoded_off_the_event_loop(server, monkeypatch):
     threads = []
-    decode = app_module.decode_mlflow
+    decode = mlflow_scoring.decode_mlflow
 
     def spying(model, body):
         threads.append(threading.current_thread().name)
         return decode(model, body)
 
-    monkeypatch.setattr(app_module, "decode_mlflow", spying)
+    monkeypatch.setattr(mlflow_scoring, "decode_mlflow", spying)
     small = requests.post(f"{server.url}/invocations", json={"instances": rows(2)})
     large = requests.post(f"{server.url}/invocations", json={"instances": rows(500)})  # ~23 KB: over offload_above
     assert small.json() == {"predictions": [0.0, 8.0]}

@@ -96,10 +96,10 @@ def test_client_mistakes_are_4xx_naming_the_problem(served, path, body, status, 
 def test_deeply_nested_json_is_a_400_with_the_standard_librarys_decoder(served, monkeypatch):
     from starlette.testclient import TestClient
 
-    from jupyter_mlops.serving import app as app_module
+    from jupyter_mlops.serving import frames
 
     _, model, _ = served
-    monkeypatch.setattr(app_module, "_json_loader", lambda: json.loads)  # as where orjson is not installed
+    monkeypatch.setattr(frames, "json_loader", lambda: json.loads)  # as where orjson is not installed
     with TestClient(create_app(model)) as client:
         reply = client.post("/invocations", content=b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}",
                             headers={"content-type": "application/json"})

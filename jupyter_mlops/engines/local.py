@@ -99,11 +99,9 @@ class LocalEngine(Engine):
             on_start(started)
         watcher = DeploymentWatcher(ws, name, app.state.live)  # promote / rollback / a new deploy reach it
         try:
-            serve_forever(app, host, port)
+            serve_forever(app, host, port)  # until stopped; the app's lifespan closes its log and shadows
         finally:
             watcher.stop()
-            app.state.request_log.close()
-            app.state.shadow_process.close()
         return {**started, "status": "stopped"}
 
     def schedule(self, notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,

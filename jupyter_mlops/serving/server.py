@@ -10,7 +10,7 @@ from typing import Any
 def load(workspace, ref: str, variant: str = "primary"):
     """The ServedModel for `NAME`, `NAME:VERSION` or `NAME@ALIAS`."""
     from ..registry import fetch_package, resolve
-    from .app import ServedModel
+    from .model import ServedModel
 
     version = resolve(workspace.store, ref)
     digests = json.loads(version["files"]) if version.get("files") else {}
@@ -24,7 +24,7 @@ def deployment(workspace, name: str, canary: int | None = None, weight: float = 
     optional canary version taking `weight` percent, and an optional shadow version."""
     from ..errors import MlopsError
     from ..registry import primary_version
-    from .app import Deployment
+    from .model import Deployment
 
     primary = load(workspace, f"{name}:{primary_version(workspace.store, name)['version']}")
     canaries = [(load(workspace, f"{name}:{canary}", "canary"), weight)] if canary is not None else []
@@ -76,7 +76,7 @@ def _server(app, host: str, port: int):
     # passes, which otherwise scan them all and pause requests for tens of milliseconds
     gc.freeze()
     # one process, no access log: a log line per request costs more than the prediction
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
                             http=protocol_class(limits.header_timeout))
     return uvicorn.Server(config)
 
@@ -105,13 +105,11 @@ class BackgroundServer:
     watcher = None  # a DeploymentWatcher, for `%mlops deploy`
 
     def stop(self) -> None:
+        """Stop serving; the app's lifespan then closes its request log, shadow mirror and shadow process."""
         if self.watcher is not None:
             self.watcher.stop()
         self.server.should_exit = True
-        self.thread.join(10)
-        shadows = getattr(getattr(self.app, "state", None), "shadow_process", None)
-        if shadows is not None:
-            shadows.close()
+        self.thread.join(15)
 
     def __repr__(self) -> str:
         return f"<model server {self.url}>"
@@ -144,7 +142,7 @@ class DeploymentWatcher:
     def check(self) -> bool:
         """Swap in a new deployment if the store says something changed; True if it did."""
         from ..registry import primary_version
-        from .app import Deployment
+        from .model import Deployment
 
         store = self.workspace.store
         spec = (store.get_deployment(self.name) or {}).get("spec", {})

@@ -1,0 +1,141 @@
+"""Shadows: every request the primary answers is copied, after its answer has gone out, to the deployment's shadow
+versions; their predictions are compared with the primary's (agreement per row, latency difference) in a
+`ShadowReport` and in Prometheus. `ShadowMirror` owns the bounded queue, the thread that drains it a few times a
+second and the shadow process (shadow.py); the app's lifespan starts and stops it.
+"""
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+
+from .predictions import json_ready
+from .shadow import ShadowProcess
+
+MIRROR_INTERVAL = 0.05  # seconds the mirror thread gathers requests before the shadows predict them together
+MIRROR_BATCH = 500
+_STOP = object()
+
+
+class ShadowReport:
+    """Mirrored answers compared with the primary's: agreement per row and latency difference, the latest kept."""
+
+    def __init__(self, keep: int = 1000):
+        self.records: collections.deque = collections.deque(maxlen=keep)
+        self.rows = self.agreeing = 0
+        self._lock = threading.Lock()
+
+    def add(self, record: dict) -> None:
+        with self._lock:
+            self.records.append(record)
+            self.rows += record["rows"]
+            self.agreeing += record["agreeing"]
+
+    def summary(self) -> dict:
+        with self._lock:
+            deltas = [r["latency_delta_ms"] for r in self.records]
+            by_variant: dict[str, dict] = {}
+            for r in self.records:
+                v = by_variant.setdefault(r["variant"], {"requests": 0, "rows": 0, "agreeing": 0})
+                v["requests"] += 1
+                v["rows"] += r["rows"]
+                v["agreeing"] += r["agreeing"]
+            return {"rows": self.rows, "agreement": self.agreeing / self.rows if self.rows else None,
+                    "mean_latency_delta_ms": sum(deltas) / len(deltas) if deltas else None,
+                    "variants": {k: {**v, "agreement": v["agreeing"] / v["rows"] if v["rows"] else None}
+                                 for k, v in by_variant.items()},
+                    "latest": list(self.records)[-20:]}
+
+
+class ShadowMirror:
+    """Mirrors answered requests to the shadows on a thread of its own: the answer, and the next request, never
+    wait for a shadow. A full queue drops the copy (counted), never the request."""
+
+    def __init__(self, metrics, capacity: int = 1000):
+        self.metrics = metrics
+        self.report = ShadowReport()
+        self.process = ShadowProcess()
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the mirror thread (the app's lifespan does; a first mirrored request too, for an app driven
+        without a lifespan, as an ASGI test transport does)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._forever, name="mlops-shadows", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Mirror what is queued, then end the thread and the shadow process."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                self.queue.put(_STOP, timeout=timeout)
+                thread.join(timeout)
+            except queue.Full:  # the thread is stuck on a shadow: it is a daemon, leave it
+                pass
+        self.process.close()
+
+    def put(self, deployed, frame, values: list, seconds: float) -> None:
+        if self._thread is None:
+            self.start()
+        try:
+            self.queue.put_nowait((deployed, frame, values, seconds))
+        except queue.Full:
+            self.metrics.shadow_dropped.inc()
+
+    def _forever(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            # wake a few times a second, not once per request: each wake-up takes the GIL from the event loop
+            time.sleep(MIRROR_INTERVAL)
+            while len(batch) < MIRROR_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(item is _STOP for item in batch)
+            self._mirror([item for item in batch if item is not _STOP])
+            if stopping:
+                return
+
+    def _mirror(self, batch: list[tuple]) -> None:
+        """The requests mirrored in the last moment: each shadow predicts all their rows in one call (in the
+        shadow process when packaged, see shadow.py), then each request's rows are compared with the primary's
+        answer."""
+        import pandas as pd
+
+        by_deployment: dict[int, list[tuple]] = {}
+        for item in batch:
+            by_deployment.setdefault(id(item[0]), []).append(item)
+        for items in by_deployment.values():
+            deployed = items[0][0]
+            frame = items[0][1] if len(items) == 1 else pd.concat([i[1] for i in items], ignore_index=True)
+            for shadow in deployed.shadows:
+                values, seconds, failure = self._predict(shadow, frame)
+                offset, share = 0, seconds / max(1, len(frame))  # the batch's time, shared out by rows
+                for _, rows, primary_values, primary_seconds in items:
+                    mine = values[offset:offset + len(rows)]
+                    offset += len(rows)
+                    agreeing = sum(a == b for a, b in zip(mine, primary_values))
+                    labels = (shadow.name, str(shadow.version))
+                    self.metrics.shadow_rows.labels(*labels, "agree").inc(agreeing)
+                    self.metrics.shadow_rows.labels(*labels, "disagree").inc(len(primary_values) - agreeing)
+                    self.report.add({"variant": shadow.variant, "version": shadow.version,
+                                     "rows": len(primary_values), "agreeing": agreeing,
+                                     "latency_delta_ms": (share * len(rows) - primary_seconds) * 1000,
+                                     "error": failure, "at": time.time()})
+
+    def _predict(self, shadow, frame) -> tuple[list, float, str | None]:
+        if shadow.package:
+            return self.process.predict(shadow.package, frame, shadow.digest)
+        started = time.perf_counter()
+        try:
+            values, failure = json_ready(shadow.predict(frame)), None
+        except Exception as exc:  # a broken shadow is reported, never raised
+            values, failure = [], f"{type(exc).__name__}: {exc}"
+        return values, time.perf_counter() - started, failure
