@@ -24,7 +24,7 @@ export function apiUrl(...parts: string[]): string {
   return URLExt.join(settings.baseUrl, 'mlops', 'api', ...parts.map(encodeURIComponent));
 }
 
-export async function request<T = any>(method: string, path: string[], body?: unknown, query = ''): Promise<T> {
+export async function request<T = unknown>(method: string, path: string[], body?: unknown, query = ''): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const init: RequestInit = { method };
   if (body !== undefined) {
@@ -38,7 +38,7 @@ export async function request<T = any>(method: string, path: string[], body?: un
     throw new ApiError(`the Jupyter server did not answer: ${error}`, 0);
   }
   const text = await response.text();
-  let data: any = {};
+  let data: { message?: string; problems?: Problem[] } = {};
   try {
     data = text ? JSON.parse(text) : {};
   } catch {

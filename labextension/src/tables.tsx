@@ -1,0 +1,199 @@
+/**
+ * The panel's tables: runs (filter, sort, pages, a run's steps and their output notebooks), models (promote,
+ * rollback), deployments (up or down, traffic split, drift) and schedules (pause, resume, run now, delete).
+ */
+import React, { useEffect, useMemo, useRef, useState } from 'react';
+
+import { request } from './api';
+import {
+  cellValue, filterRuns, formatDuration, formatValue, pageOf, Run, runColumns, shortRunId, sortRuns, wallClock
+} from './logic';
+import { Act, Deployment, Model, RunDetails, Schedule } from './types';
+
+const PAGE_SIZE = 100;
+
+export function RunsTable(props: { runs: Run[]; openStepNotebook: (run: string, step: string) => void;
+  report: (e: unknown) => void }) {
+  const [query, setQuery] = useState('');
+  const [sort, setSort] = useState<{ key: string; descending: boolean }>({ key: 'started', descending: true });
+  const [page, setPage] = useState(0);
+  const [open, setOpen] = useState<string | null>(null);
+  const { params, metrics } = useMemo(() => runColumns(props.runs), [props.runs]);
+  const filtered = useMemo(() => filterRuns(props.runs, query), [props.runs, query]);
+  const sorted = useMemo(() => sortRuns(filtered.runs, sort.key, sort.descending), [filtered, sort]);
+  const shown = pageOf(sorted, page, PAGE_SIZE);
+  const columns: [string, string][] = [['id', 'run'], ['status', 'status'], ['duration', 'duration'],
+    ...params.map(p => [`params.${p}`, p] as [string, string]),
+    ...metrics.map(m => [`metrics.${m}`, m] as [string, string])];
+  const header = (key: string, label: string) => (
+    <th key={key} aria-sort={sort.key === key ? (sort.descending ? 'descending' : 'ascending') : 'none'}
+      className={key.startsWith('metrics.') ? 'mlops-metric' : key.startsWith('params.') ? 'mlops-param' : ''}
+      onClick={() => setSort({ key, descending: sort.key === key ? !sort.descending : true })}>
+      {label}{sort.key === key ? (sort.descending ? ' ▾' : ' ▴') : ''}
+    </th>
+  );
+  return (
+    <div>
+      <input className="mlops-filter" placeholder="filter: accuracy>0.9 status=failed C=10 ..." value={query}
+        onChange={e => { setQuery(e.target.value); setPage(0); }} data-testid="mlops-runs-filter" />
+      {filtered.error && <p className="mlops-form-error">{filtered.error}</p>}
+      <div className="mlops-table-scroll">
+        <table className="mlops-table" data-testid="mlops-runs">
+          <thead><tr>{columns.map(([k, l]) => header(k, l))}</tr></thead>
+          <tbody>
+            {shown.rows.map(run => (
+              <React.Fragment key={run.id}>
+                <tr className={`mlops-status-${run.status}${open === run.id ? ' mlops-selected' : ''}`}
+                  onClick={() => setOpen(open === run.id ? null : run.id)} data-run={run.id}>
+                  <td title={`${run.id} · ${run.path ?? run.notebook}${run.sweep_id ? ` · sweep ${run.sweep_id}` : ''}`}>
+                    {shortRunId(run.id)}{run.sweep_id ? ' ⋯' : ''}</td>
+                  <td><span className={`mlops-status mlops-status-${run.status}`}>{run.status}</span>
+                    {run.status === 'running' && run.steps_total ? ` ${run.steps_done}/${run.steps_total}` : ''}</td>
+                  <td>{formatDuration(run.duration)}</td>
+                  {columns.slice(3).map(([k]) => <td key={k}>{formatValue(cellValue(run, k))}</td>)}
+                </tr>
+              </React.Fragment>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {open && (  // below the table, not inside it: the steps need the panel's width, not a column's
+        <div className="mlops-run-detail" data-testid="mlops-run-detail">
+          <RunDetail id={open} status={props.runs.find(r => r.id === open)?.status ?? ''}
+            open={props.openStepNotebook} report={props.report} />
+        </div>
+      )}
+      <div className="mlops-pager">
+        <span>{sorted.length} of {props.runs.length} runs</span>
+        {shown.pages > 1 && (
+          <span>
+            <button disabled={shown.page === 0} onClick={() => setPage(shown.page - 1)}>‹</button>
+            {` page ${shown.page + 1} / ${shown.pages} `}
+            <button disabled={shown.page >= shown.pages - 1} onClick={() => setPage(shown.page + 1)}>›</button>
+          </span>
+        )}
+      </div>
+    </div>
+  );
+}
+
+export function RunDetail(props: { id: string; status: string; open: (run: string, step: string) => void;
+  report: (e: unknown) => void }) {
+  const [run, setRun] = useState<RunDetails | null>(null);
+  const { id, status, report } = props;
+  const alive = useRef(true);
+  useEffect(() => {
+    alive.current = true;
+    request<RunDetails>('GET', ['runs', id]).then(r => alive.current && setRun(r)).catch(report);
+    return () => { alive.current = false; };
+  }, [id, status, report]);
+  if (!run) {
+    return <span className="mlops-muted">loading...</span>;
+  }
+  return (
+    <div>
+      <div className="mlops-muted">run <code>{run.id}</code> · {run.path ?? run.notebook}
+        {run.sweep_id ? ` · sweep ${run.sweep_id}` : ''}{run.schedule ? ` · schedule ${run.schedule}` : ''}</div>
+      {run.error && <pre className="mlops-form-error">{run.error}</pre>}
+      <ul className="mlops-run-steps">
+        {run.steps.map(s => (
+          <li key={s.name}>
+            <span className={`mlops-status mlops-status-${s.status}`}>{s.status}</span> <b>{s.name}</b>{' '}
+            <span className="mlops-muted">{formatDuration(s.duration)}</span>{' '}
+            {s.has_notebook && (
+              <button className="mlops-link" data-testid={`mlops-open-${s.name}`}
+                onClick={() => props.open(run.id, s.name)}>open output</button>
+            )}
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+export function ModelsTable(props: { models: Model[]; act: Act }) {
+  if (!props.models.length) {
+    return <p className="mlops-muted">no models yet: register a run (actions, register)</p>;
+  }
+  return (
+    <table className="mlops-table" data-testid="mlops-models">
+      <thead><tr><th>model</th><th>version</th><th>aliases</th><th>metrics</th><th /></tr></thead>
+      <tbody>
+        {props.models.flatMap(m => [...m.versions].reverse().map(v => {
+          const aliases = Object.entries(m.aliases).filter(([, n]) => n === v.version).map(([a]) => a);
+          return (
+            <tr key={`${m.name}:${v.version}`}>
+              <td>{m.name}</td><td>{v.version}</td>
+              <td>{aliases.map(a => <span key={a} className="mlops-alias">{a}</span>)}</td>
+              <td>{Object.entries(v.metrics).map(([k, x]) => `${k}=${formatValue(x)}`).join(' ')}</td>
+              <td>
+                {!aliases.includes('production') && (
+                  <button className="mlops-link" onClick={() => props.act(`promoting ${m.name} v${v.version}`,
+                    () => request('POST', ['models', m.name, 'promote'], { version: v.version }))}>promote</button>
+                )}
+                {aliases.includes('production') && (
+                  <button className="mlops-link" onClick={() => props.act(`rolling back ${m.name}`,
+                    () => request('POST', ['models', m.name, 'rollback'], {}))}>rollback</button>
+                )}
+              </td>
+            </tr>
+          );
+        }))}
+      </tbody>
+    </table>
+  );
+}
+
+export function DeploymentsTable(props: { deployments: Deployment[] }) {
+  if (!props.deployments.length) {
+    return <p className="mlops-muted">no deployments yet (actions, deploy)</p>;
+  }
+  return (
+    <table className="mlops-table" data-testid="mlops-deployments">
+      <thead><tr><th>model</th><th>server</th><th>variants</th><th>requests</th><th>drift</th></tr></thead>
+      <tbody>
+        {props.deployments.map(d => (
+          <tr key={d.name}>
+            <td>{d.name}</td>
+            <td>{d.up ? <a href={d.url ?? undefined} target="_blank" rel="noreferrer">{d.url}</a> : <span className="mlops-muted">down</span>}</td>
+            <td>primary v{d.version ?? '?'}{d.spec?.canary ? `, canary v${d.spec.canary} ${d.spec.weight}%` : ''}
+              {d.spec?.shadow ? `, shadow v${d.spec.shadow}` : ''}</td>
+            <td>{d.requests ?? '-'}</td>
+            <td className={d.drifted_features?.length ? 'mlops-drifted' : ''}>
+              {d.monitor_error ? '-' : d.drifted_features?.length ? `${d.drifted_features.length} features drifted`
+                : 'no drift'}{d.outliers ? `, ${d.outliers} outliers` : ''}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function SchedulesTable(props: { schedules: Schedule[]; act: Act }) {
+  if (!props.schedules.length) {
+    return <p className="mlops-muted">no schedules yet (actions, schedule)</p>;
+  }
+  const action = (name: string, what: string) => props.act(`${what} ${name}`,
+    () => request('POST', ['schedules', name], { action: what }));
+  return (
+    <table className="mlops-table" data-testid="mlops-schedules">
+      <thead><tr><th>schedule</th><th>cron</th><th>next</th><th>status</th><th /></tr></thead>
+      <tbody>
+        {props.schedules.map(s => (
+          <tr key={s.name}>
+            <td title={s.path ?? s.notebook}>{s.name}</td><td>{s.cron} <small>{s.timezone}</small></td>
+            <td>{s.next_tick ? wallClock(s.next_tick) : '-'}</td><td>{s.status}</td>
+            <td>
+              <button className="mlops-link" onClick={() => action(s.name, s.status === 'active' ? 'pause' : 'resume')}>
+                {s.status === 'active' ? 'pause' : 'resume'}</button>{' '}
+              <button className="mlops-link" onClick={() => action(s.name, 'run')}>run now</button>{' '}
+              <button className="mlops-link" onClick={() => props.act(`deleting ${s.name}`,
+                () => request('DELETE', ['schedules', s.name]))}>delete</button>
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}

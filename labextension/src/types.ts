@@ -1,0 +1,167 @@
+/**
+ * What the server extension's endpoints answer (jupyter_mlops/server/handlers.py) and what the forms send, typed
+ * once so a change on either side shows up at compile time.
+ */
+import { Problem } from './api';
+import { Run } from './logic';
+
+export type { Problem, Run };
+
+export interface Step {
+  name: string;
+  kind: string;
+  cells: number[];
+  depends_on: string[];
+  metrics: string[];
+}
+
+export interface Parameter {
+  default: unknown;
+  help: string;
+}
+
+/** POST /validate */
+export interface Validation {
+  ok: boolean;
+  pipeline?: { steps: Step[]; parameters: Record<string, Parameter> };
+  problems?: Problem[];
+  warnings?: string[];
+}
+
+/** A background job of the server (a run, a sweep, a schedule fired now). */
+export interface Job {
+  id: string;
+  kind: string;
+  status: string;
+  result: unknown;
+  error: string | null;
+  started: number;
+  finished: number | null;
+  run_id?: string;
+  trials?: number;
+}
+
+/** GET /runs */
+export interface RunList {
+  runs: Run[];
+  jobs: Job[];
+}
+
+/** One step of GET /runs/ID */
+export interface RunStep {
+  name: string;
+  kind: string;
+  status: string;
+  duration: number | null;
+  error: string | null;
+  has_notebook: boolean;
+}
+
+/** GET /runs/ID */
+export interface RunDetails extends Run {
+  steps: RunStep[];
+}
+
+export interface ModelVersion {
+  version: number;
+  run_id: string;
+  metrics: Record<string, number>;
+  params: Record<string, unknown>;
+  created: string | null;
+}
+
+/** GET /models: each model with its versions and aliases */
+export interface Model {
+  name: string;
+  versions: ModelVersion[];
+  aliases: Record<string, number>;
+}
+
+/** GET /deployments */
+export interface Deployment {
+  name: string;
+  url: string | null;
+  up: boolean;
+  spec: { canary: number | null; weight: number; shadow: number | null; sticky_header: string | null } | null;
+  version?: number;
+  requests?: number;
+  outliers?: number;
+  drifted_features?: string[];
+  monitor_error?: string;
+}
+
+/** POST /deployments */
+export interface DeployAnswer {
+  name: string;
+  status: string;
+  url: string | null;
+}
+
+/** GET /schedules */
+export interface Schedule {
+  name: string;
+  notebook: string;
+  path?: string | null;
+  cron: string;
+  timezone: string;
+  status: 'active' | 'paused';
+  next_tick: string | null;
+}
+
+/** A setting of an engine, as GET /engines describes it (jupyter_mlops/engines/abc.py). */
+export interface EngineSetting {
+  name: string;
+  flag: string;
+  help: string;
+  verbs: string[];
+  type: 'text' | 'integer' | 'number' | 'flag';
+  default: string | number | boolean | null;
+}
+
+/** GET /engines */
+export interface Engine {
+  name: string;
+  summary: string;
+  verbs: string[];
+  options: EngineSetting[];
+}
+
+/** What a form sends for its engine: `backend` and that engine's `settings`. */
+export interface EngineChoice {
+  backend: string;
+  settings: Record<string, string | boolean>;
+}
+
+// -- request bodies -------------------------------------------------------------------------------------------------
+export interface SweepBody extends EngineChoice {
+  space: Record<string, string>;
+  parallel: number;
+  metric: string | null;
+  direction: string;
+  samples: number | null;
+}
+
+export interface RegisterBody {
+  run: string;
+  name: string;
+  metric: string | null;
+  require: string[];
+}
+
+export interface DeployBody {
+  name: string;
+  port: number;
+  canary: string | null;
+  weight: number;
+  shadow: string | null;
+}
+
+export interface ScheduleBody {
+  name: string;
+  cron: string;
+  timezone: string;
+  parameters: Record<string, string>;
+}
+
+/** How a table asks the panel to do something and report it (the notice line). */
+export type Act = (what: string, call: () => Promise<unknown>) => void;
