@@ -202,14 +202,20 @@ def register(serializer: Serializer) -> None:
 
 
 def _entry_point_serializers() -> list[Serializer]:
+    """The serializers packages register (one, or a list, per entry point); a plugin that fails to import, or is
+    not a Serializer, is left out with a warning: the built-in formats keep working."""
     global _plugins
     if _plugins is None:
-        from importlib.metadata import entry_points
+        from . import plugins
 
         found: list[Serializer] = []
-        for point in entry_points(group=ENTRY_POINT_GROUP):
-            loaded = point.load()
-            found += loaded if isinstance(loaded, (list, tuple)) else [loaded]
+        for name, target, loaded in plugins.entry_points(ENTRY_POINT_GROUP):
+            given = loaded if isinstance(loaded, (list, tuple)) else [loaded]
+            kept = [s for s in given if isinstance(s, Serializer)]
+            if len(kept) < len(given):
+                plugins.log.warning("%s plugin `%s` (%s) is left out in part: only Serializer objects are used",
+                                    ENTRY_POINT_GROUP, name, target)
+            found += kept
         _plugins = found
     return _plugins
 

@@ -60,7 +60,8 @@ def plugin(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: whole-notebook-engine\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
         "[jupyter_mlops.engines]\nwhole = whole_notebook_engine:WholeNotebookEngine\n"
-        "broken = no_such_module:Engine\nlocal = whole_notebook_engine:WholeNotebookEngine\n")
+        "broken = no_such_module:Engine\nlocal = whole_notebook_engine:WholeNotebookEngine\n"
+        "[jupyter_mlops.serializers]\nbroken = no_such_serializer:SERIALIZER\n")
     return site
 
 
@@ -103,7 +104,8 @@ def test_a_third_engine_is_one_module_and_an_entry_point(plugin, make_notebook, 
     listed = json.loads(cli("runs", "--json", "--workspace", str(tmp_path / ".mlops"), cwd=tmp_path).stdout)
     assert [r["id"] for r in listed] == [run["id"]]
     # the broken plugin is left out with a warning, and one posing as `local` does not replace it
-    assert "engine `broken`" in done.stderr and "`local` is a built-in engine's name" in done.stderr
+    assert "plugin `broken` (no_such_module:Engine) could not be loaded" in done.stderr
+    assert "`local` is a built-in engine's name" in done.stderr
     # an engine that only runs is not offered where it cannot work
     refused = cli("deploy", "digits", "--backend", "whole", cwd=tmp_path, site=plugin, check=False)
     assert refused.returncode == 2 and "invalid choice: 'whole'" in refused.stderr
@@ -137,3 +139,12 @@ def test_a_local_run_is_cancelled_through_its_engine(make_notebook):
     timer.start()
     run = jupyter_mlops.run(notebook, engine_hook=hooked.append)
     assert run["status"] == "cancelled" and run["steps"][0]["status"] == "cancelled"  # not run out its 60 s
+
+
+def test_a_broken_serializer_plugin_leaves_the_built_in_formats_working(plugin, make_notebook, tmp_path):
+    """A package whose serializer entry point cannot be imported used to fail every step that passed a value."""
+    notebook = make_notebook([("n = 3", "parameters"), ("import numpy as np\nvalues = np.arange(n)", "data"),
+                              ("total = int(values.sum())\nprint(total)", "train")])
+    done = cli("run", str(notebook), "--json", cwd=tmp_path, site=plugin)
+    run = json.loads(done.stdout)
+    assert run["status"] == "succeeded" and [s["status"] for s in run["steps"]] == ["succeeded", "succeeded"]

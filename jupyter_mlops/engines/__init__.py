@@ -23,16 +23,9 @@ log = logging.getLogger(__name__)
 _found: dict[str, type[Engine]] | None = None
 
 
-def _load(name: str, target: str) -> type[Engine] | None:
-    from importlib import import_module
-
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(import_module(module), attr)
-    except Exception as exc:  # a broken plugin must not break the CLI
-        log.warning("engine `%s` (%s) could not be loaded and is left out: %s", name, target, exc)
-        return None
-    missing = [verb for verb in cls.verbs if not callable(getattr(cls, verb, None))]
+def _engine_class(name: str, target: str, cls: Any) -> type[Engine] | None:
+    """`cls` if it keeps the contract (an Engine with a method per verb it lists), else None, warned."""
+    missing = [verb for verb in getattr(cls, "verbs", ()) if not callable(getattr(cls, verb, None))]
     if not (isinstance(cls, type) and issubclass(cls, Engine)) or missing or set(cls.verbs) - set(VERBS):
         log.warning("engine `%s` (%s) is left out: not a jupyter_mlops.engines.Engine with a method per verb it "
                     "lists (%s)", name, target, ", ".join(VERBS))
@@ -44,18 +37,25 @@ def registered() -> dict[str, type[Engine]]:
     """Every engine, by name: the built-in ones first, then the plugins in the order Python finds them."""
     global _found
     if _found is None:
-        from importlib.metadata import entry_points
+        from .. import plugins
 
-        targets = dict(BUILT_IN)
-        for point in entry_points(group=GROUP):
-            if point.name in BUILT_IN and point.value != BUILT_IN[point.name]:
-                log.warning("engine `%s` from %s is left out: `%s` is a built-in engine's name", point.name,
-                            point.value, point.name)
+        found: dict[str, type[Engine]] = {}
+        for name, target in BUILT_IN.items():
+            cls = _engine_class(name, target, plugins.load(name, target, GROUP))
+            if cls is not None:
+                found[name] = cls
+        for name, target, loaded in plugins.entry_points(GROUP):
+            if name in BUILT_IN:
+                if target != BUILT_IN[name]:
+                    log.warning("engine `%s` from %s is left out: `%s` is a built-in engine's name", name, target,
+                                name)
                 continue
-            targets.setdefault(point.name, point.value)
-        _found = {name: cls for name, target in targets.items() if (cls := _load(name, target)) is not None}
-        for name, cls in _found.items():
+            cls = _engine_class(name, target, loaded)
+            if cls is not None and name not in found:
+                found[name] = cls
+        for name, cls in found.items():
             cls.name = cls.name or name
+        _found = found
     return _found
 
 
