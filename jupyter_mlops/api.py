@@ -10,6 +10,7 @@ from .errors import MlopsError, StepFailed
 # the run verbs live with the rest of a run's life (orchestration.py); the API offers them as they are
 from .orchestration import describe_run, iso, resume, say_warnings, validate  # noqa: F401
 from .trials import plan_sweep  # noqa: F401 - the panel checks a sweep with it before starting one
+from .records import EngineAnswer, RunView, SweepView
 from .search_space import MAX_TRIALS
 from .workspace import Workspace
 
@@ -44,7 +45,7 @@ def _engine(backend: str, verb: str, workspace, keywords: dict[str, Any], engine
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *, backend: str = "local",
         workspace: str | os.PathLike | None = None, run_id: str | None = None, on_update: Callable | None = None,
         on_log: Callable | None = None, check: bool = False, engine_hook: Callable | None = None,
-        **options: Any) -> dict:
+        **options: Any) -> RunView:
     """Run a tagged notebook as a pipeline on engine `backend` (`list_engines()` names them) and record it; returns the
     run (see `describe_run`). Bad tags or parameters raise before anything runs; a failed step gives a run with
     status `failed` (or raises StepFailed with check=True). `options` are the engine's: on `local`, max_parallel,
@@ -61,7 +62,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
 
 def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
            sticky_header: str | None = None, backend: str = "local", workspace: str | os.PathLike | None = None,
-           engine_hook: Callable | None = None, **options: Any) -> dict:
+           engine_hook: Callable | None = None, **options: Any) -> EngineAnswer:
     """Serve model `name`'s production version (else its latest) with an optional canary version taking `weight`
     percent of requests and a shadow version mirrored; an existing deployment is updated in place. Returns
     {name, status, url, lines}; on `local` without `wait=True`, also `server` (a server on a thread of this
@@ -137,7 +138,7 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
           search: str = "grid", trials: int | None = None, parallel: int = 2, maximize: str | None = None,
           minimize: str | None = None, max_trials: int = MAX_TRIALS, backend: str = "local",
           workspace: str | os.PathLike | None = None, on_trial: Callable | None = None,
-          engine_hook: Callable | None = None, **options: Any) -> dict:
+          engine_hook: Callable | None = None, **options: Any) -> SweepView:
     """Run the notebook once per point of `space` ({parameter: list, range spec or single value}; see
     search_space.py): every combination (`search="grid"`), `samples` random points, or `trials` points chosen by
     Optuna (`search="bayes"`), `parallel` at a time, on engine `backend`. On `local`, steps run on shared warm

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .errors import MlopsError, StepFailed
 from .names import check_run_id
 from .owners import process_owner
+from .records import USABLE_STEP, RunStatus, RunView, StepStatus
 from .workspace import Workspace, new_run_id
 
 
@@ -78,9 +79,9 @@ def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_par
         values = {"status": result.status, "started": result.started, "finished": result.finished,
                   "duration": result.duration, "output_notebook": result.output_notebook,
                   "error": result.error, "cell": result.cell}
-        if result.status == "running":
+        if result.status == StepStatus.RUNNING:
             values["attempts"] = engine.attempts.get(result.name, 0) + 1
-        if result.status != "reused":
+        if result.status != StepStatus.REUSED:
             store.update_step(run_id, result.name, **{k: v for k, v in values.items() if v is not None or
                                                        k in ("error", "cell", "finished", "duration")})
         if result.metrics:
@@ -95,7 +96,7 @@ def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_par
 
 
 def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str],
-             run_timeout: float | None = None) -> dict:
+             run_timeout: float | None = None) -> RunView:
     import threading
 
     store = ws.store
@@ -113,23 +114,24 @@ def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]
     try:
         results = engine.execute(paths, reuse=reuse)
     except KeyboardInterrupt:
-        store.finish_run(run_id, "cancelled", "interrupted by the user")
+        store.finish_run(run_id, RunStatus.CANCELLED, "interrupted by the user")
         raise
     finally:
         if timer:
             timer.cancel()
     if expired.is_set():
-        store.finish_run(run_id, "failed", f"timed out after {run_timeout:g} s; steps still running were stopped")
+        store.finish_run(run_id, RunStatus.FAILED,
+                         f"timed out after {run_timeout:g} s; steps still running were stopped")
         return describe_run(store.get_run(run_id))
-    failed = [r for r in results.values() if r.status == "failed"]
+    failed = [r for r in results.values() if r.status == StepStatus.FAILED]
     if failed:
         first = failed[0]
         where = f" (cell {first.cell} of {os.path.basename(pipeline.notebook)})" if first.cell else ""
-        store.finish_run(run_id, "failed", f"step `{first.name}` failed{where}: {first.error}")
-    elif any(r.status == "cancelled" for r in results.values()):
-        store.finish_run(run_id, "cancelled", "cancelled")
+        store.finish_run(run_id, RunStatus.FAILED, f"step `{first.name}` failed{where}: {first.error}")
+    elif any(r.status == StepStatus.CANCELLED for r in results.values()):
+        store.finish_run(run_id, RunStatus.CANCELLED, "cancelled")
     else:
-        store.finish_run(run_id, "succeeded")
+        store.finish_run(run_id, RunStatus.SUCCEEDED)
     return describe_run(store.get_run(run_id))
 
 
@@ -165,7 +167,7 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         result = execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
     finally:
         pool.close()
-    if check and result["status"] != "succeeded":
+    if check and result["status"] != RunStatus.SUCCEEDED:
         raise StepFailed(f"run {run_id} {result['status']}: {result['error']}")
     return result
 
@@ -203,9 +205,9 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
     ws = Workspace.locate(workspace)
     record = ws.store.get_run(run_id)
     run_id = record["id"]
-    if record["status"] == "succeeded":
+    if record["status"] == RunStatus.SUCCEEDED:
         raise MlopsError(f"run {run_id} succeeded: nothing to resume; start a new one with `jupyter-mlops run`")
-    if record["status"] == "running":
+    if record["status"] == RunStatus.RUNNING:
         raise MlopsError(f"run {run_id} is still running; wait for it, or interrupt it first")
     if not Path(record["notebook"]).is_file():
         raise MlopsError(f"run {run_id}'s notebook {record['notebook']} no longer exists; put it back to resume")
@@ -220,7 +222,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
     reuse: set[str] = set()
     for step in pipeline.steps:
         old = before.get(step.name)
-        if (old and old["status"] in ("succeeded", "reused") and old["fingerprint"] == fingerprints[step.name]
+        if (old and old["status"] in USABLE_STEP and old["fingerprint"] == fingerprints[step.name]
                 and all(d in reuse for d in step.depends_on)):
             try:
                 if step.outputs:
@@ -233,7 +235,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
         old = before.get(step.name, {})
         kept = step.name in reuse
         rows.append({"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
-                     "status": "reused" if kept else "pending", "attempts": old.get("attempts") or 0,
+                     "status": StepStatus.REUSED if kept else StepStatus.PENDING, "attempts": old.get("attempts") or 0,
                      **{k: old.get(k) if kept else None for k in ("started", "finished", "duration",
                                                                   "output_notebook")}})
         if not kept and old.get("output_notebook") and Path(old["output_notebook"]).exists():
@@ -241,7 +243,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
     ws.store.replace_steps(run_id, rows)
     for path, attempt in superseded:  # keep the earlier attempt's notebook beside the new one
         path.rename(path.with_suffix(f".attempt{attempt}.ipynb"))
-    ws.store.update_run(run_id, status="running", notebook_hash=pipeline.notebook_hash, error=None,
+    ws.store.update_run(run_id, status=RunStatus.RUNNING, notebook_hash=pipeline.notebook_hash, error=None,
                         finished=None, duration=None, owner=process_owner())
     engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update)
     try:
@@ -254,7 +256,7 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
 
 
-def describe_run(record: dict) -> dict:
+def describe_run(record: dict) -> RunView:
     """A run as JSON-ready data: id, status, params, metrics, started, duration, steps, ..."""
     steps = [{"name": s["name"], "kind": s["kind"], "status": s["status"], "started": iso(s["started"]),
               "duration": s["duration"], "output_notebook": s["output_notebook"], "error": s["error"],

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .errors import MlopsError, StoreError
+from .records import RunStatus
 
 SCHEMA_VERSION = 6
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
@@ -26,7 +27,18 @@ MIGRATIONS: dict[int, list[str]] = {
     5: [],  # deployments: a new table
     6: ["ALTER TABLE model_versions ADD COLUMN files TEXT"],  # sha256 of each package file
 }
-RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
+
+
+
+class Status(sa.types.TypeDecorator):
+    """A status column: a RunStatus or StepStatus (records.py) is stored as its plain value, whatever the driver
+    makes of str enums."""
+    impl = sa.String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
 
 metadata = sa.MetaData()
 runs_table = sa.Table(
@@ -35,7 +47,7 @@ runs_table = sa.Table(
     sa.Column("notebook", sa.Text, nullable=False),
     sa.Column("notebook_hash", sa.String(64), nullable=False),
     sa.Column("params", sa.Text, nullable=False, default="{}"),  # JSON
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", Status, nullable=False),
     sa.Column("started", sa.Float, nullable=False),  # epoch seconds
     sa.Column("finished", sa.Float),
     sa.Column("duration", sa.Float),
@@ -52,7 +64,7 @@ steps_table = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # pending|running|succeeded|failed|cancelled|skipped|reused
+    sa.Column("status", Status, nullable=False),  # pending|running|succeeded|failed|cancelled|skipped|reused
     sa.Column("started", sa.Float),
     sa.Column("finished", sa.Float),
     sa.Column("duration", sa.Float),
@@ -77,7 +89,7 @@ sweeps_table = sa.Table(
     sa.Column("trials", sa.Integer, nullable=False),
     sa.Column("metric", sa.String(200)),
     sa.Column("direction", sa.String(8)),  # maximize | minimize
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", Status, nullable=False),
     sa.Column("started", sa.Float, nullable=False),
     sa.Column("finished", sa.Float),
     sa.Column("best_run", sa.String(40)),
@@ -120,7 +132,7 @@ schedules_table = sa.Table(
     sa.Column("cron", sa.String(200), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("params", sa.Text, nullable=False),  # JSON
-    sa.Column("status", sa.String(16), nullable=False),  # active | paused
+    sa.Column("status", Status, nullable=False),  # active | paused
     sa.Column("missed", sa.String(16), nullable=False),  # skip | latest
     sa.Column("retries", sa.Integer, nullable=False),
     sa.Column("backoff", sa.Float, nullable=False),
@@ -135,7 +147,7 @@ schedule_ticks_table = sa.Table(
     sa.Column("tick", sa.Float, primary_key=True),
     sa.Column("claimed_by", sa.String(300), nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed | skipped
+    sa.Column("status", Status, nullable=False),  # running | succeeded | failed | skipped
     sa.Column("error", sa.Text),
     sa.Column("run_id", sa.String(40)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -297,7 +309,7 @@ class Store:
             conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
 
     def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        assert status in RUN_STATUSES
+        status = RunStatus(status).value  # a status that is not one is our bug: ValueError naming it
         with self.engine.begin() as conn:
             started = conn.execute(sa.select(runs_table.c.started).where(runs_table.c.id == run_id)).scalar()
             now = time.time()

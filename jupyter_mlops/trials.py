@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MlopsError
+from .records import RunStatus, StepStatus, SweepView
 from .search_space import MAX_TRIALS, Dimension, expand
 
 
@@ -69,7 +70,7 @@ class OptunaPoints:
             return {**self.fixed, **trial.params}, trial
 
     def tell(self, token: Any, run: dict) -> None:
-        value = run["metrics"].get(self.metric) if run["status"] == "succeeded" else None
+        value = run["metrics"].get(self.metric) if run["status"] == RunStatus.SUCCEEDED else None
         with self._lock:
             if value is None:
                 self.study.tell(token, state=self.optuna.trial.TrialState.FAIL)
@@ -146,7 +147,7 @@ def plan_sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: i
 
 def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None, direction: str | None,
               parallel: int, timeout: float | None, fresh_kernels: bool, on_trial: Callable | None,
-              watch: Callable | None = None) -> dict:
+              watch: Callable | None = None) -> SweepView:
     """Run the trials; `watch` is given each trial's step executor as it is made (to cancel the sweep: no new
     trial starts once one of them is cancelled)."""
     from .orchestration import describe_run, execute, step_executor, record_run
@@ -188,7 +189,7 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
         owner = new_trial(*first)
         if shared:  # the first trial runs the shared steps; the others read its outputs
             owner.engine.execute(owner.paths, only=shared)
-        broken = [n for n in shared if owner.engine.results[n].status != "succeeded"]
+        broken = [n for n in shared if owner.engine.results[n].status != StepStatus.SUCCEEDED]
         next_point: tuple | None = first
         while next_point is not None:
             room.acquire()
@@ -209,17 +210,17 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
         for t in threads:
             t.join(30)
         for trial in trials:
-            if store.get_run(trial.run_id)["status"] == "running":  # interrupted before its trial began
-                store.finish_run(trial.run_id, "cancelled", "interrupted by the user")
-        store.finish_sweep(sweep_id, "cancelled", None)
+            if store.get_run(trial.run_id)["status"] == RunStatus.RUNNING:  # interrupted before its trial began
+                store.finish_run(trial.run_id, RunStatus.CANCELLED, "interrupted by the user")
+        store.finish_sweep(sweep_id, RunStatus.CANCELLED, None)
         raise
     finally:
         pool.close()
     results = [finished.get(t.run_id) or describe_run(store.get_run(t.run_id)) for t in trials]
     best = best_trial(results, metric, direction)
-    status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+    status = RunStatus.SUCCEEDED if any(r["status"] == RunStatus.SUCCEEDED for r in results) else RunStatus.FAILED
     if any(t.engine.cancelled for t in trials):
-        status = "cancelled"
+        status = RunStatus.CANCELLED
     store.finish_sweep(sweep_id, status, best["id"] if best else None)
     return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
             "shared_steps": sorted(shared), "best": best, "trials": results}
@@ -233,13 +234,13 @@ def _share_steps(ws, owner_id: str, owner, run_id: str, shared: set[str]) -> Non
     for name in shared:
         result = owner.results[name]
         share_step(ws.artifacts(owner_id), ws.artifacts(run_id), name)
-        store.update_step(run_id, name, status="reused", started=result.started, finished=result.finished,
+        store.update_step(run_id, name, status=StepStatus.REUSED, started=result.started, finished=result.finished,
                           duration=result.duration, output_notebook=result.output_notebook)
         store.record_metrics(run_id, name, result.metrics)
 
 
 def best_trial(trials: list[dict], metric: str | None, direction: str | None) -> dict | None:
-    scored = [t for t in trials if t["status"] == "succeeded" and metric in t["metrics"]]
+    scored = [t for t in trials if t["status"] == RunStatus.SUCCEEDED and metric in t["metrics"]]
     if not metric or not scored:
         return None
     pick = max if direction == "maximize" else min

@@ -88,3 +88,26 @@ def test_a_version_5_store_gains_package_digests(tmp_path):
                             run_id="r", notebook="nb.ipynb", notebook_hash="h", params={}, metrics={},
                             data_fingerprint=None)
     assert store.model_versions("old")[1]["files"] == '{"predict.pkl": "ab"}'
+
+
+def test_statuses_are_typed_and_stored_as_their_plain_values(tmp_path):
+    import json
+    import sqlite3
+
+    import pytest
+
+    from jupyter_mlops.records import RunStatus, StepStatus
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.create_run("r1", "nb", "h", {}, "/tmp", [{"name": "train", "position": 0, "kind": "train",
+                                                    "fingerprint": "f"}])
+    store.update_step("r1", "train", status=StepStatus.REUSED)
+    store.finish_run("r1", RunStatus.SUCCEEDED)
+    run = store.get_run("r1")
+    assert run["status"] == RunStatus.SUCCEEDED == "succeeded" and json.dumps(run["status"]) == '"succeeded"'
+    raw = sqlite3.connect(tmp_path / "db.sqlite").execute("SELECT r.status, s.status FROM runs r JOIN steps s "
+                                                          "ON s.run_id = r.id").fetchall()
+    assert raw == [("succeeded", "reused")]
+    with pytest.raises(ValueError, match="'finished' is not a valid RunStatus"):
+        store.finish_run("r1", "finished")
+    assert store.get_run("r1")["status"] == "succeeded"

@@ -18,6 +18,9 @@ The contract, per verb an engine lists in `verbs`:
   returns {name, cron, timezone, lines, ...}.
 - `cancel()`: stop what this engine object started (another thread calls it); the run is recorded `cancelled`.
 
+The shapes returned are typed in records.py (RunView, SweepView, EngineAnswer); statuses are RunStatus and
+StepStatus values.
+
 `**keywords` are the settings a verb takes on this engine only (the local engine's `timeout`, `host`, ...): the
 registry checks them against the method's signature, so a keyword another engine takes is a clear error here.
 User mistakes are `MlopsError`s naming the setting and the fix, raised before anything starts.

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..errors import MlopsError
 from ..kube.apply import explain
+from ..records import RunStatus
 from .abc import Engine, Option
 
 PUBLISHED = "_run"  # <artifacts>/<run id>/_run/{run.json, steps/*.ipynb}: what a pod leaves for its caller
@@ -182,7 +183,7 @@ class KubernetesEngine(Engine):
             outcome, reason = self._follow(name, namespace)
         except KeyboardInterrupt:
             self._delete(name, namespace)
-            self.ws.store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
+            self.ws.store.finish_run(run_id, RunStatus.CANCELLED, "interrupted by the user; the Job was deleted")
             raise
         logs = self._save_logs(name, namespace, run_id)
         if outcome != "succeeded":
@@ -234,8 +235,8 @@ class KubernetesEngine(Engine):
             self._delete(name, namespace)
             for i, run_id in enumerate(run_ids):
                 if i not in done:
-                    store.finish_run(run_id, "cancelled", "interrupted by the user; the Job was deleted")
-            store.finish_sweep(sweep_id, "cancelled", None)
+                    store.finish_run(run_id, RunStatus.CANCELLED, "interrupted by the user; the Job was deleted")
+            store.finish_sweep(sweep_id, RunStatus.CANCELLED, None)
             raise
         if outcome != "succeeded":
             self._delete(name, namespace)
@@ -244,9 +245,9 @@ class KubernetesEngine(Engine):
                 trial_ended(i, outcome, reason)
         results = [describe_run(store.get_run(r)) for r in run_ids]
         best = best_trial(results, metric, direction)
-        status = "succeeded" if any(r["status"] == "succeeded" for r in results) else "failed"
+        status = RunStatus.SUCCEEDED if any(r["status"] == RunStatus.SUCCEEDED for r in results) else RunStatus.FAILED
         if outcome == "cancelled":
-            status = "cancelled"
+            status = RunStatus.CANCELLED
         store.finish_sweep(sweep_id, status, best["id"] if best else None)
         return {"id": sweep_id, "status": status, "metric": metric, "direction": direction, "shared_steps": [],
                 "best": best, "trials": results}
@@ -307,14 +308,14 @@ class KubernetesEngine(Engine):
         store = self.ws.store
         published = self._collect(run_id, pipeline)
         if outcome == "cancelled":
-            store.finish_run(run_id, "cancelled", "cancelled; the Job was deleted")
-        elif published and published["status"] == "succeeded":
-            store.finish_run(run_id, "succeeded")
+            store.finish_run(run_id, RunStatus.CANCELLED, "cancelled; the Job was deleted")
+        elif published and published["status"] == RunStatus.SUCCEEDED:
+            store.finish_run(run_id, RunStatus.SUCCEEDED)
         else:
             error = (published or {}).get("error") or reason or "the Job failed"
             if not published and logs.strip():  # the pod died before it could say what happened: its last words
                 error += "; the pod's log ends:\n" + "\n".join(logs.strip().splitlines()[-8:])
-            store.finish_run(run_id, "failed", f"{error} (Kubernetes Job {where})")
+            store.finish_run(run_id, RunStatus.FAILED, f"{error} (Kubernetes Job {where})")
 
     def _follow(self, name: str, namespace: str, pod_ended: Callable | None = None) -> tuple[str, str | None]:
         """Wait for the Job to end: ("succeeded" | "failed" | "cancelled", reason). For an Indexed Job,

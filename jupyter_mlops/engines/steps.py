@@ -24,17 +24,17 @@ from ..analysis import imported_modules
 from ..compile import ARTIFACTS_PARAMETER
 from ..files import papermill_writes_atomically, write_notebook
 from ..pipeline import Pipeline, Step, _source
+from ..records import FINISHED_STEP, USABLE_STEP, StepStatus
 from .kernels import KernelPool, KernelStartError, kernel_death_reason
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("succeeded", "failed", "cancelled", "skipped", "reused")
 
 
 @dataclass
 class StepResult:
     name: str
-    status: str = "pending"
+    status: str = StepStatus.PENDING
     started: float | None = None
     finished: float | None = None
     output_notebook: str | None = None
@@ -131,10 +131,10 @@ class StepExecutor:
         logging.getLogger("traitlets").setLevel(logging.CRITICAL)  # nbclient's "Kernel died...": we say why
         self.step_notebooks = step_notebooks
         for name in reuse:
-            if self.results[name].status != "succeeded":
-                self._set(name, status="reused")
+            if self.results[name].status != StepStatus.SUCCEEDED:
+                self._set(name, status=StepStatus.REUSED)
         todo = [s for s in self.pipeline.steps if s.name not in reuse and (only is None or s.name in only)
-                and self.results[s.name].status == "pending"]
+                and self.results[s.name].status == StepStatus.PENDING]
         threads = [threading.Thread(target=self._worker, args=(s,), name=f"mlops-step-{s.name}", daemon=True)
                    for s in todo]
         for t in threads:
@@ -159,8 +159,8 @@ class StepExecutor:
     def _settle(self) -> None:
         """After a cancel: whatever a worker could not report is cancelled too."""
         for result in list(self.results.values()):
-            if result.status not in TERMINAL:
-                self._set(result.name, status="cancelled", error="cancelled",
+            if result.status not in FINISHED_STEP:
+                self._set(result.name, status=StepStatus.CANCELLED, error=StepStatus.CANCELLED,
                           finished=time.time() if result.started else None)
 
     @property
@@ -191,15 +191,15 @@ class StepExecutor:
         try:
             with self._state:
                 self._state.wait_for(lambda: self._cancelled or all(
-                    self.results[d].status in TERMINAL for d in step.depends_on))
+                    self.results[d].status in FINISHED_STEP for d in step.depends_on))
                 ready = not self._cancelled and all(
-                    self.results[d].status in ("succeeded", "reused") for d in step.depends_on)
+                    self.results[d].status in USABLE_STEP for d in step.depends_on)
             if not ready:
-                return self._set(step.name, status="cancelled" if self._cancelled else "skipped")
+                return self._set(step.name, status=StepStatus.CANCELLED if self._cancelled else StepStatus.SKIPPED)
             try:
                 km = self.pool.acquire()
             except KernelStartError as exc:
-                status = "cancelled" if self._cancelled or self.pool.closed else "failed"
+                status = StepStatus.CANCELLED if self._cancelled or self.pool.closed else StepStatus.FAILED
                 return self._set(step.name, status=status, error=str(exc), finished=time.time())
             healthy = False
             try:
@@ -208,7 +208,7 @@ class StepExecutor:
                 self.pool.release(km, reusable=healthy)
         except Exception as exc:  # never leave a step `running` because of our own bug
             log.exception("step %s", step.name)
-            self._set(step.name, status="failed", finished=time.time(), error=f"internal error: {exc!r}")
+            self._set(step.name, status=StepStatus.FAILED, finished=time.time(), error=f"internal error: {exc!r}")
 
     def _run_step(self, step: Step, km: Any) -> bool:
         """Execute one step; returns whether its kernel is fit to serve another step."""
@@ -220,27 +220,27 @@ class StepExecutor:
         source = self.step_notebooks[step.name]
         output = self.output_dir / source.name
         output.parent.mkdir(parents=True, exist_ok=True)
-        self._set(step.name, status="running", started=time.time(), output_notebook=str(output))
+        self._set(step.name, status=StepStatus.RUNNING, started=time.time(), output_notebook=str(output))
         params = {**self.parameters, ARTIFACTS_PARAMETER: self.artifacts}
-        status, error, cell, healthy = "succeeded", None, None, True
+        status, error, cell, healthy = StepStatus.SUCCEEDED, None, None, True
         try:
             papermill.execute_notebook(
                 str(source), str(output), parameters=params, kernel_name=self.pipeline.kernel_name,
                 progress_bar=False, log_output=False, cwd=self.cwd, km=km,
                 execution_timeout=self.timeout, start_timeout=120)
         except papermill.PapermillExecutionError as exc:
-            status, cell = "failed", self._failed_source_cell(output)
+            status, cell = StepStatus.FAILED, self._failed_source_cell(output)
             error = f"{exc.ename}: {exc.evalue}"
         except DeadKernelError:
-            status, error, healthy = "failed", kernel_death_reason(km), False
+            status, error, healthy = StepStatus.FAILED, kernel_death_reason(km), False
             self._note_in_notebook(output, error)
         except BaseException as exc:  # timeouts, lost kernels; nbclient's tasks may end in CancelledError
-            status, error, healthy = "failed", f"{type(exc).__name__}: {exc}", False
+            status, error, healthy = StepStatus.FAILED, f"{type(exc).__name__}: {exc}", False
             self._note_in_notebook(output, error)
-        if (self._cancelled or self.pool.closed) and status == "failed":
-            status, error = "cancelled", "cancelled"
+        if (self._cancelled or self.pool.closed) and status == StepStatus.FAILED:
+            status, error = StepStatus.CANCELLED, StepStatus.CANCELLED
         metrics: dict[str, float] = {}
-        if status == "succeeded":
+        if status == StepStatus.SUCCEEDED:
             from ..metrics import read_metrics
 
             metrics = read_metrics(str(output))
