@@ -75,6 +75,17 @@ def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow
                          sticky_header=sticky_header, **rest)
 
 
+def undeploy(name: str, *, backend: str = "local", workspace: str | os.PathLike | None = None,
+             **options: Any) -> EngineAnswer:
+    """Stop serving model `name` and forget its deployment (its request logs stay): on `local` its server process
+    ends cleanly; on `kubernetes` its HTTPRoute, Deployments and Services are deleted (`namespace=`)."""
+    from . import engines as registry
+    from .names import check_name
+
+    engine, rest = _engine(backend, "undeploy", workspace, options, None)
+    return registry.call(engine, "undeploy", check_name(name), **rest)
+
+
 def list_runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None,
               sweep_id: str | None = None) -> list[dict]:
     return [describe_run(r) for r in Workspace.locate(workspace).store.list_runs(limit=limit, sweep_id=sweep_id)]

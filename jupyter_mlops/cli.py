@@ -187,7 +187,7 @@ def _registry_verbs(sub) -> None:
 
 
 def _serving_verbs(sub) -> None:
-    """Models behind HTTP: serve, deploy, monitor."""
+    """Models behind HTTP: serve, deploy, undeploy, monitor."""
     p = sub.add_parser("serve", help="serve a registered model over HTTP (Open Inference Protocol v2 and MLflow)")
     p.add_argument("model", metavar="NAME[:VERSION|@ALIAS]")
     p.add_argument("--host", default="127.0.0.1")
@@ -206,6 +206,11 @@ def _serving_verbs(sub) -> None:
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
     _server_limit_options(p)
     _engine_options(p, "deploy", "the servers run")
+    _workspace_option(p)
+
+    p = sub.add_parser("undeploy", help="stop a deployment's server and forget the deployment (its logs stay)")
+    p.add_argument("name")
+    _engine_options(p, "undeploy", "the deployment runs")
     _workspace_option(p)
 
     p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
@@ -538,6 +543,13 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _undeploy(args: argparse.Namespace) -> int:
+    from . import api
+
+    print("\n".join(api.undeploy(args.name, workspace=args.workspace, **_backend(args, "undeploy"))["lines"]))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     """One registered version on this machine, in the foreground (no deployment: nothing routes or follows)."""
     from .serving.app import create_app
@@ -812,7 +824,8 @@ def _show(args: argparse.Namespace) -> int:
 COMMANDS = {"validate": _validate, "compile": _compile, "run": _run_or_resume, "resume": _run_or_resume,
             "sweep": _sweep, "runs": _runs, "show": _show, "compare": _compare, "register": _register,
             "models": _models, "promote": _alias, "rollback": _alias, "serve": _serve, "deploy": _deploy,
-            "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule, "build": _build, "export": _export}
+            "undeploy": _undeploy, "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule,
+            "build": _build, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@
     %mlops runs [--sweep ID] [--limit N]    a DataFrame: one row per run, params.* and metrics.* columns
     %mlops show RUN | compare RUN RUN...    one run (a dict) | a DataFrame of what differs
     %mlops validate [NB]                    the steps and edges
-    %mlops register | models | promote | rollback | serve | schedule ...   as on the command line
+    %mlops register | models | promote | rollback | serve | deploy | undeploy | schedule ...   as on the CLI
 
 Without a notebook, the notebook this kernel belongs to is meant (Jupyter sets JPY_SESSION_NAME for kernels).
 Loading the extension imports nothing heavy; each verb loads what it needs.
@@ -171,6 +171,10 @@ def mlops(line: str) -> Any:
             said = f"deployed {args.name} at {done['url']}; `.stop()` ends it" if "server" in done else None
             print(said or "\n".join(done["lines"]), flush=True)
             return done.get("server")
+        if args.command == "undeploy":
+            done = api.undeploy(args.name, workspace=args.workspace, **_backend(args, "undeploy"))
+            print("\n".join(done["lines"]), flush=True)
+            return None
         if args.command == "monitor":
             return _monitor_table(args)
         if args.command == "register":

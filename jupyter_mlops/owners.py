@@ -30,5 +30,14 @@ def owner_is_gone(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return process_owner(int(pid)) != owner
+    return process_owner(int(pid)) != owner or _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """An ended child its parent has not reaped yet (a server the Jupyter server started, say) is gone too."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
 

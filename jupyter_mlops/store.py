@@ -535,6 +535,11 @@ class Store:
         found["spec"] = json.loads(found["spec"])
         return found
 
+    def delete_deployment(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            _exclusive(conn, f"deployment:{name}")
+            conn.execute(deployments_table.delete().where(deployments_table.c.name == name))
+
     def deployments(self) -> list[dict]:
         with self.engine.begin() as conn:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(deployments_table))]

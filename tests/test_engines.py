@@ -84,7 +84,7 @@ def test_the_built_in_engines_are_registered_and_listed():
 
     assert engines.names() == ["local", "kubernetes"]
     listed = {e["name"]: e for e in jupyter_mlops.list_engines()}
-    assert set(listed["local"]["verbs"]) == set(listed["kubernetes"]["verbs"]) == {"run", "sweep", "deploy",
+    assert set(listed["local"]["verbs"]) == set(listed["kubernetes"]["verbs"]) == {"run", "sweep", "deploy", "undeploy",
                                                                                   "schedule"}
     assert "image" in [o["name"] for o in listed["kubernetes"]["options"]]
     assert "api_client" not in [o["name"] for o in listed["kubernetes"]["options"]]  # the API's only

@@ -374,6 +374,14 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
     assert served.spec.template.spec.containers[0].command[2] == "digits:2"
     with pytest.raises(MlopsError, match="--store-secret"):
         jupyter_mlops.deploy("digits", backend="kubernetes", **{**options, "store_secret": None})
+    gone = jupyter_mlops.undeploy("digits", backend="kubernetes", namespace=NAMESPACE, workspace=workspace)
+    assert gone["lines"] == ["deleted HTTPRoute/digits", "deleted Deployment/digits-primary",
+                             "deleted Service/digits-primary", "deleted Deployment/digits-canary",
+                             "deleted Service/digits-canary"]
+    with pytest.raises(MlopsError, match="nothing of a deployment `digits`"):
+        jupyter_mlops.undeploy("digits", backend="kubernetes", namespace=NAMESPACE, workspace=workspace)
+    again = jupyter_mlops.deploy("digits", canary=2, weight=10, backend="kubernetes", **options)["lines"]
+    assert again == created  # created anew: the objects were gone
 
     lines = jupyter_mlops.add_schedule(notebook, "nightly", "0 3 * * *", {"C": 2}, timezone="Europe/Paris",
                                        backend="kubernetes", **options)["lines"]

@@ -198,3 +198,15 @@ def test_stopping_a_server_ends_its_shadows_and_its_request_log(versions, tmp_pa
     assert not app.state.request_log.thread.is_alive()
     logged = (tmp_path / "logs" / "requests.jsonl").read_text().splitlines()
     assert len(logged) == 5
+
+
+def test_undeploy_stops_a_server_started_from_a_notebook(versions):
+    """%mlops deploy serves on a thread of the kernel's process; undeploy there stops it and forgets it."""
+    started = jupyter_mlops.deploy("digits", workspace=versions.root, port=0)
+    server = started["server"]
+    assert requests.get(f"{started['url']}/ping").status_code == 200
+    done = jupyter_mlops.undeploy("digits", workspace=versions.root)
+    assert done["status"] == "stopped" and "a thread of this process" in done["lines"][0]
+    assert not server.thread.is_alive() and jupyter_mlops.deployments(workspace=versions.root) == []
+    with pytest.raises(jupyter_mlops.errors.MlopsError, match="no deployment `digits`.*deployments there: none"):
+        jupyter_mlops.undeploy("digits", workspace=versions.root)

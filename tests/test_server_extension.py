@@ -195,6 +195,8 @@ def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
 
 
 def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
+    from jupyter_mlops.workspace import Workspace
+
     if not any(m["name"] == "digits" for m in server.api("GET", "models").json()["models"]):
         test_register_behind_a_gate_promote_and_rollback(server, finished_run)
     port = free_port()
@@ -210,13 +212,29 @@ def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
         assert listed[0]["up"] and listed[0]["spec"]["canary"] == 2 and listed[0]["requests"] >= 0
         bad = server.api("POST", "deployments", json={"name": "digits", "port": port, "canary": 7})
         assert bad.status_code == 400 and "7" in bad.json()["message"]
+        # the Stop button: the server process ends (cleanly: the request log holds the request), the row goes
+        pid = int(Workspace(server.root / ".mlops").store.get_deployment("digits")["owner"].rsplit(":", 2)[1])
+        stopped = server.api("DELETE", "deployments/digits")
+        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
+        assert server.api("GET", "deployments").json()["deployments"] == []
+        assert _process_ended(pid)
+        logged = (server.root / ".mlops" / "logs" / "digits" / "requests.jsonl").read_text().splitlines()
+        assert len(logged) == 1
+        again = server.api("DELETE", "deployments/digits")
+        assert again.status_code == 400 and "no deployment `digits`" in again.json()["message"]
     finally:
-        owner = server.api("GET", "deployments").json()["deployments"][0]
-        from jupyter_mlops.workspace import Workspace
-
         row = Workspace(server.root / ".mlops").store.get_deployment("digits")
-        os.kill(int(row["owner"].rsplit(":", 2)[1]), signal.SIGTERM)
-        assert owner["name"] == "digits"
+        if row:  # the test failed before the Stop button: do not leave the server running
+            os.kill(int(row["owner"].rsplit(":", 2)[1]), signal.SIGTERM)
+
+
+def _process_ended(pid: int) -> bool:
+    """Gone, or a zombie its parent (the Jupyter server) has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------

@@ -89,7 +89,9 @@ def create(name: str, verb: str, workspace: Any = None, settings: dict[str, Any]
                          f"{', '.join(allowed) or 'none'}")
     values = {o.name: o.default for o in cls.options}
     values.update({k: v for k, v in given.items() if v is not None})
-    return cls(workspace, **values)
+    engine = cls(workspace, **values)
+    engine.check(verb)
+    return engine
 
 
 def split(name: str, verb: str, keywords: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,6 +14,8 @@ The contract, per verb an engine lists in `verbs`:
 - `deploy(name, *, canary, weight, shadow, sticky_header, **keywords) -> dict`: serve model `name` (its
   `production` version, else the latest: registry.primary_version) with the canary/shadow versions given;
   returns {name, status, url, lines} (lines: what was done, one line each).
+- `undeploy(name) -> dict`: stop serving model `name` and forget the deployment (its request logs stay);
+  returns {name, status: "stopped", lines}; an unknown name is an error naming the deployments there are.
 - `schedule(notebook, name, cron, parameters, *, timezone, **keywords) -> dict`: fire the notebook on a cron;
   returns {name, cron, timezone, lines, ...}.
 - `cancel()`: stop what this engine object started (another thread calls it); the run is recorded `cancelled`.
@@ -31,7 +33,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
-VERBS = ("run", "sweep", "deploy", "schedule")
+VERBS = ("run", "sweep", "deploy", "undeploy", "schedule")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class Engine:
     def describe(cls) -> dict:
         return {"name": cls.name, "summary": cls.summary, "verbs": list(cls.verbs),
                 "options": [o.describe() for o in cls.options if o.shown]}
+
+    def check(self, verb: str) -> None:
+        """Whatever can be known wrong before `verb` starts (a missing setting, say), as an MlopsError; the
+        registry calls it when the engine is made, so the panel hears of it at once."""
 
     def cancel(self) -> None:
         """Stop what this engine started; engines that cannot be interrupted leave it as is."""

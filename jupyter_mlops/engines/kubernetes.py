@@ -78,17 +78,21 @@ def publish(workspace, run: dict) -> None:
         f.write(json.dumps(run, default=str))
 
 
+_MAKES = ("run", "sweep", "deploy", "schedule")  # the verbs that make pods, and so need an image
+
+
 class KubernetesEngine(Engine):
     name = "kubernetes"
     summary = "the kubeconfig's cluster: a Job per run, an Indexed Job per sweep, Deployments + HTTPRoute, CronJobs"
-    verbs = ("run", "sweep", "deploy", "schedule")
+    verbs = ("run", "sweep", "deploy", "undeploy", "schedule")
     options = (
-        Option("image", "the image `jupyter-mlops build` made for the notebook"),
+        Option("image", "the image `jupyter-mlops build` made for the notebook", verbs=_MAKES),
         Option("namespace", "the namespace", "default"),
-        Option("artifacts_secret", "a Secret whose keys become the pods' env (object-store credentials)"),
-        Option("store_secret", "a Secret whose key `url` is the team store (MLOPS_STORE_URL)"),
-        Option("cpu", "each pod's CPU request (default 1)", "1"),
-        Option("memory", "each pod's memory (default 2Gi)", "2Gi"),
+        Option("artifacts_secret", "a Secret whose keys become the pods' env (object-store credentials)",
+               verbs=_MAKES),
+        Option("store_secret", "a Secret whose key `url` is the team store (MLOPS_STORE_URL)", verbs=_MAKES),
+        Option("cpu", "each pod's CPU request (default 1)", "1", verbs=_MAKES),
+        Option("memory", "each pod's memory (default 2Gi)", "2Gi", verbs=_MAKES),
         Option("gateway", "the Gateway the HTTPRoute attaches to", "mlops-gateway", verbs=("deploy",)),
         Option("api_client", "a kubernetes.client.ApiClient (default: from the kubeconfig)", shown=False),
         Option("poll", "seconds between looks at a Job", 1.0, float, verbs=("run", "sweep"), shown=False),
@@ -100,16 +104,23 @@ class KubernetesEngine(Engine):
         from ..kube.manifests import Target
 
         super().__init__(workspace)
-        if not image:
-            raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build NOTEBOOK --tag "
-                             "REGISTRY/NAME:TAG` and push it where the cluster pulls from")
-        self.target = Target(image, namespace, cpu, memory, workspace_claim=None, artifacts_secret=artifacts_secret,
-                             store_secret=store_secret)
-        self.target.check()
+        self.target = Target(image or "", namespace, cpu, memory, workspace_claim=None,
+                             artifacts_secret=artifacts_secret, store_secret=store_secret)
         self.gateway, self.poll, self._api = gateway, poll, api_client
         self.on_log: Callable[[str], Any] | None = None
         self.cancelled = threading.Event()
         self._streams: dict[str, threading.Thread] = {}  # pod name -> the thread following its log
+
+    def check(self, verb: str) -> None:
+        from ..kube.manifests import dns_label
+
+        if verb not in _MAKES:
+            dns_label(self.target.namespace, "--namespace")
+            return
+        if not self.target.image:
+            raise MlopsError("--backend kubernetes needs --image: build one with `jupyter-mlops build NOTEBOOK --tag "
+                             "REGISTRY/NAME:TAG` and push it where the cluster pulls from")
+        self.target.check()
 
     @property
     def api(self):
@@ -280,6 +291,24 @@ class KubernetesEngine(Engine):
                 resolve(store, f"{name}:{version}")
         objects = serving(self.target, name, primary["version"], canary, weight, shadow, self.gateway)
         return {"name": name, "status": "applied", "url": None, "lines": apply(self.api, objects)}
+
+    def undeploy(self, name: str) -> dict:
+        """Delete what `deploy` made for model `name`: its HTTPRoute, then each variant's Deployment and Service
+        (those never made are skipped)."""
+        from ..kube.apply import delete
+        from ..kube.manifests import resource_name
+        from ..names import check_name
+
+        check_name(name)
+        objects = [("gateway.networking.k8s.io/v1", "HTTPRoute", resource_name(name))]
+        for variant in ("primary", "canary", "shadow"):
+            objects += [("apps/v1", "Deployment", resource_name(name, variant)),
+                        ("v1", "Service", resource_name(name, variant))]
+        lines = delete(self.api, self.target.namespace, objects)
+        if not lines:
+            raise MlopsError(f"nothing of a deployment `{name}` in namespace `{self.target.namespace}` (no HTTPRoute, "
+                             "Deployment or Service of that name); check the name and --namespace")
+        return {"name": name, "status": "stopped", "url": None, "lines": lines}
 
     def schedule(self, notebook: str | Path, name: str, cron: str, parameters: dict | None = None, *,
                  timezone: str = "UTC") -> dict:

@@ -15,7 +15,7 @@ from .abc import Engine
 class LocalEngine(Engine):
     name = "local"
     summary = "this machine: kernels in this process, model servers on this machine, the local scheduler"
-    verbs = ("run", "sweep", "deploy", "schedule")
+    verbs = ("run", "sweep", "deploy", "undeploy", "schedule")
 
     def __init__(self, workspace: str | os.PathLike | None = None, **settings: Any):
         super().__init__(workspace, **settings)
@@ -89,7 +89,7 @@ class LocalEngine(Engine):
         if not wait:
             server = serve_in_background(app, host, port)
             ws.store.save_deployment(name, spec, server.url, process_owner())
-            server.watcher = DeploymentWatcher(ws, name, app.state.live)
+            server.serve_deployment(name, DeploymentWatcher(ws, name, app.state.live))
             return {"name": name, "status": "started", "url": server.url, "server": server,
                     "lines": [f"serving {what} at {server.url}"]}
         url = f"http://{host}:{port}"
@@ -104,6 +104,24 @@ class LocalEngine(Engine):
             watcher.stop()
         return {**started, "status": "stopped"}
 
+    def undeploy(self, name: str) -> dict:
+        """Stop the deployment's server and forget the deployment (its request logs stay). A server on a thread
+        of this process is stopped directly; one in another process on this machine gets SIGTERM (it shuts down
+        cleanly: the request log is flushed, the shadows end), then SIGKILL if it has not gone in 15 s."""
+        from ..errors import MlopsError
+        from ..names import check_name
+        from ..workspace import Workspace
+
+        ws = Workspace.locate(self.workspace)
+        row = ws.store.get_deployment(check_name(name))
+        if row is None:
+            known = ", ".join(d["name"] for d in ws.store.deployments()) or "none"
+            raise MlopsError(f"no deployment `{name}` in {ws.root}; deployments there: {known}")
+        lines = [_stop_server(row)]
+        ws.store.delete_deployment(name)
+        lines.append(f"removed the deployment {name}; its request logs stay in {ws.root / 'logs' / name}")
+        return {"name": name, "status": "stopped", "url": row["url"], "lines": lines}
+
     def schedule(self, notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,
                  *, timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
                  timeout: float | None = None) -> dict:
@@ -115,3 +133,40 @@ class LocalEngine(Engine):
                     timezone=timezone, missed=missed, retries=retries, backoff=backoff, timeout=timeout)
         return {**added, "lines": [f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next "
                                    f"{added['next_tick']}"]}
+
+
+def _stop_server(row: dict, grace: float = 15.0) -> str:
+    """Stop the process (or thread of this process) serving a stored deployment; says what it did."""
+    import signal
+    import socket
+    import time
+
+    from ..errors import MlopsError
+    from ..owners import owner_is_gone
+    from ..serving.server import served_here
+
+    owner, name = row["owner"], row["name"]
+    if not owner or owner_is_gone(owner):
+        return f"the server of {name} was not running"
+    host, pid, _ = owner.rsplit(":", 2)
+    if host != socket.gethostname():
+        raise MlopsError(f"{name} is served from {host} (pid {pid}); run `jupyter-mlops undeploy {name}` there")
+    if int(pid) == os.getpid():
+        server = served_here(name)
+        if server is None:
+            raise MlopsError(f"{name} is served by this process, but not by a server this engine started; stop "
+                             "that server itself")
+        server.stop()
+        return f"stopped the server of {name} at {row['url']} (a thread of this process)"
+    try:
+        os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while not owner_is_gone(owner) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not owner_is_gone(owner):
+            os.kill(int(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended meanwhile
+    except PermissionError:
+        raise MlopsError(f"the server of {name} (pid {pid}) belongs to another user; stop it as that user") from None
+    return f"stopped the server of {name} at {row['url']} (pid {pid})"

@@ -82,3 +82,33 @@ def apply(api_client, objects: list[dict]) -> list[str]:
         except Exception as exc:
             raise explain(exc, "create", what, namespace) from None
     return done
+
+
+def delete(api_client, namespace: str, objects: list[tuple[str, str, str]]) -> list[str]:
+    """Delete each (apiVersion, kind, name) in `namespace`, foreground; one that is not there is skipped. Returns
+    "deleted Kind/name" lines."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    done = []
+    for api_version, kind, name in objects:
+        if kind in _CUSTOM:
+            group, version, plural = _CUSTOM[kind]
+            api = client.CustomObjectsApi(api_client)
+            call = lambda: api.delete_namespaced_custom_object(group, version, namespace, plural, name)  # noqa: E731
+            what = plural
+        else:
+            api = getattr(client, _TYPED[api_version])(api_client)
+            snake = _snake(kind)
+            call = lambda: getattr(api, f"delete_namespaced_{snake}")(  # noqa: E731
+                name, namespace, propagation_policy="Foreground")
+            what = f"{snake.replace('_', '')}s"
+        try:
+            call()
+            done.append(f"deleted {kind}/{name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise explain(exc, "delete", what, namespace) from None
+        except Exception as exc:
+            raise explain(exc, "delete", what, namespace) from None
+    return done

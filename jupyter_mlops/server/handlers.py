@@ -415,6 +415,17 @@ class DeploymentsHandler(MlopsHandler):
         self.reply(await self.run_blocking(_start_deployment, self.workspace, name, command))
 
 
+class DeploymentHandler(MlopsHandler):
+    @web.authenticated
+    async def delete(self, name: str):
+        """Stop the deployment's server and forget the deployment (its request logs stay)."""
+        from .. import api
+
+        with self.user_errors():
+            check_name(name)
+        self.reply(await self.run_blocking(api.undeploy, name, workspace=self.workspace.root))
+
+
 def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> dict:
     from ..serving.server import is_up
 
@@ -542,6 +553,7 @@ def routes(base_url: str) -> list[tuple]:
         (url_path_join(api, "models"), ModelsHandler),
         (url_path_join(api, "models", name, "(promote|rollback)"), AliasHandler),
         (url_path_join(api, "deployments"), DeploymentsHandler),
+        (url_path_join(api, "deployments", name), DeploymentHandler),
         (url_path_join(api, "schedules"), SchedulesHandler),
         (url_path_join(api, "schedules", name), ScheduleHandler),
         (url_path_join(api, "cron"), CronHandler),

@@ -85,6 +85,14 @@ def serve_forever(app, host: str, port: int) -> None:
     _server(app, host, port).run()
 
 
+# deployments served by a thread of this process (`%mlops deploy`), so `undeploy` here can stop them
+_here: dict[str, "BackgroundServer"] = {}
+
+
+def served_here(name: str) -> "BackgroundServer | None":
+    return _here.get(name)
+
+
 class BackgroundServer:
     """A server on a thread of this process (for notebooks); `stop()` ends it."""
 
@@ -103,11 +111,18 @@ class BackgroundServer:
         self.url = f"http://{host}:{bound_port}"
 
     watcher = None  # a DeploymentWatcher, for `%mlops deploy`
+    deployment: str | None = None  # the deployment it serves, if any
+
+    def serve_deployment(self, name: str, watcher) -> None:
+        self.deployment, self.watcher = name, watcher
+        _here[name] = self
 
     def stop(self) -> None:
         """Stop serving; the app's lifespan then closes its request log, shadow mirror and shadow process."""
         if self.watcher is not None:
             self.watcher.stop()
+        if self.deployment is not None and _here.get(self.deployment) is self:
+            del _here[self.deployment]
         self.server.should_exit = True
         self.thread.join(15)
 

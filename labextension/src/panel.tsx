@@ -212,7 +212,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
         {tab === 'runs' && <RunsTable runs={runs} openStepNotebook={openStepNotebook} report={report} />}
         {tab === 'models' && <ModelsTable models={models}
           act={(what, call) => act(what, call)} />}
-        {tab === 'deployments' && <DeploymentsTable deployments={deployments} />}
+        {tab === 'deployments' && <DeploymentsTable deployments={deployments} act={(what, call) => act(what, call)} />}
         {tab === 'schedules' && <SchedulesTable schedules={schedules} act={(what, call) => act(what, call)} />}
       </section>
     </div>

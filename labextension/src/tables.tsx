@@ -144,13 +144,13 @@ export function ModelsTable(props: { models: Model[]; act: Act }) {
   );
 }
 
-export function DeploymentsTable(props: { deployments: Deployment[] }) {
+export function DeploymentsTable(props: { deployments: Deployment[]; act: Act }) {
   if (!props.deployments.length) {
     return <p className="mlops-muted">no deployments yet (actions, deploy)</p>;
   }
   return (
     <table className="mlops-table" data-testid="mlops-deployments">
-      <thead><tr><th>model</th><th>server</th><th>variants</th><th>requests</th><th>drift</th></tr></thead>
+      <thead><tr><th>model</th><th>server</th><th>variants</th><th>requests</th><th>drift</th><th /></tr></thead>
       <tbody>
         {props.deployments.map(d => (
           <tr key={d.name}>
@@ -162,6 +162,11 @@ export function DeploymentsTable(props: { deployments: Deployment[] }) {
             <td className={d.drifted_features?.length ? 'mlops-drifted' : ''}>
               {d.monitor_error ? '-' : d.drifted_features?.length ? `${d.drifted_features.length} features drifted`
                 : 'no drift'}{d.outliers ? `, ${d.outliers} outliers` : ''}
+            </td>
+            <td>
+              <button className="mlops-link" data-testid={`mlops-undeploy-${d.name}`}
+                onClick={() => props.act(`stopping ${d.name}`, () => request('DELETE', ['deployments', d.name]))}>
+                {d.up ? 'stop' : 'remove'}</button>
             </td>
           </tr>
         ))}
