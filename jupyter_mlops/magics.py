@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import MlopsError
 
@@ -106,98 +106,122 @@ def _step_line(result: Any) -> None:
 
 def mlops(line: str) -> Any:
     """The `%mlops` line magic."""
-    from . import api
-    from .cli import _backend, _given, _parameters, _parser, _sweep_options
+    from .cli import COMMANDS, _parser
 
     parser = _parser(prog="%mlops")
     try:
         args = parser.parse_args(shlex.split(line))
     except SystemExit:  # argparse already printed the usage and the problem
         return None
+    if not args.command:
+        parser.print_help()
+        return None
     try:
         if getattr(args, "notebook", "") is None:
             args.notebook = current_notebook()
-        if args.command == "run":
-            return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
-                                     on_update=_step_line, on_log=lambda line: print(f"  pod| {line}", flush=True),
-                                     **_backend(args, "run"), **_given(max_parallel=args.parallel,
-                                                                       timeout=args.timeout,
-                                                                       fresh_kernels=args.fresh_kernels)))
-        if args.command == "sweep":
-            space = _parameters(args.parameter)
-            options = _sweep_options(args)
-            metric = args.maximize or args.minimize
-            swept = [n for n in space if "," in str(space[n]) or ".." in str(space[n])]
-            live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,
-                               maximize=args.minimize is None)
-            result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize,
-                               minimize=args.minimize, workspace=args.workspace, on_trial=live, **options,
-                               **_backend(args, "sweep"), **_given(timeout=args.timeout,
-                                                                   fresh_kernels=args.fresh_kernels))
-            table = api.runs(workspace=args.workspace, sweep_id=result["id"])
-            if metric and f"metrics.{metric}" in table:
-                table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)
-            if result["best"]:
-                print(f"best ({result['direction']} {metric}): {result['best']['id']}", flush=True)
-            return table.reset_index(drop=True)
-        if args.command == "runs":
-            return api.runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
-        if args.command == "show":
-            return RunResult(api.get_run(args.run_id, workspace=args.workspace))
-        if args.command == "compare":
-            return api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
-        if args.command == "resume":
-            return RunResult(api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
-                                        timeout=args.timeout, fresh_kernels=args.fresh_kernels,
-                                        on_update=_step_line))
-        if args.command == "validate":
-            from .cli import _print_pipeline
-
-            _print_pipeline(api.validate(args.notebook))
+        answer = VERBS.get(args.command)
+        if answer is None:  # no Python object to give back: it prints what it did, as on the command line
+            COMMANDS[args.command](args)
             return None
-        if args.command == "serve":
-            from .serving.app import create_app
-            from .serving.server import load, serve_in_background
-            from .workspace import Workspace
-
-            model = load(Workspace.locate(args.workspace), args.model)
-            server = serve_in_background(create_app(model), args.host, args.port)
-            print(f"serving {model.name} version {model.version} at {server.url}; `.stop()` ends it", flush=True)
-            return server
-        if args.command == "deploy":  # on this machine: a server on a thread of this kernel, returned
-            done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
-                              sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
-                              **_given(host=args.host, port=args.port))
-            said = f"deployed {args.name} at {done['url']}; `.stop()` ends it" if "server" in done else None
-            print(said or "\n".join(done["lines"]), flush=True)
-            return done.get("server")
-        if args.command == "undeploy":
-            done = api.undeploy(args.name, workspace=args.workspace, **_backend(args, "undeploy"))
-            print("\n".join(done["lines"]), flush=True)
-            return None
-        if args.command == "monitor":
-            return _monitor_table(args)
-        if args.command == "register":
-            return api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
-                                require=args.require, sweep_id=args.sweep, workspace=args.workspace)
-        if args.command == "models":
-            return api.models(workspace=args.workspace)
-        if args.command == "promote":
-            return api.promote(args.name, args.model_version, alias=args.alias, workspace=args.workspace)
-        if args.command == "rollback":
-            return api.rollback(args.name, alias=args.alias, workspace=args.workspace)
-        if args.command in ("schedule", "scheduler"):
-            from .cli import _schedule
-
-            _schedule(args)  # prints what it did, as on the command line
-            return None
-        if args.command == "compile":
-            return str(api.compile_notebook(args.notebook, args.output))
-        parser.print_help()
-        return None
+        return answer(args)
     except MlopsError as exc:  # the user's mistake: say it plainly, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return None
+
+
+def _run(args) -> RunResult:
+    from . import api
+    from .cli import _backend, _given, _parameters
+
+    return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
+                             on_update=_step_line, on_log=lambda line: print(f"  pod| {line}", flush=True),
+                             **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
+                                                               fresh_kernels=args.fresh_kernels)))
+
+
+def _sweep(args):
+    """The trials as a DataFrame, best first, with a live table meanwhile."""
+    from . import api
+    from .cli import _backend, _given, _parameters, _sweep_options
+
+    space = _parameters(args.parameter)
+    options = _sweep_options(args)
+    metric = args.maximize or args.minimize
+    swept = [n for n in space if "," in str(space[n]) or ".." in str(space[n])]
+    live = _live_table(api.planned_trials(args.notebook, space, **options), swept, metric,
+                       maximize=args.minimize is None)
+    result = api.sweep(args.notebook, space, parallel=args.parallel, maximize=args.maximize, minimize=args.minimize,
+                       workspace=args.workspace, on_trial=live, **options, **_backend(args, "sweep"),
+                       **_given(timeout=args.timeout, fresh_kernels=args.fresh_kernels))
+    table = api.runs(workspace=args.workspace, sweep_id=result["id"])
+    if metric and f"metrics.{metric}" in table:
+        table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)
+    if result["best"]:
+        print(f"best ({result['direction']} {metric}): {result['best']['id']}", flush=True)
+    return table.reset_index(drop=True)
+
+
+def _resume(args) -> RunResult:
+    from . import api
+
+    return RunResult(api.resume(args.run_id, workspace=args.workspace, max_parallel=args.parallel,
+                                timeout=args.timeout, fresh_kernels=args.fresh_kernels, on_update=_step_line))
+
+
+def _serve(args):
+    """A server on a thread of this kernel, returned (`.stop()` ends it)."""
+    from .serving.app import create_app
+    from .serving.server import load, serve_in_background
+    from .workspace import Workspace
+
+    model = load(Workspace.locate(args.workspace), args.model)
+    server = serve_in_background(create_app(model), args.host, args.port)
+    print(f"serving {model.name} version {model.version} at {server.url}; `.stop()` ends it", flush=True)
+    return server
+
+
+def _deploy(args):
+    """On this machine: a server on a thread of this kernel, returned; elsewhere, what the engine did."""
+    from . import api
+    from .cli import _backend, _given
+
+    done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
+                      sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
+                      **_given(host=args.host, port=args.port))
+    said = f"deployed {args.name} at {done['url']}; `.stop()` ends it" if "server" in done else None
+    print(said or "\n".join(done["lines"]), flush=True)
+    return done.get("server")
+
+
+def _validate(args) -> None:
+    from . import api
+    from .cli import _print_pipeline
+
+    _print_pipeline(api.validate(args.notebook))
+
+
+# the verbs answered with Python objects; the others print what they did, as on the command line (cli.COMMANDS)
+VERBS: dict[str, Callable[[Any], Any]] = {
+    "run": _run, "sweep": _sweep, "resume": _resume, "validate": _validate, "serve": _serve, "deploy": _deploy,
+    "monitor": lambda args: _monitor_table(args),
+    "runs": lambda args: _api().runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep),
+    "show": lambda args: RunResult(_api().get_run(args.run_id, workspace=args.workspace)),
+    "compare": lambda args: _api().compare(args.run_ids, workspace=args.workspace, all_rows=args.all),
+    "register": lambda args: _api().register(args.run_id, args.name, metric=args.metric,
+                                                    maximize=not args.minimize, require=args.require,
+                                                    sweep_id=args.sweep, workspace=args.workspace),
+    "models": lambda args: _api().models(workspace=args.workspace),
+    "promote": lambda args: _api().promote(args.name, args.model_version, alias=args.alias,
+                                                  workspace=args.workspace),
+    "rollback": lambda args: _api().rollback(args.name, alias=args.alias, workspace=args.workspace),
+    "compile": lambda args: str(_api().compile_notebook(args.notebook, args.output)),
+}
+
+
+def _api():
+    from . import api  # loaded at the first verb, not when the extension loads
+
+    return api
 
 
 def load_ipython_extension(ipython) -> None:

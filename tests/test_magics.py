@@ -70,8 +70,11 @@ def test_deploy_and_monitor_magics(tmp_path):
         "import jupyter_mlops\nfound = jupyter_mlops.monitor('digits')\n"
         "print(found['version'], found['window_rows'], found['requests'])\n"
         "print([d['name'] for d in jupyter_mlops.deployments()])",
+        # a verb with no Python answer prints what it did, as on the command line
+        "%mlops undeploy digits\n%mlops schedule list",
     ])
     assert "deployed digits at http://127.0.0.1:" in outputs(nb.cells[2])
     assert "digits v1: 300 rows" in outputs(nb.cells[3]) and "drifted features" in outputs(nb.cells[3])
     assert any("text/html" in o.get("data", {}) for o in nb.cells[3].outputs)  # the table with PSI bars
     assert "1 300 10" in outputs(nb.cells[4]) and "['digits']" in outputs(nb.cells[4])
+    assert "removed the deployment digits" in outputs(nb.cells[5]) and "no schedules" in outputs(nb.cells[5])

@@ -195,6 +195,7 @@ def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
 
 
 def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
+    from jupyter_mlops.owners import owner_is_gone
     from jupyter_mlops.workspace import Workspace
 
     if not any(m["name"] == "digits" for m in server.api("GET", "models").json()["models"]):
@@ -213,11 +214,11 @@ def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
         bad = server.api("POST", "deployments", json={"name": "digits", "port": port, "canary": 7})
         assert bad.status_code == 400 and "7" in bad.json()["message"]
         # the Stop button: the server process ends (cleanly: the request log holds the request), the row goes
-        pid = int(Workspace(server.root / ".mlops").store.get_deployment("digits")["owner"].rsplit(":", 2)[1])
+        owner = Workspace(server.root / ".mlops").store.get_deployment("digits")["owner"]
         stopped = server.api("DELETE", "deployments/digits")
         assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
         assert server.api("GET", "deployments").json()["deployments"] == []
-        assert _process_ended(pid)
+        assert owner_is_gone(owner)  # ended (a zombie until the Jupyter server reaps it counts as ended)
         logged = (server.root / ".mlops" / "logs" / "digits" / "requests.jsonl").read_text().splitlines()
         assert len(logged) == 1
         again = server.api("DELETE", "deployments/digits")
@@ -226,15 +227,6 @@ def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
         row = Workspace(server.root / ".mlops").store.get_deployment("digits")
         if row:  # the test failed before the Stop button: do not leave the server running
             os.kill(int(row["owner"].rsplit(":", 2)[1]), signal.SIGTERM)
-
-
-def _process_ended(pid: int) -> bool:
-    """Gone, or a zombie its parent (the Jupyter server) has not reaped yet."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------

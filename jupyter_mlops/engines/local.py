@@ -153,9 +153,8 @@ def _stop_server(row: dict, grace: float = 15.0) -> str:
         raise MlopsError(f"{name} is served from {host} (pid {pid}); run `jupyter-mlops undeploy {name}` there")
     if int(pid) == os.getpid():
         server = served_here(name)
-        if server is None:
-            raise MlopsError(f"{name} is served by this process, but not by a server this engine started; stop "
-                             "that server itself")
+        if server is None:  # its thread's server was stopped already (`.stop()` in the notebook)
+            return f"the server of {name} was not running"
         server.stop()
         return f"stopped the server of {name} at {row['url']} (a thread of this process)"
     try:
