@@ -679,9 +679,25 @@ def _sweep(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from . import api
 
-    runs = api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep)
-    print(json.dumps(runs, indent=1)) if args.json else _print_runs(runs)
+    if not args.json:  # the table has no steps column: they are not read
+        _print_runs(api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep, steps=False))
+    elif args.limit:
+        print(json.dumps(api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep), indent=1))
+    else:  # printed as it is read, a page at a time: the first runs appear at once, memory stays flat
+        _print_json_list(api.iter_runs(workspace=args.workspace, sweep_id=args.sweep))
     return 0
+
+
+def _print_json_list(items) -> None:
+    """The same text as json.dumps(list(items), indent=1), written item by item."""
+    import textwrap
+
+    out, first = sys.stdout, True
+    out.write("[")
+    for item in items:
+        out.write(("\n" if first else ",\n") + textwrap.indent(json.dumps(item, indent=1), " "))
+        first = False
+    out.write("]\n" if first else "\n]\n")
 
 
 def _register(args: argparse.Namespace) -> int:

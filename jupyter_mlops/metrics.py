@@ -1,11 +1,12 @@
 """`log_metrics` for notebook code: metrics kept as scrapbook scraps in the output notebook (the record of truth)
-and read back from there, with scrapbook, into the store after the step finishes."""
+and read back from there into the store after the step finishes."""
 from __future__ import annotations
 
 import numbers
 from typing import Any
 
 SCRAP_PREFIX = "mlops.metric."
+SCRAP_MIME = "application/scrapbook.scrap.json+json"  # scrapbook's own output type: its tools read our metrics
 
 
 def _number(name: str, value: Any) -> float:
@@ -31,14 +32,27 @@ def _glue(name: str, value: float) -> None:
     from IPython.display import display
 
     payload = {"name": name, "data": value, "encoder": "json", "version": 1}
-    display({"application/scrapbook.scrap.json+json": payload}, raw=True,
+    display({SCRAP_MIME: payload}, raw=True,
             metadata={"scrapbook": {"name": name, "data": True, "display": False}})
 
 
-def read_metrics(notebook_path: str) -> dict[str, float]:
-    """Metrics glued in an executed notebook, in the order they were logged (a later value wins)."""
-    import scrapbook
+def metrics_in(notebook: Any) -> dict[str, float]:
+    """Metrics glued in an executed notebook (a NotebookNode, or its JSON as a dict), in the order they were logged
+    (a later value wins): the scraps `scrapbook.read_notebook` would find, read without parsing the file again or
+    importing scrapbook (which cost a step more than its own cells)."""
+    found: dict[str, float] = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            scrap = (output.get("data") or {}).get(SCRAP_MIME)
+            name = scrap.get("name") if isinstance(scrap, dict) else None
+            if isinstance(name, str) and name.startswith(SCRAP_PREFIX) and scrap.get("data") is not None:
+                found[name[len(SCRAP_PREFIX):]] = float(scrap["data"])
+    return found
 
-    scraps = scrapbook.read_notebook(str(notebook_path)).scraps
-    return {name[len(SCRAP_PREFIX):]: float(scrap.data) for name, scrap in scraps.items()
-            if name.startswith(SCRAP_PREFIX) and scrap.data is not None}
+
+def read_metrics(notebook_path: str) -> dict[str, float]:
+    """Metrics glued in the executed notebook at `notebook_path` (see metrics_in)."""
+    import json
+
+    with open(notebook_path, encoding="utf-8") as f:
+        return metrics_in(json.load(f))

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .errors import MlopsError, StoreError
 from .records import RunStatus
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -26,6 +26,10 @@ MIGRATIONS: dict[int, list[str]] = {
     4: [],  # schedules and their ticks: new tables
     5: [],  # deployments: a new table
     6: ["ALTER TABLE model_versions ADD COLUMN files TEXT"],  # sha256 of each package file
+    # the run list sorts by start time, the abandoned-run scan filters by status, `register best` ranks by a metric
+    7: ["CREATE INDEX IF NOT EXISTS ix_runs_started ON runs (started, id)",
+        "CREATE INDEX IF NOT EXISTS ix_runs_status ON runs (status)",
+        "CREATE INDEX IF NOT EXISTS ix_metrics_name_value ON metrics (name, value)"],
 }
 
 
@@ -57,6 +61,8 @@ runs_table = sa.Table(
     sa.Column("schedule", sa.String(200), index=True),
     sa.Column("scheduled_for", sa.String(40)),
     sa.Column("owner", sa.String(300)),  # host:pid:start of the process executing it, to spot one that died
+    sa.Index("ix_runs_started", "started", "id"),
+    sa.Index("ix_runs_status", "status"),
 )
 steps_table = sa.Table(
     "steps", metadata,
@@ -80,6 +86,7 @@ metrics_table = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("step", sa.String(200)),
+    sa.Index("ix_metrics_name_value", "name", "value"),
 )
 sweeps_table = sa.Table(
     "sweeps", metadata,
@@ -548,7 +555,9 @@ class Store:
         return rows
 
     # -- reading -------------------------------------------------------------------------------------------------
-    def _runs(self, where=None, limit: int | None = None) -> list[dict]:
+    def _runs(self, where=None, limit: int | None = None, steps: bool = True) -> list[dict]:
+        """Runs newest first (by the start-time index), each with its params and metrics, and its steps unless
+        `steps=False` (a list of runs rarely needs them, and they are most of the rows)."""
         query = sa.select(runs_table).order_by(runs_table.c.started.desc(), runs_table.c.id.desc())
         if where is not None:
             query = query.where(where)
@@ -557,24 +566,68 @@ class Store:
         with self.engine.begin() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
             ids = [r["id"] for r in rows]
-            steps: dict[str, list[dict]] = {i: [] for i in ids}
+            found: dict[str, list[dict]] = {i: [] for i in ids}
             metrics: dict[str, dict] = {i: {} for i in ids}
             for chunk in _chunks(ids, 500):
-                for s in conn.execute(sa.select(steps_table).where(steps_table.c.run_id.in_(chunk))
-                                      .order_by(steps_table.c.position)):
-                    steps[s.run_id].append({k: v for k, v in s._mapping.items() if k != "run_id"})
-                for m in conn.execute(sa.select(metrics_table).where(metrics_table.c.run_id.in_(chunk))
-                                      .order_by(metrics_table.c.name)):
+                if steps:
+                    for s in conn.execute(sa.select(steps_table).where(steps_table.c.run_id.in_(chunk))
+                                          .order_by(steps_table.c.position)):
+                        found[s.run_id].append({k: v for k, v in s._mapping.items() if k != "run_id"})
+                for m in conn.execute(sa.select(metrics_table.c.run_id, metrics_table.c.name, metrics_table.c.value)
+                                      .where(metrics_table.c.run_id.in_(chunk)).order_by(metrics_table.c.name)):
                     metrics[m.run_id][m.name] = m.value
         for row in rows:
             row["params"] = json.loads(row["params"] or "{}")
             row["metrics"] = metrics[row["id"]]
-            row["steps"] = steps[row["id"]]
+            row["steps"] = found[row["id"]]
         return rows
 
-    def list_runs(self, limit: int | None = None, sweep_id: str | None = None) -> list[dict]:
+    def list_runs(self, limit: int | None = None, sweep_id: str | None = None, steps: bool = True) -> list[dict]:
         where = runs_table.c.sweep_id == sweep_id if sweep_id else None
-        return self._runs(where, limit)
+        return self._runs(where, limit, steps)
+
+    def run_table(self, sweep_id: str | None = None, limit: int | None = None) -> tuple[list[tuple], list[tuple]]:
+        """The runs as plain tuples (id, notebook, status, started, duration, params JSON), newest first, and their
+        metrics as (run_id, name, value): a table of 100k runs without a dict per row (jupyter_mlops.runs())."""
+        chosen = sa.select(runs_table.c.id, runs_table.c.notebook, runs_table.c.status, runs_table.c.started,
+                           runs_table.c.duration, runs_table.c.params) \
+            .order_by(runs_table.c.started.desc(), runs_table.c.id.desc())
+        if sweep_id:
+            chosen = chosen.where(runs_table.c.sweep_id == sweep_id)
+        if limit:
+            chosen = chosen.limit(limit)
+        metrics = sa.select(metrics_table.c.run_id, metrics_table.c.name, metrics_table.c.value)  # unsorted: cheaper
+        if sweep_id or limit:
+            metrics = metrics.where(metrics_table.c.run_id.in_(sa.select(chosen.subquery().c.id)))
+        with self.engine.begin() as conn:
+            return list(conn.execute(chosen).all()), list(conn.execute(metrics).all())
+
+    def iter_runs(self, sweep_id: str | None = None, page: int = 1000, steps: bool = True) -> Iterator[dict]:
+        """Every run, newest first, a page at a time: the first comes at once however many there are. Pages
+        follow the start-time index (a run started meanwhile is not in the list)."""
+        where = runs_table.c.sweep_id == sweep_id if sweep_id else sa.true()
+        after = where
+        while True:
+            rows = self._runs(after, page, steps)
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1]  # the next page starts below it in the index's order: no OFFSET to walk again
+            after = where & ((runs_table.c.started < last["started"]) | (
+                (runs_table.c.started == last["started"]) & (runs_table.c.id < last["id"])))
+
+    def best_run(self, metric: str, maximize: bool = True, sweep_id: str | None = None) -> str | None:
+        """The id of the succeeded run with the highest (or lowest) `metric`, chosen by the database with the
+        (name, value) index; None when no succeeded run logged it."""
+        value = metrics_table.c.value
+        query = (sa.select(metrics_table.c.run_id)
+                 .join(runs_table, runs_table.c.id == metrics_table.c.run_id)
+                 .where((metrics_table.c.name == metric) & (runs_table.c.status == RunStatus.SUCCEEDED.value))
+                 .order_by(value.desc() if maximize else value.asc(), runs_table.c.started.desc()).limit(1))
+        if sweep_id:
+            query = query.where(runs_table.c.sweep_id == sweep_id)
+        with self.engine.begin() as conn:
+            return conn.execute(query).scalar()
 
     def get_run(self, run_id: str) -> dict:
         """A run by id or unique id prefix; MlopsError when none or several match."""

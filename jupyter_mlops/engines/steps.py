@@ -223,8 +223,9 @@ class StepExecutor:
         self._set(step.name, status=StepStatus.RUNNING, started=time.time(), output_notebook=str(output))
         params = {**self.parameters, ARTIFACTS_PARAMETER: self.artifacts}
         status, error, cell, healthy = StepStatus.SUCCEEDED, None, None, True
+        executed = None
         try:
-            papermill.execute_notebook(
+            executed = papermill.execute_notebook(
                 str(source), str(output), parameters=params, kernel_name=self.pipeline.kernel_name,
                 progress_bar=False, log_output=False, cwd=self.cwd, km=km,
                 execution_timeout=self.timeout, start_timeout=120)
@@ -240,10 +241,10 @@ class StepExecutor:
         if (self._cancelled or self.pool.closed) and status == StepStatus.FAILED:
             status, error = StepStatus.CANCELLED, StepStatus.CANCELLED
         metrics: dict[str, float] = {}
-        if status == StepStatus.SUCCEEDED:
-            from ..metrics import read_metrics
+        if status == StepStatus.SUCCEEDED and executed is not None:
+            from ..metrics import metrics_in
 
-            metrics = read_metrics(str(output))
+            metrics = metrics_in(executed)  # the notebook papermill just wrote, not read back from disk
         self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics)
         return healthy
 
