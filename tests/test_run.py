@@ -232,6 +232,23 @@ def test_warm_kernels_keep_their_imported_modules_out_of_the_collectors_way(make
     assert run["metrics"]["frozen"] > 10_000 and run["metrics"]["frozen_later"] > 10_000
 
 
+def test_a_steps_notebook_is_saved_a_few_times_not_twice_per_cell(make_notebook, monkeypatch):
+    """papermill saved the whole output notebook at the start and end of every cell (a third of a short step's
+    time); while a step runs it is now saved at most once a second, and always at its end."""
+    from jupyter_mlops import files
+
+    saves: list[str] = []
+    real = files.write_atomic
+    monkeypatch.setattr(files, "write_atomic", lambda path, data: saves.append(str(path)) or real(path, data))
+    nb_path = make_notebook([("n = 1", "parameters"), ("x = n", "train"), *[f"x = x + {i}" for i in range(20)],
+                             ("from jupyter_mlops import log_metrics\nlog_metrics(x=x)", "evaluate")])
+    run = jupyter_mlops.run(nb_path, max_parallel=1)
+    assert run["status"] == "succeeded" and run["metrics"] == {"x": 191.0}
+    train = run["steps"][0]["output_notebook"]
+    assert 2 <= saves.count(train) <= 8, saves.count(train)  # 53 before: twice per cell, and more
+    assert "x = x + 19" in open(train).read()  # the last save holds every cell
+
+
 def test_ctrl_c_cancels_the_run_and_leaves_no_kernel(make_notebook):
     import signal
 

@@ -100,6 +100,52 @@ def configure_pool(pool: KernelPool, pipeline: Pipeline, max_parallel: int | Non
     pool.configure(width + 1 if pool.fresh_kernels else width, notebook_modules(pipeline))
 
 
+SAVE_EVERY = 1.0  # seconds between saves of a step's output notebook while it runs
+
+
+def papermill_engine() -> str:
+    """papermill's nbclient engine, registered under our name, with one difference: while a step runs, its
+    output notebook is saved at most every SAVE_EVERY seconds instead of at the start and end of every cell (each
+    save serialises and validates the whole notebook: a third of a short step's time). The first save, the last
+    (after success, failure or a dead kernel) and the error banner's are always made, so a failed step keeps its
+    partial notebook as before."""
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    if "mlops" in papermill_engines._engines:
+        return "mlops"
+
+    class ThrottledSaves(NotebookExecutionManager):
+        final = False
+        saved_at = float("-inf")
+
+        def save(self, **kwargs):
+            now = time.monotonic()
+            if self.final or now - self.saved_at >= SAVE_EVERY:
+                super().save(**kwargs)
+                self.saved_at = now
+
+        def notebook_complete(self, **kwargs):
+            self.final = True
+            super().notebook_complete(**kwargs)
+
+    class StepEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            manager = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                     autosave_cell_every=autosave_cell_every)
+            manager.notebook_start()
+            try:
+                cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                manager.cleanup_pbar()
+                manager.notebook_complete()
+            return manager.nb
+
+    papermill_engines.register("mlops", StepEngine)
+    return "mlops"
+
+
 class StepExecutor:
     """Runs one pipeline's steps; reports progress through `on_update(StepResult)`."""
 
@@ -216,6 +262,7 @@ class StepExecutor:
         from nbclient.exceptions import DeadKernelError
 
         papermill_writes_atomically()
+        engine = papermill_engine()
 
         source = self.step_notebooks[step.name]
         output = self.output_dir / source.name
@@ -227,7 +274,7 @@ class StepExecutor:
         try:
             executed = papermill.execute_notebook(
                 str(source), str(output), parameters=params, kernel_name=self.pipeline.kernel_name,
-                progress_bar=False, log_output=False, cwd=self.cwd, km=km,
+                progress_bar=False, log_output=False, cwd=self.cwd, km=km, engine_name=engine,
                 execution_timeout=self.timeout, start_timeout=120)
         except papermill.PapermillExecutionError as exc:
             status, cell = StepStatus.FAILED, self._failed_source_cell(output)
