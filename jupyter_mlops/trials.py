@@ -21,7 +21,7 @@ class FixedPoints:
     def __init__(self, swept: list[Dimension], fixed: dict, samples: int | None, seed: int, max_trials: int):
         self.points = [{**fixed, **p} for p in expand(swept, samples, seed, max_trials)]
         self.total = len(self.points)
-        self.in_flight = self.total  # nothing to learn from finished trials: start them all
+        self.adaptive = False  # nothing to learn from finished trials
 
     def ask(self) -> tuple[dict, Any] | None:
         return (self.points.pop(0), None) if self.points else None
@@ -58,7 +58,7 @@ class OptunaPoints:
             else:
                 self.distributions[d.name] = FloatDistribution(d.low, d.high, log=d.log)
         self.fixed, self.total, self.metric, self.asked = fixed, trials, metric, 0
-        self.in_flight = None  # set by the runner: as many as run at once
+        self.adaptive = True  # each new point learns from every trial finished before it
         self._lock = threading.Lock()
 
     def ask(self) -> tuple[dict, Any] | None:
@@ -163,7 +163,10 @@ def run_sweep(ws, notebook, pipeline, points, space: dict, *, metric: str | None
     trials: list[_Trial] = []
     finished: dict[str, dict] = {}
     threads: list[threading.Thread] = []
-    room = threading.Semaphore(points.in_flight or parallel)
+    # trials in flight: each holds a step executor, its bundle, a store row shown `running` and threads, so never
+    # every trial at once; fixed points run a few ahead to keep the kernels busy between trials, learned points
+    # only as many as run at once
+    room = threading.Semaphore(parallel if points.adaptive else min(points.total or 1, 2 * parallel))
 
     def new_trial(point: dict, token: Any) -> _Trial:
         run_id = new_run_id()

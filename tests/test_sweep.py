@@ -204,3 +204,23 @@ def test_bayes_needs_a_metric_a_trial_count_and_optuna(make_notebook, monkeypatc
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if it were not installed
     with pytest.raises(MlopsError, match=r"pip install 'jupyter-mlops\[bayes\]'"):
         jupyter_mlops.sweep(nb, {"C": "1..4"}, search="bayes", trials=3, maximize="score")
+
+
+def test_trials_start_as_room_frees_not_all_at_once(make_notebook):
+    """A sweep made every trial up front (an executor, a bundle, a `running` row and threads each: 1,552 threads
+    at 256 trials), so each trial's recorded duration included its wait. Now a few run ahead of the kernels."""
+    from jupyter_mlops.workspace import Workspace
+
+    nb = make_notebook([("C = 1.0", "parameters"),
+                        ("import time\ntime.sleep(0.2)\nfrom jupyter_mlops import log_metrics\nlog_metrics(c=C)",
+                         "train")])
+    store = Workspace.locate(None, nb).store
+    recorded_at_each_end: list[int] = []
+
+    def on_trial(run: dict) -> None:
+        recorded_at_each_end.append(len(store.list_runs(sweep_id=run["sweep_id"], steps=False)))
+
+    result = jupyter_mlops.sweep(nb, {"C": "1,2,3,4,5,6,7,8"}, parallel=1, on_trial=on_trial)
+    assert result["status"] == "succeeded" and len(result["trials"]) == 8
+    assert recorded_at_each_end[0] <= 3, recorded_at_each_end  # was 8: every trial recorded before the first ran
+    assert all(t["status"] == "succeeded" for t in result["trials"])
