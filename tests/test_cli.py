@@ -46,6 +46,18 @@ def test_help_does_not_import_heavy_modules():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
+def test_validate_skips_the_grammar_no_notebook_needs(example):
+    """jsonschema (imported by nbformat) imports rfc3987_syntax, whose grammar took 2.4 s to build at the start of
+    every command; the CLI goes without it, and validates all the same."""
+    notebook = example("digits.ipynb")
+    code = ("import sys, contextlib, io\nfrom jupyter_mlops import cli\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            f"    code = cli.main(['validate', {str(notebook)!r}])\n"
+            "print(code, sys.modules.get('rfc3987_syntax'), 'jsonschema' in sys.modules, '4 steps' in out.getvalue())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "0 None True True", done.stdout + done.stderr
+
+
 def test_jupyter_subcommand_is_installed():
     # `jupyter mlops` finds the `jupyter-mlops` executable that the package installs
     bindir = os.path.dirname(sys.executable)
