@@ -25,6 +25,8 @@ _found: dict[str, type[Engine]] | None = None
 
 def _engine_class(name: str, target: str, cls: Any) -> type[Engine] | None:
     """`cls` if it keeps the contract (an Engine with a method per verb it lists), else None, warned."""
+    if cls is None:  # it did not load: plugins.load said why
+        return None
     missing = [verb for verb in getattr(cls, "verbs", ()) if not callable(getattr(cls, verb, None))]
     if not (isinstance(cls, type) and issubclass(cls, Engine)) or missing or set(cls.verbs) - set(VERBS):
         log.warning("engine `%s` (%s) is left out: not a jupyter_mlops.engines.Engine with a method per verb it "
