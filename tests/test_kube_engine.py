@@ -228,7 +228,7 @@ def test_a_run_on_kubernetes_runs_the_real_image_and_comes_home(kubeconfig, clus
     streamed: list[str] = []
     try:
         run = jupyter_mlops.run(notebook, {"C": 3}, backend="kubernetes", image=tag, namespace=NAMESPACE,
-                                           artifacts_secret="s3-creds", on_log=streamed.append)
+                                artifacts_secret="s3-creds", on_log=streamed.append)
     finally:
         controller.close()
     assert run["status"] == "succeeded", run["error"]
@@ -298,7 +298,7 @@ def test_cancel_deletes_the_job_and_cancels_the_run(kubeconfig, cluster, artifac
     threading.Timer(2.0, lambda: engines[0].cancel()).start()
     try:
         run = jupyter_mlops.run(notebook, backend="kubernetes", image="hang:1", namespace=NAMESPACE,
-                                               engine_hook=engines.append)
+                                engine_hook=engines.append)
     finally:
         controller.close()
     assert run["status"] == "cancelled" and "deleted" in run["error"]
@@ -400,7 +400,7 @@ def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfi
     controller = Controller(cluster, podman_run)
     try:
         sweep = jupyter_mlops.sweep(notebook, {"C": "1,10"}, backend="kubernetes", image=tag, namespace=NAMESPACE,
-                                               artifacts_secret="s3-creds", parallel=2, maximize="accuracy")
+                                    artifacts_secret="s3-creds", parallel=2, maximize="accuracy")
     finally:
         controller.close()
     assert sweep["status"] == "succeeded", [t["error"] for t in sweep["trials"]]
