@@ -101,6 +101,8 @@ def configure_pool(pool: KernelPool, pipeline: Pipeline, max_parallel: int | Non
 
 
 SAVE_EVERY = 1.0  # seconds between saves of a step's output notebook while it runs
+_PAPERMILL_ENGINE = "mlops"
+_registered = False
 
 
 def papermill_engine() -> str:
@@ -109,10 +111,10 @@ def papermill_engine() -> str:
     save serialises and validates the whole notebook: a third of a short step's time). The first save, the last
     (after success, failure or a dead kernel) and the error banner's are always made, so a failed step keeps its
     partial notebook as before."""
+    global _registered
+    if _registered:
+        return _PAPERMILL_ENGINE
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
-
-    if "mlops" in papermill_engines._engines:
-        return "mlops"
 
     class ThrottledSaves(NotebookExecutionManager):
         final = False
@@ -142,8 +144,9 @@ def papermill_engine() -> str:
                 manager.notebook_complete()
             return manager.nb
 
-    papermill_engines.register("mlops", StepEngine)
-    return "mlops"
+    papermill_engines.register(_PAPERMILL_ENGINE, StepEngine)  # again from a second thread: the same class, harmless
+    _registered = True
+    return _PAPERMILL_ENGINE
 
 
 class StepExecutor:
