@@ -10,8 +10,11 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import importlib.util
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Names that exist in every IPython kernel without being defined by the notebook.
 KERNEL_NAMES = frozenset(dir(builtins)) | {
@@ -37,9 +40,27 @@ class CellNames:
 
 @functools.lru_cache(maxsize=1)
 def _transformer():
-    from IPython.core.inputtransformer2 import TransformerManager  # lazy: IPython costs ~0.3 s to import
+    return _input_transformer_module().TransformerManager()
 
-    return TransformerManager()
+
+def _input_transformer_module():
+    """IPython's cell transformer. Importing it the usual way runs IPython/__init__, which imports the terminal
+    shell, the debugger and prompt_toolkit: ~0.45 s, most of a CLI command's start-up. The module itself needs
+    only the standard library, so where IPython is not loaded yet it is loaded from its own file."""
+    loaded = sys.modules.get("IPython.core.inputtransformer2")
+    if loaded is not None:
+        return loaded
+    try:
+        package = importlib.util.find_spec("IPython")
+        spec = importlib.util.spec_from_file_location(
+            "_jupyter_mlops_inputtransformer2", Path(package.origin).parent / "core" / "inputtransformer2.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception:  # an IPython whose transformer needs more of its package: the usual import, slower
+        import IPython.core.inputtransformer2 as module
+
+        return module
 
 
 def to_python(source: str) -> str:

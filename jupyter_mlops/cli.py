@@ -18,9 +18,9 @@ def _workspace_option(p: argparse.ArgumentParser) -> None:
                         "the current folder)")
 
 def _server_limit_options(p: argparse.ArgumentParser) -> None:
-    from .serving.limits import parse_size
-
     def size(text: str) -> int:
+        from .serving.limits import parse_size  # here, not above: it imports asyncio, 35 ms of every start-up
+
         try:
             return parse_size(text)
         except ValueError as exc:
@@ -39,6 +39,8 @@ def _server_limit_options(p: argparse.ArgumentParser) -> None:
 
 def _engine_options(p: argparse.ArgumentParser, verb: str, what: str) -> None:
     """--backend with the engines that can `verb`, and each one's settings as flags (engines/abc.py)."""
+    if _building_for and _building_for not in p.prog.split():
+        return  # a command not being run: the registry (~80 ms: entry points, engine modules) is not needed
     from . import engines
 
     able = engines.names(verb)
@@ -58,7 +60,20 @@ def _engine_options(p: argparse.ArgumentParser, verb: str, what: str) -> None:
                            metavar=option.name.upper(), help=where + option.help)
 
 
-def _parser(prog: str = "jupyter-mlops") -> argparse.ArgumentParser:
+_building_for: str | None = None  # set while main builds the parser for one command
+
+
+def _parser(prog: str = "jupyter-mlops", command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with `command`, only that one's engine flags (others are not parsed)."""
+    global _building_for
+    _building_for = command
+    try:
+        return _full_parser(prog)
+    finally:
+        _building_for = None
+
+
+def _full_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run a tagged notebook as a tracked, parameterized pipeline.",
         epilog="Tags: parameters, setup, data, train, evaluate, serve, step:NAME, after:NAME, skip "
@@ -566,17 +581,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _skip_unused_imports() -> None:
-    """nbformat imports jsonschema, which imports rfc3987_syntax for two string formats (iri, iri-reference) no
-    notebook schema uses; building that module's grammar took 2.4 s at the start of every command. Only in this
-    process, which runs nothing but ours: a kernel or a notebook keeps every format checker."""
+# Modules jsonschema imports only to check string formats (iri, uri, date-time, color, duration, ...) that no
+# notebook schema uses; nothing else here imports them. rfc3987_syntax alone built a grammar for 2.4 s.
+_FORMAT_CHECKER_MODULES = ("rfc3987_syntax", "rfc3987", "rfc3986_validator", "rfc3339_validator", "fqdn",
+                           "webcolors", "uri_template", "isoduration")
+# Commands that execute notebooks in this process, saving them many times over.
+_EXECUTING = {"run", "resume", "sweep", "scheduler"}
+
+
+def _light_start(command: str | None) -> None:
+    """What a command's start-up can skip, in this process only (a kernel or a notebook keeps everything):
+    jsonschema's format checkers, and for a command that only reads a notebook or two, fastjsonschema, nbformat's
+    default, which compiles the notebook schema to Python first (~50 ms, repaid only over many saves)."""
     if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)  # None: its import fails, and jsonschema goes without it
+        for module in _FORMAT_CHECKER_MODULES:
+            sys.modules.setdefault(module, None)  # None: its import fails, and jsonschema goes without it
+    if command not in _EXECUTING:
+        os.environ.setdefault("NBFORMAT_VALIDATOR", "jsonschema")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _skip_unused_imports()
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), None)
+    _light_start(command)
+    parser = _parser(command=command)
     args = parser.parse_args(argv)
     if args.show_version:
         from ._version import __version__

@@ -22,10 +22,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
         raise
 
 
-def write_notebook(nb: Any, path: str | os.PathLike) -> None:
+def write_notebook(nb: Any, path: str | os.PathLike, validate: bool = True) -> None:
+    """`validate=False` for notebooks made here to the schema (tests validate them): checking each again cost
+    10-20 ms a notebook, most of a `compile`."""
     import nbformat
 
-    write_atomic(path, nbformat.writes(nb))
+    write_atomic(path, nbformat.writes(nb) if validate else nbformat.v4.writes(nb))
 
 
 _papermill_writes_atomic = False

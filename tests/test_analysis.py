@@ -85,3 +85,23 @@ def test_exception_name_and_with_targets():
 
 def test_syntax_error_is_reported_with_line():
     assert names("x = (1,\n").syntax_error.startswith("line")
+
+
+def test_the_transformer_loaded_alone_is_ipythons():
+    """Outside a kernel the cell transformer is loaded from IPython's file without IPython's package (0.45 s of
+    CLI start-up); it must turn cells into the same Python as IPython's own."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from jupyter_mlops import analysis
+cells = ["%matplotlib inline\\nx = 1", "!pip list", "files = !ls $data_dir", "%%time\\nm = fit(X)\\n",
+         "df?", "%%bash\\necho hi\\n", "y = %time f(2)", "  %load_ext foo"]
+alone = [analysis.to_python(c) for c in cells]
+assert "IPython" not in sys.modules
+from IPython.core.inputtransformer2 import TransformerManager
+print(alone == [TransformerManager().transform_cell(c) for c in cells])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stdout + done.stderr
