@@ -221,6 +221,21 @@ def test_steps_start_with_a_clean_namespace_with_warm_or_fresh_kernels(make_note
         assert run["metrics"] == {"y": 2.0}
 
 
+def test_a_run_leaves_no_threads_or_sockets_behind(make_notebook):
+    """Given a kernel manager, nbclient left each step's kernel client open for good: ten sockets and a heartbeat
+    thread per step, thousands over a sweep or a long-lived scheduler. A second run must end where the first did."""
+    nb_path = make_notebook([("x = 0", "parameters"), *[(f"x = x + 1\nv{i} = x", f"step:s{i}") for i in range(6)]])
+    code = (
+        "import os, threading, jupyter_mlops\n"
+        "def count():\n    return threading.active_count(), len(os.listdir('/proc/self/fd'))\n"
+        f"for _ in range(2):\n    run = jupyter_mlops.run({str(nb_path)!r}, max_parallel=1)\n"
+        "    assert run['status'] == 'succeeded', run['error']\n    print(*count())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (threads_1, fds_1), (threads_2, fds_2) = [map(int, line.split()) for line in done.stdout.split("\n")[:2]]
+    assert threads_2 <= threads_1 and fds_2 <= fds_1 + 2, done.stdout
+
+
 def test_warm_kernels_keep_their_imported_modules_out_of_the_collectors_way(make_notebook):
     """IPython's reset() between steps runs a full garbage collection; over a warm kernel's imported modules it
     cost ~50 ms a step. The warm-up freezes them (gc.freeze), so later collections skip them."""

@@ -23,7 +23,7 @@ from jupyter_core.utils import ensure_async
 log = logging.getLogger(__name__)
 
 # a new history session would write to IPython's history database on every step; numbering restarts instead
-_RESET = "get_ipython().reset(new_session=False)\nget_ipython().execution_count = 1"
+RESET = "get_ipython().reset(new_session=False)\nget_ipython().execution_count = 1"
 
 
 class KernelStartError(RuntimeError):
@@ -52,11 +52,31 @@ class PromptClient(AsyncKernelClient):
 
     wait_for_ready = _async_wait_for_ready
 
+    def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = False,
+                       control: bool = True) -> None:
+        """No heartbeat channel unless asked: its thread per client pings the kernel every few seconds, and whether
+        the kernel lives is known from its manager (the process) anyway."""
+        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control)
+
 
 def _run_sync(coroutine_fn):
     from jupyter_core.utils import run_sync
 
     return run_sync(coroutine_fn)
+
+
+def close_thread_loop() -> None:
+    """Close the event loop jupyter_core's run_sync made for this thread, as the thread ends: left to the garbage
+    collector, every step's thread kept an epoll and a socket pair open until the next full collection."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # this thread never made one
+        return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 class KernelPool:
@@ -125,6 +145,7 @@ class KernelPool:
             shutdown_kernel(km)
         elif error is None:
             self._spawn(self.size)  # the first is up: start the rest
+        close_thread_loop()
 
     def _start_kernel(self) -> Any:
         from jupyter_client.kernelspec import NoSuchKernel
@@ -208,7 +229,8 @@ class KernelPool:
     def release(self, km: Any, reusable: bool = True) -> None:
         """Give a kernel back after a step: wiped and kept, or shut down and replaced."""
         keep = reusable and not self.fresh_kernels and not self._closed
-        if keep:
+        wiped, km.mlops_wiped = getattr(km, "mlops_wiped", False), False  # by the step's own client (steps.py)
+        if keep and not wiped:
             try:
                 reset_namespace(km)
             except Exception as exc:
@@ -238,7 +260,7 @@ class KernelPool:
         # threads shutting one kernel manager down at once can hang); killing its process ends a warm-up at once
         for km in warming:
             kill_kernel_process(km)
-        stoppers = [threading.Thread(target=shutdown_kernel, args=(km,), daemon=True) for km in kernels]
+        stoppers = [threading.Thread(target=_shutdown_in_thread, args=(km,), daemon=True) for km in kernels]
         for t in stoppers:
             t.start()
         for t in stoppers + starters:
@@ -273,7 +295,7 @@ def reset_namespace(km: Any, timeout: float = 60) -> None:
     kc = km.client()
     kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
     try:
-        run_quietly(km, kc, _RESET, timeout)
+        run_quietly(km, kc, RESET, timeout)
     finally:
         kc.stop_channels()
 
@@ -297,6 +319,11 @@ def shutdown_kernel(km: Any) -> None:
     except Exception as exc:
         log.debug("kernel shutdown: %r", exc)
     _close_stderr(km)
+
+
+def _shutdown_in_thread(km: Any) -> None:
+    shutdown_kernel(km)
+    close_thread_loop()
 
 
 def _close_stderr(km: Any) -> None:

@@ -25,7 +25,7 @@ from ..compile import ARTIFACTS_PARAMETER
 from ..files import papermill_writes_atomically, write_notebook
 from ..pipeline import Pipeline, Step, _source
 from ..records import FINISHED_STEP, USABLE_STEP, StepStatus
-from .kernels import KernelPool, KernelStartError, kernel_death_reason
+from .kernels import RESET, KernelPool, KernelStartError, close_thread_loop, kernel_death_reason
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +144,52 @@ def papermill_engine() -> str:
                 manager.notebook_complete()
             return manager.nb
 
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            # as papermill's NBClientEngine, with our client
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("input_path", "timeout", "startup_timeout")}
+            return step_client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
+                               kernel_name=kernel_name, log=logging.getLogger("papermill"), log_output=log_output,
+                               stdout_file=stdout_file, stderr_file=stderr_file, **kwargs).execute()
+
     papermill_engines.register(_PAPERMILL_ENGINE, StepEngine)  # again from a second thread: the same class, harmless
     _registered = True
     return _PAPERMILL_ENGINE
+
+
+def step_client(nb_man: Any, **kwargs: Any) -> Any:
+    """papermill's notebook client for one step on a pooled kernel, with three differences:
+    - its channels are closed when the step ends: given a kernel manager, nbclient leaves them open for good (ten
+      sockets and a heartbeat thread leaked per step, thousands over a sweep);
+    - the kernel is wiped for the next step over this client, not over a new one (kernels.reset_namespace);
+    - the kernel's language_info is asked for once per kernel, not once per step."""
+    from papermill.clientwrap import PapermillNotebookClient
+
+    class StepClient(PapermillNotebookClient):
+        def execute(self, **kwargs):
+            self.reset_execution_trackers()
+            with self.setup_kernel(**kwargs):
+                try:
+                    self.papermill_execute_cells()
+                    if getattr(self.km, "mlops_language_info", None) is None:
+                        info = self.wait_for_reply(self.kc.kernel_info())
+                        self.km.mlops_language_info = info["content"]["language_info"]
+                    self.nb.metadata["language_info"] = self.km.mlops_language_info
+                    self.set_widgets_metadata()
+                    self._wipe()
+                finally:
+                    self.kc.stop_channels()
+            return self.nb
+
+        def _wipe(self) -> None:
+            """Reached only when every cell ran or one raised: after a timeout nbclient's readers may still be on
+            this client, and that kernel is replaced anyway."""
+            reply = self.wait_for_reply(self.kc.execute(RESET, silent=True, store_history=False,
+                                                        allow_stdin=False))
+            self.km.mlops_wiped = bool(reply) and reply["content"]["status"] == "ok"
+
+    return StepClient(nb_man, **kwargs)
 
 
 class StepExecutor:
@@ -258,6 +301,8 @@ class StepExecutor:
         except Exception as exc:  # never leave a step `running` because of our own bug
             log.exception("step %s", step.name)
             self._set(step.name, status=StepStatus.FAILED, finished=time.time(), error=f"internal error: {exc!r}")
+        finally:
+            close_thread_loop()
 
     def _run_step(self, step: Step, km: Any) -> bool:
         """Execute one step; returns whether its kernel is fit to serve another step."""
