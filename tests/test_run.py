@@ -249,12 +249,20 @@ def test_warm_kernels_keep_their_imported_modules_out_of_the_collectors_way(make
 
 def test_a_steps_notebook_is_saved_a_few_times_not_twice_per_cell(make_notebook, monkeypatch):
     """papermill saved the whole output notebook at the start and end of every cell (a third of a short step's
-    time); while a step runs it is now saved at most once a second, and always at its end."""
+    time); while a step runs it is now saved at most once a second, and always at its end, once (papermill's
+    engine saved the finished notebook and papermill then wrote the same bytes again)."""
     from jupyter_mlops import files
 
     saves: list[str] = []
+    written: dict[str, list] = {}
     real = files.write_atomic
-    monkeypatch.setattr(files, "write_atomic", lambda path, data: saves.append(str(path)) or real(path, data))
+
+    def write(path, data):
+        saves.append(str(path))
+        written.setdefault(str(path), []).append(data)
+        real(path, data)
+
+    monkeypatch.setattr(files, "write_atomic", write)
     nb_path = make_notebook([("n = 1", "parameters"), ("x = n", "train"), *[f"x = x + {i}" for i in range(20)],
                              ("from jupyter_mlops import log_metrics\nlog_metrics(x=x)", "evaluate")])
     run = jupyter_mlops.run(nb_path, max_parallel=1)
@@ -262,6 +270,8 @@ def test_a_steps_notebook_is_saved_a_few_times_not_twice_per_cell(make_notebook,
     train = run["steps"][0]["output_notebook"]
     assert 2 <= saves.count(train) <= 8, saves.count(train)  # 53 before: twice per cell, and more
     assert "x = x + 19" in open(train).read()  # the last save holds every cell
+    for path, versions in written.items():
+        assert all(a != b for a, b in zip(versions, versions[1:])), f"{path} saved twice unchanged"
 
 
 def test_ctrl_c_cancels_the_run_and_leaves_no_kernel(make_notebook):

@@ -108,9 +108,9 @@ _registered = False
 def papermill_engine() -> str:
     """papermill's nbclient engine, registered under our name, with one difference: while a step runs, its
     output notebook is saved at most every SAVE_EVERY seconds instead of at the start and end of every cell (each
-    save serialises and validates the whole notebook: a third of a short step's time). The first save, the last
-    (after success, failure or a dead kernel) and the error banner's are always made, so a failed step keeps its
-    partial notebook as before."""
+    save serialises and validates the whole notebook: a third of a short step's time), and written once at the end,
+    by papermill, not twice. The first save, the last (after success, failure or a dead kernel) and the error
+    banner's are always made, so a failed step keeps its partial notebook as before."""
     global _registered
     if _registered:
         return _PAPERMILL_ENGINE
@@ -127,8 +127,7 @@ def papermill_engine() -> str:
                 self.saved_at = now
 
         def notebook_complete(self, **kwargs):
-            self.final = True
-            super().notebook_complete(**kwargs)
+            super().notebook_complete(**kwargs)  # saved only after an exception (final): see execute_notebook
 
     class StepEngine(NBClientEngine):
         @classmethod
@@ -139,10 +138,13 @@ def papermill_engine() -> str:
             manager.notebook_start()
             try:
                 cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)
+            except BaseException:
+                manager.final = True  # the partial notebook is saved now: nothing else will
+                raise
             finally:
                 manager.cleanup_pbar()
                 manager.notebook_complete()
-            return manager.nb
+            return manager.nb  # papermill writes it next (with an error banner if a cell failed)
 
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
