@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from .errors import MlopsError, StoreError
-from .records import RunStatus
+from .records import USABLE_STEP, RunStatus
 
 SCHEMA_VERSION = 7
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
@@ -615,6 +615,42 @@ class Store:
             last = rows[-1]  # the next page starts below it in the index's order: no OFFSET to walk again
             after = where & ((runs_table.c.started < last["started"]) | (
                 (runs_table.c.started == last["started"]) & (runs_table.c.id < last["id"])))
+
+    def run_page(self, text: str = "", sort: str = "started", descending: bool = True, offset: int = 0,
+                 limit: int = 100, sweep_id: str | None = None) -> tuple[list[dict], int, int]:
+        """One page of the runs `text` keeps (run_query.py), sorted by `sort`, without steps but with how many
+        there are and how many are done; how many runs it keeps in all; how many runs are running. The database
+        filters, sorts and pages: the cost is a page's, not the store's."""
+        from . import run_query
+
+        sort = run_query.sort_key(sort)
+        with self.engine.begin() as conn:
+            translate = run_query.Translator(runs_table, metrics_table, self.engine.dialect.name)
+            terms = run_query.parse(
+                text,
+                has_metric=lambda name: conn.execute(sa.select(metrics_table.c.run_id)
+                                                     .where(metrics_table.c.name == name).limit(1)).first() is not None,
+                has_param=lambda name: conn.execute(sa.select(runs_table.c.id).where(
+                    translate.param(name, numeric=False).isnot(None)).limit(1)).first() is not None)
+            where = translate.where(terms)
+            if sweep_id:
+                where = where & (runs_table.c.sweep_id == sweep_id)
+            total = conn.execute(sa.select(sa.func.count()).select_from(runs_table).where(where)).scalar()
+            running = conn.execute(sa.select(sa.func.count()).select_from(runs_table)
+                                   .where(runs_table.c.status == RunStatus.RUNNING.value)).scalar()
+            ids = [r.id for r in conn.execute(sa.select(runs_table.c.id).where(where)
+                                              .order_by(*translate.order(sort, descending))
+                                              .offset(offset).limit(limit))]
+            done = sa.func.sum(sa.case((steps_table.c.status.in_([s.value for s in USABLE_STEP]), 1), else_=0))
+            counts = {r.run_id: (r.total, r.done) for r in conn.execute(
+                sa.select(steps_table.c.run_id, sa.func.count().label("total"), done.label("done"))
+                .where(steps_table.c.run_id.in_(ids)).group_by(steps_table.c.run_id))}
+        found = {r["id"]: r for r in self._runs(runs_table.c.id.in_(ids), steps=False)} if ids else {}
+        rows = [found[i] for i in ids if i in found]
+        for row in rows:
+            total_steps, done_steps = counts.get(row["id"], (0, 0))
+            row["steps_total"], row["steps_done"] = total_steps, int(done_steps or 0)
+        return rows, total, running
 
     def best_run(self, metric: str, maximize: bool = True, sweep_id: str | None = None) -> str | None:
         """The id of the succeeded run with the highest (or lowest) `metric`, chosen by the database with the

@@ -145,6 +145,21 @@ def test_a_run_appears_in_the_table_with_its_step_notebooks(server, finished_run
     assert server.api("GET", "runs/20990101-000000-000000").status_code == 400
 
 
+def test_the_run_list_is_paged_filtered_and_sorted_by_the_server(server, finished_run):
+    """The panel asks for one page (it fetched every run, up to 5,000, on every poll)."""
+    page = server.api("GET", "runs", params={"filter": "C=3 accuracy>0.5", "sort": "metrics.accuracy",
+                                             "limit": 1}).json()
+    assert page["total"] >= 1 and len(page["runs"]) == 1 and page["runs"][0]["params"]["C"] == 3.0
+    assert {"running", "offset", "limit", "jobs"} <= set(page)
+    assert server.api("GET", "runs", params={"filter": "C=3 status=cancelled"}).json()["total"] == 0
+    bad = server.api("GET", "runs", params={"filter": "epochs>1"})
+    assert bad.status_code == 400 and '"epochs"' in bad.json()["message"]
+    for query, named in (({"sort": "nope"}, "cannot sort"), ({"limit": "5000"}, "1 to 1000"),
+                         ({"order": "up"}, "`order`"), ({"offset": "-1"}, "`offset`")):
+        reply = server.api("GET", "runs", params=query)
+        assert reply.status_code == 400 and named in reply.json()["message"], (query, reply.text)
+
+
 def test_bad_parameters_are_refused_and_nothing_is_stored(server, finished_run):
     before = len(server.api("GET", "runs").json()["runs"])
     reply = server.api("POST", "runs", json={"path": "project/digits.ipynb", "parameters": {"C": "lots"}})

@@ -212,3 +212,64 @@ def test_the_runs_dataframe_is_the_run_list_column_by_column_without_steps(tmp_p
         queries = [q for q in statements if q.lstrip().startswith("SELECT")]
         assert sum("FROM metrics" in q for q in queries) == 1 and not any("steps" in q for q in queries)
         pd.testing.assert_frame_equal(got, expected(**options), check_dtype=False)
+
+
+def fill_for_paging(store) -> None:
+    """30 runs: C cycles 0.1, 1, 10; kernel alternates linear, rbf; accuracy i/30 except every fifth run, which
+    logged none; every fourth failed; the last ten are of wine.ipynb."""
+    for i in range(30):
+        run_id = f"run-{i:03d}"
+        store.create_run(run_id, "/w/wine.ipynb" if i >= 20 else "/w/digits.ipynb", "h",
+                         {"C": [0.1, 1, 10][i % 3], "kernel": "rbf" if i % 2 else "linear"}, "/tmp",
+                         [{"name": "train", "position": 0, "kind": "train"}])
+        store.update_run(run_id, started=1000.0 + i)
+        if i % 5:
+            store.record_metrics(run_id, "train", {"accuracy": i / 30})
+        store.update_step(run_id, "train", status="failed" if i % 4 == 0 else "succeeded")
+        store.finish_run(run_id, "failed" if i % 4 == 0 else "succeeded")
+
+
+def assert_run_page(store) -> None:
+    """The run list's filter, sort and pages (run_query.py), answered by the database: the same on every
+    dialect, and reading no more runs than a page holds."""
+    import pytest
+
+    from jupyter_mlops.errors import MlopsError
+
+    def ids(text="", sort="started", descending=True, offset=0, limit=100):
+        rows, total, _ = store.run_page(text, sort, descending, offset, limit)
+        return [int(r["id"][-3:]) for r in rows], total
+
+    assert ids(limit=10) == (list(range(29, 19, -1)), 30)
+    assert ids(offset=25, limit=10) == ([4, 3, 2, 1, 0], 30)
+    assert ids("accuracy>0.5") == ([29, 28, 27, 26, 24, 23, 22, 21, 19, 18, 17, 16], 12)
+    ranked, _ = ids(sort="metrics.accuracy", descending=False)
+    assert ranked[:3] == [1, 2, 3] and sorted(ranked[-6:]) == [0, 5, 10, 15, 20, 25]  # no accuracy: last
+    assert ids("C=10 status=failed") == ([20, 8], 2)
+    assert ids("kernel=rbf WINE") == ([29, 27, 25, 23, 21], 5)  # a plain word: in the notebook, any case
+    assert ids("C>1")[1] == 10 and ids("kernel>1") == ([], 0)  # a text value never compares with a number
+    by_c, _ = ids(sort="params.C", descending=False, limit=10)
+    assert {i % 3 for i in by_c} == {0}  # C = 0.1 first
+    rows, _, _ = store.run_page("run-007")
+    assert [(r["id"], r["steps_total"], r["steps_done"], r["metrics"]) for r in rows] == [
+        ("run-007", 1, 1, {"accuracy": 7 / 30})]
+    with pytest.raises(MlopsError, match='no run has a parameter or metric named "gamma"'):
+        store.run_page("gamma>1")
+    with pytest.raises(MlopsError, match="compare accuracy with a number"):
+        store.run_page("accuracy>high")
+    with pytest.raises(MlopsError, match='cannot sort by "bogus"'):
+        store.run_page("", "bogus")
+    read: list[int] = []
+    real = store._runs
+    store._runs = lambda *a, **k: read.append(len(rows := real(*a, **k))) or rows
+    try:
+        store.run_page("", limit=5)
+    finally:
+        del store._runs
+    assert read == [5]  # a page's runs, not the store's
+
+
+def test_the_run_list_is_filtered_sorted_and_paged_by_the_database(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    fill_for_paging(store)
+    assert_run_page(store)

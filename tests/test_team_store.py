@@ -97,6 +97,16 @@ def test_two_clients_writing_at_once_lose_nothing(postgres):
     assert versions == list(range(1, 11))  # every version allocated once, none lost
 
 
+def test_the_run_list_is_filtered_sorted_and_paged_by_postgresql(postgres):
+    """The panel's filter and sort in SQL on PostgreSQL too (parameters are JSON text: cast to jsonb there)."""
+    from jupyter_mlops.store import Store
+    from test_store import assert_run_page, fill_for_paging
+
+    store = Store(postgres())
+    fill_for_paging(store)
+    assert_run_page(store)
+
+
 def test_a_team_shares_runs_artifacts_and_models(postgres, s3, tmp_path, monkeypatch):
     import jupyter_mlops
     from jupyter_mlops.serving.server import load

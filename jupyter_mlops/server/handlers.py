@@ -205,20 +205,23 @@ class ValidateHandler(MlopsHandler):
 class RunsHandler(MlopsHandler):
     @web.authenticated
     async def get(self):
-        """Runs, newest first, without their steps (the table needs thousands of rows, not their steps)."""
+        """A page of the runs: `filter` (`accuracy>0.9 status=failed digits`), `sort` (a field, params.NAME or
+        metrics.NAME), `order` (desc, asc), `offset`, `limit` (default 100), `sweep`; each run without its steps
+        but with how many are done. The store filters, sorts and pages: a poll costs a page, not the store."""
         from .. import api
 
-        limit = _number({"limit": self.get_argument("limit", "5000")}, "limit", int, minimum=1)
-        sweep = self.get_argument("sweep", None)
-        runs = await self.run_blocking(api.list_runs, workspace=self.workspace.root, limit=limit, sweep_id=sweep)
-        rows = []
-        for run in runs:
-            steps = run.pop("steps")
-            run["steps_done"] = sum(s["status"] in ("succeeded", "reused") for s in steps)
-            run["steps_total"] = len(steps)
+        order = self.get_argument("order", "desc")
+        if order not in ("desc", "asc"):
+            raise web.HTTPError(400, f"`order` is desc or asc, not {order!r}")
+        page = await self.run_blocking(
+            api.run_page, workspace=self.workspace.root, filter=self.get_argument("filter", ""),
+            sort=self.get_argument("sort", "started"), descending=order == "desc",
+            offset=_number({"offset": self.get_argument("offset", "0")}, "offset", int, minimum=0),
+            limit=_number({"limit": self.get_argument("limit", "100")}, "limit", int, minimum=1),
+            sweep_id=self.get_argument("sweep", None))
+        for run in page["runs"]:
             run["path"] = self.relative(run["notebook"])
-            rows.append(run)
-        self.reply({"runs": rows, "jobs": [j.to_dict() for j in self.mlops.jobs.running()]})
+        self.reply({**page, "jobs": [j.to_dict() for j in self.mlops.jobs.running()]})
 
     @web.authenticated
     async def post(self):
