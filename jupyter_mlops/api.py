@@ -121,7 +121,8 @@ def run_page(*, workspace: str | os.PathLike | None = None, filter: str = "", so
         del view["steps"]
         view.update(steps_total=record["steps_total"], steps_done=record["steps_done"])
         runs.append(view)
-    return {"runs": runs, "total": total, "running": running, "offset": offset, "limit": limit}
+    return {"runs": runs, "total": total, "running": running, "filter": filter, "sort": sort,
+            "descending": descending, "offset": offset, "limit": limit}
 
 
 def get_run(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:

@@ -147,8 +147,41 @@ def test_filter_and_sort_the_runs_table(lab, browser):
     page.locator('[data-testid="mlops-runs-filter"]').fill("C>=7")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-runs\"] tbody tr').length === 2")
     table.get_by_role("columnheader", name="C", exact=True).click()  # sort by C, descending
+    page.wait_for_function("() => document.querySelector('[data-testid=\"mlops-runs\"] th[aria-sort=\"descending\"]')")
     first = table.locator("tbody tr").first.inner_text()
     assert "10" in first.split("\t")
+    pager = page.locator('[data-testid="mlops-pager"]')
+    assert pager.inner_text().startswith('2 runs match "C>=7"')
+    page.locator('[data-testid="mlops-runs-filter"]').fill("epochs>1")  # the server's word, under the filter
+    page.wait_for_selector('[data-testid="mlops-filter-error"]:has-text("epochs")')
+
+
+def test_the_runs_table_shows_a_page_of_a_large_store(lab, browser):
+    """The server filters, sorts and pages (the panel fetched every run, up to 5,000, on each poll)."""
+    from jupyter_mlops.workspace import Workspace
+
+    store = Workspace(lab.root / ".mlops").store
+    for i in range(150):
+        run_id = f"20250101-{i:06d}-abcdef"
+        store.create_run(run_id, str(lab.root / "project" / "digits.ipynb"), "h", {"C": i}, "/tmp", [])
+        store.record_metrics(run_id, "evaluate", {"score": i / 150})
+        store.update_run(run_id, started=1_700_000_000.0 + i)
+        store.finish_run(run_id, "succeeded")
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+    page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
+    pager = page.locator('[data-testid="mlops-pager"]')
+    pager.locator("text=page 1 / 2").wait_for(timeout=60_000)
+    assert page.locator('[data-testid="mlops-runs"] tbody tr').count() == 100
+    pager.get_by_role("button", name="›").click()
+    pager.locator("text=page 2 / 2").wait_for()
+    rows = page.locator('[data-testid="mlops-runs"] tbody tr')
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-runs\"] tbody tr').length < 100")
+    assert rows.count() == int(pager.inner_text().split()[0]) - 100
+    page.locator('[data-testid="mlops-runs-filter"]').fill("score>0.975")  # runs 147, 148, 149
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-runs\"] tbody tr').length === 3")
+    assert pager.inner_text().startswith('3 runs match "score>0.975"')
+    page.locator(".mlops-tables").screenshot(path=str(SHOTS / "panel-runs-page.png"))
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -5,9 +5,11 @@
 import React, { useEffect, useState } from 'react';
 
 import { request } from './api';
-import { CRON_PRESETS, formatValue, parseAssignments, parseGates, Run, wallClock } from './logic';
 import {
-  DeployBody, Engine, EngineChoice, Model, Parameter, RegisterBody, ScheduleBody, SweepBody
+  CRON_PRESETS, FIRST_PAGE, formatValue, parseAssignments, parseGates, Run, runListQuery, wallClock
+} from './logic';
+import {
+  DeployBody, Engine, EngineChoice, Model, Parameter, RegisterBody, RunList, ScheduleBody, SweepBody
 } from './types';
 
 export function Field(props: { label: string; children: React.ReactNode; hint?: string }): JSX.Element {
@@ -136,8 +138,12 @@ export function SweepForm(props: { disabled: boolean; metrics: string[]; paramet
   );
 }
 
-export function RegisterForm(props: { runs: Run[]; metrics: string[]; onRegister: (body: RegisterBody) => void }) {
-  const succeeded = props.runs.filter(r => r.status === 'succeeded').slice(0, 200);
+export function RegisterForm(props: { metrics: string[]; onRegister: (body: RegisterBody) => void }) {
+  const [succeeded, setSucceeded] = useState<Run[]>([]);
+  useEffect(() => {  // the newest succeeded runs to choose from, whatever the run table shows
+    request<RunList>('GET', ['runs'], undefined,
+      runListQuery({ ...FIRST_PAGE, filter: 'status=succeeded' }, 200)).then(d => setSucceeded(d.runs), () => undefined);
+  }, []);
   const [run, setRun] = useState('best');
   const [name, setName] = useState('');
   const [metric, setMetric] = useState('');

@@ -3,10 +3,11 @@
  * tables (fast while something runs), and the engines the server offers.
  */
 import { NotebookPanel } from '@jupyterlab/notebook';
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useRef, useState } from 'react';
 
-import { request } from './api';
-import { Deployment, Engine, Job, Model, Run, RunList, Schedule, Validation } from './types';
+import { ApiError, request } from './api';
+import { RunQuery, runListQuery } from './logic';
+import { Deployment, Engine, Job, Model, RunList, Schedule, Validation } from './types';
 
 export type Tab = 'runs' | 'models' | 'deployments' | 'schedules';
 
@@ -70,7 +71,8 @@ export function useValidation(panel: NotebookPanel | null): [Validation | null, 
 }
 
 export interface Tables {
-  runs: Run[];
+  list: RunList | null;
+  listError: string | null; // the server's word on the filter (a 400), shown under it
   jobs: Job[];
   models: Model[];
   deployments: Deployment[];
@@ -80,21 +82,43 @@ export interface Tables {
   loadModels: () => Promise<void>;
 }
 
-/** The runs (and the open tab's table), polled every 1.5 s while something runs, every 8 s otherwise. */
-export function useTables(tab: Tab, report: (error: unknown) => void): Tables {
-  const [runs, setRuns] = useState<Run[]>([]);
+export const PAGE_SIZE = 100;
+
+/**
+ * The page of runs `query` asks for (and the open tab's table), polled every 1.5 s while something runs, every
+ * 8 s otherwise. A new filter is asked for once typing pauses.
+ */
+export function useTables(tab: Tab, query: RunQuery, report: (error: unknown) => void): Tables {
+  const [list, setList] = useState<RunList | null>(null);
+  const [listError, setListError] = useState<string | null>(null);
   const [jobs, setJobs] = useState<Job[]>([]);
   const [models, setModels] = useState<Model[]>([]);
   const [deployments, setDeployments] = useState<Deployment[]>([]);
   const [schedules, setSchedules] = useState<Schedule[]>([]);
+  const [asked, setAsked] = useState(query);
+  const typed = useRef(query.filter);
+  useEffect(() => {
+    const pause = query.filter === typed.current ? 0 : 300; // while the filter is being typed
+    typed.current = query.filter;
+    const timer = window.setTimeout(() => setAsked(query), pause);
+    return () => window.clearTimeout(timer);
+  }, [query]);
   const loadModels = useCallback(async () => {
     setModels((await request<{ models: Model[] }>('GET', ['models'])).models);
   }, []);
   const refresh = useCallback(async () => {
     try {
-      const data = await request<RunList>('GET', ['runs']);
-      setRuns(data.runs);
-      setJobs(data.jobs);
+      try {
+        const data = await request<RunList>('GET', ['runs'], undefined, runListQuery(asked, PAGE_SIZE));
+        setList(data);
+        setJobs(data.jobs);
+        setListError(null);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 400)) {
+          throw error;
+        }
+        setListError(error.message); // a filter naming nothing: said under the filter, the last page kept
+      }
       if (tab === 'models') {
         await loadModels();
       } else if (tab === 'deployments') {
@@ -105,14 +129,14 @@ export function useTables(tab: Tab, report: (error: unknown) => void): Tables {
     } catch (error) {
       report(error);
     }
-  }, [tab, report, loadModels]);
-  const busy = jobs.length > 0 || runs.some(r => r.status === 'running');
+  }, [tab, asked, report, loadModels]);
+  const busy = jobs.length > 0 || (list?.running ?? 0) > 0;
   useEffect(() => {
     void refresh();
     const timer = window.setInterval(() => void refresh(), busy ? 1500 : 8000);
     return () => window.clearInterval(timer);
   }, [refresh, busy]);
-  return { runs, jobs, models, deployments, schedules, busy, refresh, loadModels };
+  return { list, listError, jobs, models, deployments, schedules, busy, refresh, loadModels };
 }
 
 /** The engines registered on the server; the forms offer those that can do their verb. */

@@ -1,6 +1,6 @@
 /**
- * The panel's logic without JupyterLab or React: cell tags, the run table's columns, filter, sort and pages,
- * and the forms' text parsed into API bodies. Kept pure so node's test runner checks it (test/logic.test.ts).
+ * The panel's logic without JupyterLab or React: cell tags, the run table's columns and the query for its page
+ * (the server filters, sorts and pages), and the forms' text parsed into API bodies. Kept pure so node's test runner checks it (test/logic.test.ts).
  */
 
 /** The tags the panel's buttons put on a cell; a cell has at most one of them. */
@@ -82,76 +82,32 @@ export function cellValue(run: Run, key: string): unknown {
   return (run as unknown as Record<string, unknown>)[key];
 }
 
-/** Sort by a column; missing values last whatever the direction; numbers as numbers. */
-export function sortRuns(runs: readonly Run[], key: string, descending: boolean): Run[] {
-  const sign = descending ? -1 : 1;
-  return [...runs].sort((a, b) => {
-    const x = cellValue(a, key);
-    const y = cellValue(b, key);
-    const xMissing = x === undefined || x === null;
-    const yMissing = y === undefined || y === null;
-    if (xMissing || yMissing) {
-      return xMissing === yMissing ? 0 : xMissing ? 1 : -1;
-    }
-    if (typeof x === 'number' && typeof y === 'number') {
-      return sign * (x - y);
-    }
-    return sign * String(x).localeCompare(String(y), undefined, { numeric: true });
-  });
+/** What the run table asks the server for: its filter words, sort column and direction, and one page. */
+export interface RunQuery {
+  filter: string;
+  sort: string;
+  descending: boolean;
+  page: number;
 }
 
-const COMPARISON = /^([A-Za-z_][\w.]*)\s*(>=|<=|!=|=|>|<)\s*(.+)$/;
+export const FIRST_PAGE: RunQuery = { filter: '', sort: 'started', descending: true, page: 0 };
 
 /**
- * Keep the runs matching every word of `query`. A word like `accuracy>0.9`, `C=10` or `status=failed` compares
- * that metric, parameter or field; any other word must appear in the run's id, status, notebook, sweep or schedule.
- * Returns an error naming the word when a comparison names nothing any run has.
+ * The query string of GET /runs for `query`: the server filters (`accuracy>0.9 status=failed C=10 digits`), sorts
+ * and pages, so the panel holds one page however many runs the workspace has.
  */
-export function filterRuns(runs: readonly Run[], query: string): { runs: Run[]; error: string | null } {
-  const words = query.trim().split(/\s+/).filter(Boolean);
-  const tests: ((run: Run) => boolean)[] = [];
-  const { params, metrics } = runColumns(runs);
-  for (const word of words) {
-    const match = COMPARISON.exec(word);
-    if (!match) {
-      const needle = word.toLowerCase();
-      tests.push(run =>
-        [run.id, run.status, run.path ?? run.notebook, run.sweep_id, run.schedule]
-          .some(v => typeof v === 'string' && v.toLowerCase().includes(needle))
-      );
-      continue;
-    }
-    const [, name, op, raw] = match;
-    const key = metrics.includes(name) ? `metrics.${name}` : params.includes(name) ? `params.${name}` : name;
-    if (!key.includes('.') && !['status', 'id', 'duration', 'sweep_id', 'schedule'].includes(key)) {
-      return { runs: [...runs], error: `no run has a parameter or metric named "${name}"` };
-    }
-    const wanted = Number(raw);
-    tests.push(run => {
-      const value = cellValue(run, key);
-      if (value === undefined || value === null) {
-        return false;
-      }
-      const numeric = typeof value === 'number' && !Number.isNaN(wanted);
-      const [a, b] = numeric ? [value as number, wanted] : [String(value), raw];
-      switch (op) {
-        case '=': return a === b;
-        case '!=': return a !== b;
-        case '>': return a > b;
-        case '<': return a < b;
-        case '>=': return a >= b;
-        default: return a <= b;
-      }
-    });
-  }
-  return { runs: runs.filter(run => tests.every(t => t(run))), error: null };
+export function runListQuery(query: RunQuery, pageSize: number): string {
+  const search = new URLSearchParams({
+    filter: query.filter.trim(), sort: query.sort, order: query.descending ? 'desc' : 'asc',
+    offset: String(Math.max(0, query.page) * pageSize), limit: String(pageSize)
+  });
+  return `?${search.toString()}`;
 }
 
-/** One page of rows (the table renders a page, not thousands of rows) and how many pages there are. */
-export function pageOf<T>(rows: readonly T[], page: number, size: number): { rows: T[]; page: number; pages: number } {
-  const pages = Math.max(1, Math.ceil(rows.length / size));
-  const current = Math.min(Math.max(0, page), pages - 1);
-  return { rows: rows.slice(current * size, (current + 1) * size), page: current, pages };
+/** How many pages `total` runs make, and the page to show (the last one, when runs went away). */
+export function pageCount(total: number, page: number, size: number): { page: number; pages: number } {
+  const pages = Math.max(1, Math.ceil(total / size));
+  return { page: Math.min(Math.max(0, page), pages - 1), pages };
 }
 
 /**

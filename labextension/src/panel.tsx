@@ -10,7 +10,7 @@ import React, { useCallback, useState } from 'react';
 import { ApiError, request } from './api';
 import { DeployForm, RegisterForm, RunForm, ScheduleForm, SweepForm } from './forms';
 import { Tab, useEngines, useSignal, useTables, useValidation } from './hooks';
-import { parseAssignments, Role, ROLE_TAGS, roleOf, toggleRole, wallClock } from './logic';
+import { FIRST_PAGE, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
 import { DeploymentsTable, ModelsTable, RunsTable, SchedulesTable } from './tables';
 import { DeployAnswer, Schedule } from './types';
 
@@ -47,7 +47,8 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
     setNotice({ kind: 'error', text });
   }, []);
   const [validation, setValidation] = useValidation(panel);
-  const { runs, models, deployments, schedules, busy, refresh, loadModels } = useTables(tab, report);
+  const [query, setQuery] = useState<RunQuery>(FIRST_PAGE);
+  const { list, listError, models, deployments, schedules, busy, refresh, loadModels } = useTables(tab, query, report);
   const engines = useEngines();
 
   // -- tagging -------------------------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
               d => `sweep started: ${d.trials} trials`)} />
         )}
         {action === 'register' && (
-          <RegisterForm runs={runs} metrics={metrics}
+          <RegisterForm metrics={metrics}
             onRegister={body => act('registering', () => request<{ name: string; version: number }>('POST',
               ['models'], body),
               d => `registered ${d.name} version ${d.version}`)} />
@@ -209,7 +210,8 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
             </button>
           ))}
         </nav>
-        {tab === 'runs' && <RunsTable runs={runs} openStepNotebook={openStepNotebook} report={report} />}
+        {tab === 'runs' && <RunsTable list={list} error={listError} query={query} setQuery={setQuery}
+          openStepNotebook={openStepNotebook} report={report} />}
         {tab === 'models' && <ModelsTable models={models}
           act={(what, call) => act(what, call)} />}
         {tab === 'deployments' && <DeploymentsTable deployments={deployments} act={(what, call) => act(what, call)} />}

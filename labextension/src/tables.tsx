@@ -5,43 +5,42 @@
 import React, { useEffect, useMemo, useRef, useState } from 'react';
 
 import { request } from './api';
+import { PAGE_SIZE } from './hooks';
 import {
-  cellValue, filterRuns, formatDuration, formatValue, pageOf, Run, runColumns, shortRunId, sortRuns, wallClock
+  cellValue, formatDuration, formatValue, pageCount, runColumns, RunQuery, shortRunId, wallClock
 } from './logic';
-import { Act, Deployment, Model, RunDetails, Schedule } from './types';
+import { Act, Deployment, Model, RunDetails, RunList, Schedule } from './types';
 
-const PAGE_SIZE = 100;
-
-export function RunsTable(props: { runs: Run[]; openStepNotebook: (run: string, step: string) => void;
+/** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
+export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
+  setQuery: (query: RunQuery) => void; openStepNotebook: (run: string, step: string) => void;
   report: (e: unknown) => void }) {
-  const [query, setQuery] = useState('');
-  const [sort, setSort] = useState<{ key: string; descending: boolean }>({ key: 'started', descending: true });
-  const [page, setPage] = useState(0);
+  const { query, setQuery } = props;
   const [open, setOpen] = useState<string | null>(null);
-  const { params, metrics } = useMemo(() => runColumns(props.runs), [props.runs]);
-  const filtered = useMemo(() => filterRuns(props.runs, query), [props.runs, query]);
-  const sorted = useMemo(() => sortRuns(filtered.runs, sort.key, sort.descending), [filtered, sort]);
-  const shown = pageOf(sorted, page, PAGE_SIZE);
+  const runs = useMemo(() => props.list?.runs ?? [], [props.list]);
+  const { params, metrics } = useMemo(() => runColumns(runs), [runs]);
+  const { page, pages } = pageCount(props.list?.total ?? 0, query.page, PAGE_SIZE);
   const columns: [string, string][] = [['id', 'run'], ['status', 'status'], ['duration', 'duration'],
     ...params.map(p => [`params.${p}`, p] as [string, string]),
     ...metrics.map(m => [`metrics.${m}`, m] as [string, string])];
   const header = (key: string, label: string) => (
-    <th key={key} aria-sort={sort.key === key ? (sort.descending ? 'descending' : 'ascending') : 'none'}
+    <th key={key} aria-sort={query.sort === key ? (query.descending ? 'descending' : 'ascending') : 'none'}
       className={key.startsWith('metrics.') ? 'mlops-metric' : key.startsWith('params.') ? 'mlops-param' : ''}
-      onClick={() => setSort({ key, descending: sort.key === key ? !sort.descending : true })}>
-      {label}{sort.key === key ? (sort.descending ? ' ▾' : ' ▴') : ''}
+      onClick={() => setQuery({ ...query, sort: key, descending: query.sort === key ? !query.descending : true,
+        page: 0 })}>
+      {label}{query.sort === key ? (query.descending ? ' ▾' : ' ▴') : ''}
     </th>
   );
   return (
     <div>
-      <input className="mlops-filter" placeholder="filter: accuracy>0.9 status=failed C=10 ..." value={query}
-        onChange={e => { setQuery(e.target.value); setPage(0); }} data-testid="mlops-runs-filter" />
-      {filtered.error && <p className="mlops-form-error">{filtered.error}</p>}
+      <input className="mlops-filter" placeholder="filter: accuracy>0.9 status=failed C=10 ..." value={query.filter}
+        onChange={e => setQuery({ ...query, filter: e.target.value, page: 0 })} data-testid="mlops-runs-filter" />
+      {props.error && <p className="mlops-form-error" data-testid="mlops-filter-error">{props.error}</p>}
       <div className="mlops-table-scroll">
         <table className="mlops-table" data-testid="mlops-runs">
           <thead><tr>{columns.map(([k, l]) => header(k, l))}</tr></thead>
           <tbody>
-            {shown.rows.map(run => (
+            {runs.map(run => (
               <React.Fragment key={run.id}>
                 <tr className={`mlops-status-${run.status}${open === run.id ? ' mlops-selected' : ''}`}
                   onClick={() => setOpen(open === run.id ? null : run.id)} data-run={run.id}>
@@ -59,17 +58,18 @@ export function RunsTable(props: { runs: Run[]; openStepNotebook: (run: string, 
       </div>
       {open && (  // below the table, not inside it: the steps need the panel's width, not a column's
         <div className="mlops-run-detail" data-testid="mlops-run-detail">
-          <RunDetail id={open} status={props.runs.find(r => r.id === open)?.status ?? ''}
+          <RunDetail id={open} status={runs.find(r => r.id === open)?.status ?? ''}
             open={props.openStepNotebook} report={props.report} />
         </div>
       )}
-      <div className="mlops-pager">
-        <span>{sorted.length} of {props.runs.length} runs</span>
-        {shown.pages > 1 && (
+      <div className="mlops-pager" data-testid="mlops-pager">
+        <span>{props.list ? `${props.list.total} run${props.list.total === 1 ? '' : 's'}` : 'loading runs...'}
+          {props.list?.filter ? ` match${props.list.total === 1 ? 'es' : ''} "${props.list.filter}"` : ''}</span>
+        {pages > 1 && (
           <span>
-            <button disabled={shown.page === 0} onClick={() => setPage(shown.page - 1)}>‹</button>
-            {` page ${shown.page + 1} / ${shown.pages} `}
-            <button disabled={shown.page >= shown.pages - 1} onClick={() => setPage(shown.page + 1)}>›</button>
+            <button disabled={page === 0} onClick={() => setQuery({ ...query, page: page - 1 })}>‹</button>
+            {` page ${page + 1} / ${pages} `}
+            <button disabled={page >= pages - 1} onClick={() => setQuery({ ...query, page: page + 1 })}>›</button>
           </span>
         )}
       </div>

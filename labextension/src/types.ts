@@ -41,10 +41,15 @@ export interface Job {
   trials?: number;
 }
 
-/** GET /runs */
+/** GET /runs: one page of the runs the filter keeps */
 export interface RunList {
   runs: Run[];
   jobs: Job[];
+  total: number; // runs the filter keeps
+  running: number; // runs running in the workspace
+  filter: string; // the filter this page answers (the one in the box may be newer)
+  offset: number;
+  limit: number;
 }
 
 /** One step of GET /runs/ID */

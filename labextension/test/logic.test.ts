@@ -2,18 +2,18 @@ import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
 import {
-  filterRuns,
+  FIRST_PAGE,
   formatDuration,
   formatValue,
-  pageOf,
+  pageCount,
   parseAssignments,
   parseGates,
   roleOf,
   Run,
   wallClock,
   runColumns,
+  runListQuery,
   shortRunId,
-  sortRuns,
   toggleRole
 } from '../src/logic';
 
@@ -56,27 +56,19 @@ test('columns cover every parameter and metric', () => {
   assert.deepEqual(runColumns(RUNS), { params: ['C', 'kernel'], metrics: ['accuracy', 'f1'] });
 });
 
-test('sorting: numbers as numbers, missing values last in both directions', () => {
-  assert.deepEqual(sortRuns(RUNS, 'metrics.accuracy', true).map(r => r.id), ['r3', 'r1', 'r2']);
-  assert.deepEqual(sortRuns(RUNS, 'metrics.accuracy', false).map(r => r.id), ['r1', 'r3', 'r2']);
-  assert.deepEqual(sortRuns(RUNS, 'params.C', true).map(r => r.id), ['r3', 'r2', 'r1']);
-});
-
-test('filter by words and comparisons', () => {
-  assert.deepEqual(filterRuns(RUNS, 'accuracy>0.95').runs.map(r => r.id), ['r3']);
-  assert.deepEqual(filterRuns(RUNS, 'status=failed').runs.map(r => r.id), ['r2']);
-  assert.deepEqual(filterRuns(RUNS, 'C>=10 succeeded').runs.map(r => r.id), ['r3']);
-  assert.deepEqual(filterRuns(RUNS, 'kernel=rbf').runs.map(r => r.id), ['r1']);
-  assert.deepEqual(filterRuns(RUNS, 'DIGITS').runs.length, 3);
-  assert.match(filterRuns(RUNS, 'acuracy>0.9').error ?? '', /acuracy/);
+test('the table asks the server for one page, filtered and sorted', () => {
+  assert.equal(runListQuery(FIRST_PAGE, 100), '?filter=&sort=started&order=desc&offset=0&limit=100');
+  const query = { filter: ' accuracy>0.9 C=10 ', sort: 'metrics.accuracy', descending: false, page: 3 };
+  const asked = new URLSearchParams(runListQuery(query, 50));
+  assert.deepEqual(Object.fromEntries(asked), {
+    filter: 'accuracy>0.9 C=10', sort: 'metrics.accuracy', order: 'asc', offset: '150', limit: '50'
+  });
 });
 
 test('pages of a long table', () => {
-  const rows = Array.from({ length: 2501 }, (_, i) => i);
-  assert.deepEqual(pageOf(rows, 0, 100).rows.length, 100);
-  assert.equal(pageOf(rows, 0, 100).pages, 26);
-  assert.deepEqual(pageOf(rows, 99, 100).rows, [2500]);
-  assert.deepEqual(pageOf([], 3, 100), { rows: [], page: 0, pages: 1 });
+  assert.deepEqual(pageCount(2501, 0, 100), { page: 0, pages: 26 });
+  assert.deepEqual(pageCount(2501, 99, 100), { page: 25, pages: 26 });
+  assert.deepEqual(pageCount(0, 3, 100), { page: 0, pages: 1 });
 });
 
 test('form text becomes parameters and gates, or an error naming the line', () => {
