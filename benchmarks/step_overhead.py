@@ -1,8 +1,9 @@
-"""What each step adds (issue 16): a generated chain of N steps, each passing a value to the next with trivial
-compute, run as a pipeline vs one papermill run of the same whole notebook, both in this process (imports paid
-once), alternating; medians. Prints the ratio and the per-step overhead ((ours - papermill) / N).
+"""What each step adds (issue 16): a generated notebook of N steps with trivial compute, run as a pipeline vs one
+papermill run of the same whole notebook, both in this process (imports paid once), alternating; medians. Prints
+the ratio and the per-step overhead ((ours - papermill) / N). Shapes: `chain` (each step passes a value to the
+next) and `wide` (one data step, then N-1 steps that each read its value and could run at once).
 
-    python benchmarks/step_overhead.py [--steps 4,16,64] [--repeat 3]
+    python benchmarks/step_overhead.py [--steps 4,16,64] [--shape chain|wide] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -24,9 +25,18 @@ def chain(folder: Path, steps: int) -> Path:
     return write_notebook(folder / f"chain{steps}.ipynb", cells)
 
 
+def wide(folder: Path, steps: int) -> Path:
+    from conftest import write_notebook
+
+    cells: list = [("x = 0", "parameters"), ("rows = list(range(100))", "step:data")]
+    cells += [(f"total_{i} = sum(rows) + x + {i}", f"step:s{i}") for i in range(steps - 1)]
+    return write_notebook(folder / f"wide{steps}.ipynb", cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="4,16,64")
+    parser.add_argument("--shape", choices=["chain", "wide"], default="chain")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
@@ -37,7 +47,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mlops-steps-"))
     print(f"{'steps':>6} {'papermill':>10} {'pipeline':>10} {'ratio':>7} {'per step':>10}")
     for n in [int(s) for s in args.steps.split(",")]:
-        notebook = chain(work, n)
+        notebook = (chain if args.shape == "chain" else wide)(work, n)
         ours, theirs = [], []
         for i in range(args.repeat + 1):  # the first round warms caches and is not counted
             started = time.perf_counter()
