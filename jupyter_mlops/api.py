@@ -150,13 +150,20 @@ def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, a
     return table
 
 
-def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None, sweep_id: str | None = None):
+def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None, sweep_id: str | None = None,
+         filter: str | None = None, sort: str | None = None, descending: bool = True):  # noqa: A002
     """A pandas DataFrame, one row per run, newest first: run, notebook, status, started, duration, then one
-    `params.NAME` column per parameter and one `metrics.NAME` column per metric (MLflow's naming)."""
+    `params.NAME` column per parameter and one `metrics.NAME` column per metric (MLflow's naming). With `filter`
+    or `sort` (as `run_page` reads them), the runs it keeps in that order, at most `limit` (default 1000)."""
     import pandas as pd
 
-    # built column-wise from plain rows: a dict per run and a Timestamp per cell cost 10 s at 100k runs
-    rows, metrics = Workspace.locate(workspace).store.run_table(sweep_id, limit)
+    store = Workspace.locate(workspace).store
+    if filter or sort:
+        page = run_page(workspace=workspace, filter=filter or "", sort=sort or "started",
+                        descending=descending, limit=limit or MAX_PAGE, sweep_id=sweep_id)
+        rows, metrics = store.run_table(ids=[r["id"] for r in page["runs"]])
+    else:  # built column-wise from plain rows: a dict per run and a Timestamp per cell cost 10 s at 100k runs
+        rows, metrics = store.run_table(sweep_id, limit)
     run_ids, notebooks, statuses, started, durations, params = map(list, zip(*rows)) if rows else ([],) * 6
     short = {n: os.path.basename(n) for n in set(notebooks)}  # a few notebooks for many runs
     frame = pd.DataFrame({"run": run_ids, "notebook": [short[n] for n in notebooks], "status": statuses,

@@ -156,6 +156,12 @@ def _tracking_verbs(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.add_argument("--sweep", metavar="ID", help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=None, metavar="N")
+    p.add_argument("--filter", metavar="WORDS", default=None,
+                   help='keep the runs matching every word: "accuracy>0.9 status=succeeded C=10 digits" (a metric, '
+                        "parameter or field compared, or a word in the id, status, notebook, sweep or schedule)")
+    p.add_argument("--sort", metavar="KEY", default=None,
+                   help="sort by started (default), id, status, duration, params.NAME or metrics.NAME, highest first")
+    p.add_argument("--ascending", action="store_true", help="lowest first")
     _workspace_option(p)
 
     p = sub.add_parser("compare", help="parameters and metrics of runs side by side, differences first")
@@ -716,6 +722,17 @@ def _sweep(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from . import api
 
+    if args.filter is not None or args.sort or args.ascending:  # the store filters and sorts; one page
+        page = api.run_page(workspace=args.workspace, filter=args.filter or "", sort=args.sort or "started",
+                            descending=not args.ascending, limit=args.limit or 1000, sweep_id=args.sweep)
+        if args.json:
+            print(json.dumps(page["runs"], indent=1))
+        elif page["runs"]:
+            _print_runs(page["runs"])
+            print(f"{len(page['runs'])} of {page['total']} matching runs")
+        else:
+            print(f"no run matches `{args.filter}`" if args.filter else "no runs yet")
+        return 0
     if not args.json:  # the table has no steps column: they are not read
         _print_runs(api.list_runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep, steps=False))
     elif args.limit:

@@ -2,7 +2,8 @@
 
     %mlops run [NB] [-p NAME VALUE]...      the run (a dict), printing steps as they finish
     %mlops sweep [NB] -p C 0.1,1,10 ...     a DataFrame of the trials, best first, with a live table meanwhile
-    %mlops runs [--sweep ID] [--limit N]    a DataFrame: one row per run, params.* and metrics.* columns
+    %mlops runs [--sweep ID] [--limit N] [--filter WORDS] [--sort KEY]
+                                           a DataFrame: one row per run, params.* and metrics.* columns
     %mlops show RUN | compare RUN RUN...    one run (a dict) | a DataFrame of what differs
     %mlops validate [NB]                    the steps and edges
     %mlops register | models | promote | rollback | serve | deploy | undeploy | schedule ...   as on the CLI
@@ -204,7 +205,8 @@ def _validate(args) -> None:
 VERBS: dict[str, Callable[[Any], Any]] = {
     "run": _run, "sweep": _sweep, "resume": _resume, "validate": _validate, "serve": _serve, "deploy": _deploy,
     "monitor": lambda args: _monitor_table(args),
-    "runs": lambda args: _api().runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep),
+    "runs": lambda args: _api().runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep,
+                                     filter=args.filter, sort=args.sort, descending=not args.ascending),
     "show": lambda args: RunResult(_api().get_run(args.run_id, workspace=args.workspace)),
     "compare": lambda args: _api().compare(args.run_ids, workspace=args.workspace, all_rows=args.all),
     "register": lambda args: _api().register(args.run_id, args.name, metric=args.metric,

@@ -586,21 +586,29 @@ class Store:
         where = runs_table.c.sweep_id == sweep_id if sweep_id else None
         return self._runs(where, limit, steps)
 
-    def run_table(self, sweep_id: str | None = None, limit: int | None = None) -> tuple[list[tuple], list[tuple]]:
-        """The runs as plain tuples (id, notebook, status, started, duration, params JSON), newest first, and their
-        metrics as (run_id, name, value): a table of 100k runs without a dict per row (jupyter_mlops.runs())."""
+    def run_table(self, sweep_id: str | None = None, limit: int | None = None,
+                  ids: list[str] | None = None) -> tuple[list[tuple], list[tuple]]:
+        """The runs as plain tuples (id, notebook, status, started, duration, params JSON), newest first (in the
+        order of `ids` when given: those runs only), and their metrics as (run_id, name, value): a table of 100k
+        runs without a dict per row (jupyter_mlops.runs())."""
         chosen = sa.select(runs_table.c.id, runs_table.c.notebook, runs_table.c.status, runs_table.c.started,
                            runs_table.c.duration, runs_table.c.params) \
             .order_by(runs_table.c.started.desc(), runs_table.c.id.desc())
         if sweep_id:
             chosen = chosen.where(runs_table.c.sweep_id == sweep_id)
+        if ids is not None:
+            chosen = chosen.where(runs_table.c.id.in_(ids))
         if limit:
             chosen = chosen.limit(limit)
         metrics = sa.select(metrics_table.c.run_id, metrics_table.c.name, metrics_table.c.value)  # unsorted: cheaper
-        if sweep_id or limit:
+        if sweep_id or limit or ids is not None:
             metrics = metrics.where(metrics_table.c.run_id.in_(sa.select(chosen.subquery().c.id)))
         with self.engine.begin() as conn:
-            return list(conn.execute(chosen).all()), list(conn.execute(metrics).all())
+            rows, values = list(conn.execute(chosen).all()), list(conn.execute(metrics).all())
+        if ids is not None:
+            position = {run_id: i for i, run_id in enumerate(ids)}
+            rows.sort(key=lambda row: position[row[0]])
+        return rows, values
 
     def iter_runs(self, sweep_id: str | None = None, page: int = 1000, steps: bool = True) -> Iterator[dict]:
         """Every run, newest first, a page at a time: the first comes at once however many there are. Pages

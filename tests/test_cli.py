@@ -104,3 +104,20 @@ def test_names_and_run_ids_that_would_leave_the_workspace_are_refused(make_noteb
                         (("monitor", "a/b"), "not usable"), (("serve", "ok@../x"), "alias")]:
         done = run_cli(*args, "--workspace", str(workspace))
         assert done.returncode == 1 and words in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_runs_are_filtered_and_sorted_by_the_store(tmp_path):
+    from jupyter_mlops.workspace import Workspace
+
+    store = Workspace(tmp_path / "ws").store
+    for i, (c, accuracy) in enumerate([(1, 0.8), (10, 0.95), (10, 0.91), (100, 0.99)]):
+        store.create_run(f"run-{i}", "/w/digits.ipynb", "h", {"C": c}, "/tmp", [])
+        store.record_metrics(run_id=f"run-{i}", step="evaluate", metrics={"accuracy": accuracy})
+        store.finish_run(f"run-{i}", "succeeded")
+    done = run_cli("runs", "--workspace", str(tmp_path / "ws"), "--filter", "C=10 accuracy>0.9",
+                   "--sort", "metrics.accuracy", "--ascending")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("run-")]
+    assert listed == ["run-2", "run-1"] and "2 of 2 matching runs" in done.stdout
+    done = run_cli("runs", "--workspace", str(tmp_path / "ws"), "--filter", "epochs>3")
+    assert done.returncode == 1 and 'named "epochs"' in done.stderr and "Traceback" not in done.stderr

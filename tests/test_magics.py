@@ -25,7 +25,10 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
         "assert r['metrics'] == {'score': 90.0}\nr",
         "df = %mlops sweep target.ipynb -p C 1,3 --maximize score\n"
         "assert list(df['metrics.score']) == [135.0, 45.0], df\nassert list(df['params.C']) == [3.0, 1.0]",
-        "table = %mlops runs\nassert len(table) == 3 and {'params.C', 'metrics.score', 'status'} <= set(table.columns)",
+        "table = %mlops runs\n"
+        "assert len(table) == 3 and {'params.C', 'metrics.score', 'status'} <= set(table.columns)\n"
+        "kept = %mlops runs --filter score>50 --sort metrics.score --ascending\n"
+        "assert list(kept['metrics.score']) == [90.0, 135.0], kept",
         "first, second = df.run[0], df.run[1]\ndiff = %mlops compare {first} {second}\n"
         "assert {'params.C', 'metrics.score'} <= set(diff.index), diff",
         "import os\nos.environ['JPY_SESSION_NAME'] = 'target.ipynb'\n%mlops validate",
