@@ -51,6 +51,7 @@ def first_and_total(command: list[str]) -> tuple[float, float]:
 
 def measure(workspace: Path) -> dict[str, float]:
     import jupyter_mlops
+    from jupyter_mlops import api
     from jupyter_mlops.workspace import Workspace
 
     store = Workspace(workspace).store
@@ -69,6 +70,13 @@ def measure(workspace: Path) -> dict[str, float]:
     python_best = max(loaded, key=lambda r: r["metrics"]["accuracy"])["id"]
     out["best run: load all (before)"] = time.perf_counter() - started
     assert best == python_best, (best, python_best)
+    for name, query in (("panel page: newest", {}), ("panel page: accuracy>0.9", {"filter": "accuracy>0.9",
+                                                                                   "sort": "metrics.accuracy"}),
+                        ("panel page: by a metric", {"sort": "metrics.accuracy"})):
+        started = time.perf_counter()
+        page = api.run_page(workspace=workspace, limit=100, **query)
+        out[name] = time.perf_counter() - started
+        assert len(page["runs"]) == 100
     return out
 
 

@@ -646,8 +646,9 @@ class Store:
             total = conn.execute(sa.select(sa.func.count()).select_from(runs_table).where(where)).scalar()
             running = conn.execute(sa.select(sa.func.count()).select_from(runs_table)
                                    .where(runs_table.c.status == RunStatus.RUNNING.value)).scalar()
-            ids = [r.id for r in conn.execute(sa.select(runs_table.c.id).where(where)
-                                              .order_by(*translate.order(sort, descending))
+            source, joined = translate.sorted_from(sort)
+            ids = [r.id for r in conn.execute(sa.select(runs_table.c.id).select_from(source).where(where)
+                                              .order_by(*translate.order(sort, descending, joined))
                                               .offset(offset).limit(limit))]
             done = sa.func.sum(sa.case((steps_table.c.status.in_([s.value for s in USABLE_STEP]), 1), else_=0))
             counts = {r.run_id: (r.total, r.done) for r in conn.execute(
