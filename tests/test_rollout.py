@@ -41,6 +41,23 @@ def test_canary_takes_its_weight_within_tolerance(versions):
     assert 0.16 <= share <= 0.24  # 20% +- 4 standard deviations of a binomial(2000, 0.2)
 
 
+def test_a_version_asked_for_by_its_route_is_the_one_that_answers(versions):
+    """OIP's /versions/V routes pick the deployed version itself, whatever the canary draw."""
+    server = serve(versions, canary=2, weight=50)
+    try:
+        body = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP64", "data": DIGITS.data[:1].tolist()}]}
+        for version, variant in (("1", "primary"), ("2", "canary")):
+            for _ in range(10):
+                reply = requests.post(f"{server.url}/v2/models/digits/versions/{version}/infer", json=body)
+                assert reply.headers["x-mlops-variant"] == variant and reply.json()["model_version"] == version
+            assert requests.get(f"{server.url}/v2/models/digits/versions/{version}/ready").status_code == 200
+        assert requests.get(f"{server.url}/v2/models/digits").json()["versions"] == ["1", "2"]
+        missing = requests.post(f"{server.url}/v2/models/digits/versions/3/infer", json=body)
+        assert missing.status_code == 404 and "deployed: 1 (primary), 2 (canary)" in missing.json()["error"]
+    finally:
+        server.stop()
+
+
 def test_sticky_header_keeps_each_user_on_one_variant(versions):
     server = serve(versions, canary=2, weight=50, sticky_header="x-user")
     try:

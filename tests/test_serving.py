@@ -108,8 +108,77 @@ def test_deeply_nested_json_is_a_400_with_the_standard_librarys_decoder(served, 
 
 def test_wrong_content_type_is_415(served):
     url, _, _ = served
-    reply = requests.post(f"{url}/invocations", data="a,b\n1,2", headers={"content-type": "text/csv"})
-    assert reply.status_code == 415 and "application/json" in reply.json()["error"]
+    reply = requests.post(f"{url}/invocations", data="a b\n1 2", headers={"content-type": "text/plain"})
+    assert reply.status_code == 415 and "application/json or text/csv" in reply.json()["error"]
+
+
+def test_mlflow_csv_health_and_version(served):
+    """MLflow's documented CSV body (a header row, as `pandas.DataFrame.to_csv` writes it), and the scoring
+    server's /health and /version."""
+    import pandas as pd
+
+    url, model, _ = served
+    table = pd.DataFrame(DIGITS.data[:3], columns=model.columns)
+    reply = requests.post(f"{url}/invocations", data=table.to_csv(index=False), headers={"content-type": "text/csv"})
+    assert reply.status_code == 200 and reply.json() == {"predictions": DIGITS.target[:3].tolist()}, reply.text
+    wrong = requests.post(f"{url}/invocations", data="a,b\n1,2", headers={"content-type": "text/csv; charset=utf-8"})
+    assert wrong.status_code == 400 and "missing column" in wrong.json()["error"]
+    assert requests.get(f"{url}/health").status_code == 200
+    version = requests.get(f"{url}/version")
+    assert version.status_code == 200 and version.text.startswith("jupyter-mlops ")
+
+
+def test_tritonclient_as_it_comes(served):
+    """The official client, unmodified: binary tensor data by default, server metadata, versioned routes."""
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    url, model, _ = served
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    assert client.is_model_ready("digits") and client.is_model_ready("digits", "1")
+    assert not client.is_model_ready("digits", "7")
+    meta = client.get_model_metadata("digits", "1")
+    assert meta["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [-1]}]  # what infer returns
+    for binary_in in (True, False):
+        pixels = triton.InferInput("pixels", [4, 64], "FP32")
+        pixels.set_data_from_numpy(DIGITS.data[:4].astype(np.float32), binary_data=binary_in)
+        for outputs in (None, [triton.InferRequestedOutput("predict", binary_data=False)],
+                        [triton.InferRequestedOutput("predict", binary_data=True)]):
+            result = client.infer("digits", [pixels], model_version="1", outputs=outputs)
+            assert result.as_numpy("predict").tolist() == DIGITS.target[:4].tolist(), (binary_in, outputs)
+    with pytest.raises(InferenceServerException, match="no version 7 deployed here; deployed: 1 \\(primary\\)"):
+        client.infer("digits", [pixels], model_version="7")
+    with pytest.raises(InferenceServerException, match="no output `probabilities`"):
+        client.infer("digits", [pixels], outputs=[triton.InferRequestedOutput("probabilities")])
+    assert client.get_model_repository_index() == [{"name": "digits", "version": "1", "state": "READY"}]
+
+
+def test_binary_tensors_sent_wrong_are_4xx(served):
+    url, _, _ = served
+    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP64",
+                                     "parameters": {"binary_data_size": 64 * 8}}]}).encode()
+    for extra, length, words in ((b"\0" * 100, len(header), "not within"), (b"\0" * 512, 10 ** 6, "JSON header"),
+                                 (b"\0" * 520, len(header), "belong to no input")):
+        reply = requests.post(f"{url}/v2/models/digits/infer", data=header + extra,
+                              headers={"Inference-Header-Content-Length": str(length)})
+        assert reply.status_code == 400 and words in reply.json()["error"], reply.text
+
+
+def test_a_request_for_an_unknown_model_is_not_counted_as_the_served_one(served):
+    url, _, _ = served
+
+    def counted() -> dict:
+        lines = [line for line in requests.get(f"{url}/metrics").text.splitlines()
+                 if line.startswith("mlops_requests_total{") and 'code="404"' in line]
+        return {line.split('model="')[1].split('"')[0]: float(line.split()[-1]) for line in lines}
+
+    before = counted()
+    assert requests.post(f"{url}/v2/models/cats/infer", json={"inputs": []}).status_code == 404
+    after = counted()
+    assert after.get("digits") == before.get("digits") and after["(unknown)"] == before.get("(unknown)", 0) + 1
 
 
 def test_bounded_load_has_no_errors_and_is_counted(served):

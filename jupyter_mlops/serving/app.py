@@ -28,6 +28,9 @@ from starlette.routing import Route
 from .model import ClientError, Deployment, LiveDeployment, ServedModel  # noqa: F401
 
 
+UNKNOWN_MODEL = "(unknown)"  # the model label of requests for a model this server does not serve (no name has it)
+
+
 def client_error(request: Request | None, exc: ClientError) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
@@ -79,13 +82,14 @@ class ModelServer:
             raise ClientError("the body's JSON is nested too deeply; send rows as a list of lists of values") \
                 from None
 
-    async def decoded(self, request: Request, model: ServedModel, decode: Callable) -> tuple[Any, Any]:
+    async def decoded(self, request: Request, model: ServedModel, decode: Callable,
+                      parse: Callable | None = None) -> tuple[Any, Any]:
         """The body and the frame decoded from it; a large body on a worker thread, so the event loop goes on
-        answering other requests meanwhile."""
+        answering other requests meanwhile. `parse(server, raw, headers)` reads a body that is not plain JSON."""
         raw = await self.read_body(request)
 
         def work() -> tuple[Any, Any]:
-            body = self.parse(raw)
+            body = parse(self, raw, request.headers) if parse else self.parse(raw)
             return body, decode(model, body)
 
         if len(raw) > self.limits.offload_above:
@@ -119,6 +123,8 @@ class ModelServer:
             model = deployed.route(request.headers)
             metrics.in_flight.inc()
             try:
+                if "version" in request.path_params:  # asked for by its route: that version, not the draw
+                    model = deployed.version(request.path_params["version"])
                 response = await handler(request, deployed, model)
             except ClientError as exc:
                 response = client_error(request, exc)
@@ -128,8 +134,12 @@ class ModelServer:
                 metrics.in_flight.dec()
             response.headers["x-mlops-variant"] = model.variant
             response.headers["x-mlops-model-version"] = str(model.version)
-            metrics.observe(model.name, str(model.version), model.variant, response.status_code,
-                            time.perf_counter() - started)
+            if request.path_params.get("name", model.name) != model.name:  # one label for every unknown name:
+                metrics.observe(UNKNOWN_MODEL, "", "", response.status_code,  # clients cannot grow the series
+                                time.perf_counter() - started)
+            else:
+                metrics.observe(model.name, str(model.version), model.variant, response.status_code,
+                                time.perf_counter() - started)
             return response
 
         return endpoint

@@ -1,5 +1,6 @@
 """MLflow's scoring protocol: `POST /invocations` with `dataframe_split`, `dataframe_records`, `instances` or
-`inputs`, answered `{"predictions": [...]}`, and `GET /ping`."""
+`inputs` in JSON, or a CSV table with a header row (`text/csv`), answered `{"predictions": [...]}`; `GET /ping`,
+`/health` and `/version`."""
 from __future__ import annotations
 
 from typing import Any
@@ -42,21 +43,47 @@ def decode_mlflow(model: ServedModel, body: Any):
     return frame_of(model, rows=value)
 
 
+def parse_csv(server, raw: bytes, headers) -> Any:
+    """A CSV table with a header row, as MLflow reads it (pandas), as columns of values."""
+    import io
+
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(io.BytesIO(raw))
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ClientError(f"the body is not a CSV table with a header row ({exc})") from None
+    return {"columns": {str(c): table[c].tolist() for c in table.columns}}
+
+
+def decode_csv(model: ServedModel, body: dict):
+    return frame_of(model, columns=body["columns"])
+
+
 def routes(server) -> list[Route]:
     """The protocol's routes, answered through `server` (app.ModelServer)."""
+    from .._version import __version__
 
     async def invocations(request: Request, deployed: Deployment, model: ServedModel) -> Response:
-        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
-        if kind != "application/json":
-            raise ClientError(f"content type {kind} is not supported; send application/json", 415)
-        _, frame = await server.decoded(request, model, decode_mlflow)
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if kind == "application/json":
+            _, frame = await server.decoded(request, model, decode_mlflow)
+        elif kind == "text/csv":
+            _, frame = await server.decoded(request, model, decode_csv, parse=parse_csv)
+        else:
+            raise ClientError(f"content type {kind} is not supported; send application/json or text/csv", 415)
         values = await server.answer(deployed, model, frame)
         return JSONResponse({"predictions": values})
 
     async def ping(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return Response("\n", media_type="text/plain")
 
+    async def version(request: Request, deployed: Deployment, model: ServedModel) -> Response:
+        return Response(f"jupyter-mlops {__version__}", media_type="text/plain")
+
     return [
         Route("/invocations", server.endpoint(invocations), methods=["POST"]),
         Route("/ping", server.endpoint(ping)),
+        Route("/health", server.endpoint(ping)),
+        Route("/version", server.endpoint(version)),
     ]

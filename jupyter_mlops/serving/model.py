@@ -73,6 +73,17 @@ class Deployment:
     def name(self) -> str:
         return self.primary.name
 
+    def variants(self) -> list[ServedModel]:
+        return [self.primary, *(m for m, _ in self.canaries), *self.shadows]
+
+    def version(self, version: str) -> ServedModel:
+        """The variant serving `version` (a client asking for one by its route), or a 404 naming those here."""
+        for model in self.variants():
+            if str(model.version) == version:
+                return model
+        here = ", ".join(f"{m.version} ({m.variant})" for m in self.variants())
+        raise ClientError(f"model `{self.name}` has no version {version} deployed here; deployed: {here}", 404)
+
     def route(self, headers) -> ServedModel:
         if not self.canaries:
             return self.primary

@@ -1,7 +1,11 @@
-"""The Open Inference Protocol v2 (KServe, Triton, Seldon, MLServer): health, model metadata and readiness, and
-`POST /v2/models/{name}/infer` with one 2-D tensor [rows, columns] or one input per column."""
+"""The Open Inference Protocol v2 (KServe, Triton, Seldon, MLServer): server and model metadata, health and
+readiness, `POST /v2/models/{name}[/versions/{version}]/infer` with one 2-D tensor [rows, columns] or one input per
+column, in JSON or with the binary tensor data extension (tritonclient's default: a JSON header of
+`Inference-Header-Content-Length` bytes, then each tensor's raw little-endian bytes), and the model repository
+extension's index."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -12,8 +16,84 @@ from starlette.routing import Route
 from .frames import check_finite, flatten, float_array, frame_of
 from .model import ClientError, Deployment, ServedModel
 
-_OIP_NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
-                "FP64"}
+# numpy's little-endian dtype of each numeric datatype, for tensors sent and answered as raw bytes
+_DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
+           "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+_OIP_NUMERIC = set(_DTYPES)
+OUTPUT = "predict"  # the one output a served model has
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+
+
+def split_binary(raw: bytes, headers) -> tuple[bytes, bytes | None]:
+    """The JSON header of a request and, with the binary tensor data extension, the raw bytes after it."""
+    declared = headers.get("inference-header-content-length")
+    if declared is None:
+        return raw, None
+    if not declared.strip().isdigit() or int(declared) > len(raw):
+        raise ClientError(f"Inference-Header-Content-Length must be the size in bytes of the JSON header at the "
+                          f"start of the body ({len(raw):,} bytes), got {declared!r}")
+    return raw[:int(declared)], raw[int(declared):]
+
+
+def attach_binary(body: Any, binary: bytes) -> None:
+    """Give each input sent as raw bytes (`parameters.binary_data_size`, in the order of the inputs) its values."""
+    import numpy as np
+
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    offset = 0
+    for t in inputs if isinstance(inputs, list) else []:
+        parameters = t.get("parameters") if isinstance(t, dict) else None
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            continue
+        name = t.get("name")
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise ClientError(f"input `{name}`: binary_data_size {size!r} is not within the {len(binary):,} bytes "
+                              "after the JSON header")
+        if "data" in t:
+            raise ClientError(f'input `{name}` has both "data" and binary_data_size; send one')
+        chunk, offset = binary[offset:offset + size], offset + size
+        kind = t.get("datatype")
+        if kind == "BYTES":
+            t["data"] = _bytes_elements(name, chunk)
+        elif kind in _DTYPES:
+            itemsize = np.dtype(_DTYPES[kind]).itemsize
+            if size % itemsize:
+                raise ClientError(f"input `{name}`: {size} bytes are not a whole number of {kind} values "
+                                  f"({itemsize} bytes each)")
+            t["data"] = np.frombuffer(chunk, dtype=_DTYPES[kind])
+        else:
+            raise ClientError(f"input `{name}`: unknown datatype {kind!r}")
+    if offset != len(binary):
+        raise ClientError(f"{len(binary) - offset:,} bytes after the JSON header belong to no input (each binary "
+                          "input says how many are its own in parameters.binary_data_size)")
+
+
+def _bytes_elements(name: str, chunk: bytes) -> list[str]:
+    """BYTES tensor elements as sent raw: each a 4-byte little-endian length, then that many bytes."""
+    values, at = [], 0
+    while at < len(chunk):
+        if at + 4 > len(chunk):
+            raise ClientError(f"input `{name}`: a BYTES element is cut short (4 length bytes, then the bytes)")
+        length = int.from_bytes(chunk[at:at + 4], "little")
+        value = chunk[at + 4:at + 4 + length]
+        if len(value) != length:
+            raise ClientError(f"input `{name}`: a BYTES element says {length} bytes but {len(value)} follow")
+        values.append(value.decode("utf-8", errors="replace"))
+        at += 4 + length
+    return values
+
+
+def parse_oip(server, raw: bytes, headers) -> Any:
+    header, binary = split_binary(raw, headers)
+    body = server.parse(header)
+    if binary is not None:
+        attach_binary(body, binary)
+    return body
+
+
+def _values(data: Any):
+    return data.ravel() if hasattr(data, "ravel") else flatten(data)
 
 
 def decode_oip(model: ServedModel, body: Any):
@@ -33,9 +113,10 @@ def decode_oip(model: ServedModel, body: Any):
             raise ClientError(f'input `{t["name"]}`: "shape" must be a list of sizes of at least 1, e.g. [2, 64]')
         if not isinstance(t["datatype"], str) or t["datatype"] not in _OIP_NUMERIC | {"BYTES"}:
             raise ClientError(f'input `{t["name"]}`: unknown datatype {t["datatype"]!r}')
-        if not isinstance(t["data"], list):
-            raise ClientError(f'input `{t["name"]}`: "data" must be a list')
-    flat = [flatten(t["data"]) for t in tensors]
+        if not isinstance(t["data"], list) and not hasattr(t["data"], "ravel"):
+            raise ClientError(f'input `{t["name"]}`: "data" must be a list (or its bytes after the JSON header, '
+                              "with parameters.binary_data_size)")
+    flat = [_values(t["data"]) for t in tensors]
     for t, values in zip(tensors, flat):
         size = 1
         for d in t["shape"]:
@@ -54,12 +135,12 @@ def decode_oip(model: ServedModel, body: Any):
                 import pandas as pd
 
                 return pd.DataFrame(array, columns=model.columns, copy=False)
-        return frame_of(model, rows=[values[i * width:(i + 1) * width] for i in range(rows)])
+        return frame_of(model, rows=[list(values[i * width:(i + 1) * width]) for i in range(rows)])
     for t in tensors:
         if len(t["shape"]) > 2 or (len(t["shape"]) == 2 and t["shape"][1] != 1):
             raise ClientError(f'input `{t["name"]}`: send one 2-D tensor [rows, columns], or one input per column '
                               "with shape [rows]")
-    return frame_of(model, columns={t["name"]: v for t, v in zip(tensors, flat)})
+    return frame_of(model, columns={t["name"]: list(v) for t, v in zip(tensors, flat)})
 
 
 
@@ -74,25 +155,93 @@ def datatype(values: list) -> str:
     return "BYTES"
 
 
+def output_datatype(model: ServedModel) -> str:
+    """What infer answers for this model, learnt once from a prediction on a typical row (the training data's
+    first sampled value or most frequent category per column), for metadata to say before any request came."""
+    known = getattr(model, "oip_datatype", None)
+    if known is None:
+        import pandas as pd
+
+        columns = (model.reference or {}).get("columns", {})
+        row = {}
+        for c in model.columns:
+            stats = columns.get(c, {})
+            if stats.get("kind") == "categorical":
+                row[c] = next(iter(stats.get("frequencies") or {"": 0}))
+            else:
+                row[c] = (stats.get("sample") or [stats.get("mean") or 0.0])[0]
+        try:
+            from .predictions import json_ready
+
+            known = datatype(json_ready(model.predict(pd.DataFrame([row], columns=model.columns))))
+        except Exception:  # a model that needs real rows: told by the first request instead
+            return "BYTES"
+        model.oip_datatype = known
+    return known
+
+
+def requested_outputs(body: dict) -> bool:
+    """Whether the answer goes as raw bytes; a requested output the model does not have is the client's error."""
+    wanted = body.get("outputs")
+    parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    binary = parameters.get("binary_data_output") is True
+    if wanted is None:
+        return binary
+    if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                for o in wanted):
+        raise ClientError('"outputs" is a list of {"name": ...}; this model has one output, `predict`')
+    unknown = [o["name"] for o in wanted if o["name"] != OUTPUT]
+    if unknown:
+        raise ClientError(f"no output `{unknown[0]}`; this model has one output, `{OUTPUT}`")
+    return binary or any(isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
+                         for o in wanted)
+
+
+def binary_response(header: dict, values: list, kind: str) -> Response:
+    """The answer with the binary tensor data extension: the JSON header, then the output's raw bytes."""
+    import json
+
+    import numpy as np
+
+    if kind == "BYTES":
+        raw = b"".join(len(b).to_bytes(4, "little") + b for b in (str(v).encode() for v in values))
+    else:
+        raw = np.asarray(values, dtype=_DTYPES[kind]).tobytes()
+    output = header["outputs"][0]
+    del output["data"]
+    output["parameters"] = {"binary_data_size": len(raw)}
+    head = json.dumps(header).encode()
+    return Response(head + raw, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(head))})
+
+
 def routes(server) -> list[Route]:
-    """The protocol's routes, answered through `server` (app.ModelServer)."""
+    """The protocol's routes, answered through `server` (app.ModelServer); the `/versions/{version}` forms answer
+    with that version when it is deployed here (primary, canary or shadow)."""
+    from .._version import __version__
 
     async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         server.check_name(request)
-        body, frame = await server.decoded(request, model, decode_oip)
+        body, frame = await server.decoded(request, model, decode_oip, parse=parse_oip)
+        binary = requested_outputs(body)
         values = await server.answer(deployed, model, frame)
+        kind = datatype(values)
+        model.oip_datatype = kind
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
-        return JSONResponse({"model_name": model.name, "model_version": str(model.version), "id": request_id,
-                             "outputs": [{"name": "predict", "shape": [len(values)], "datatype": datatype(values),
-                                          "data": values}]})
+        header = {"model_name": model.name, "model_version": str(model.version), "id": request_id,
+                  "outputs": [{"name": OUTPUT, "shape": [len(values)], "datatype": kind, "data": values}]}
+        return binary_response(header, values, kind) if binary else JSONResponse(header)
 
     async def metadata(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         server.check_name(request)
         inputs = [{"name": c["name"], "datatype": "FP64" if c.get("kind") == "numeric" else "BYTES",
                    "shape": [-1]} for c in model.schema]
-        return JSONResponse({"name": model.name, "versions": [str(model.version)], "platform": "jupyter-mlops",
-                             "inputs": inputs, "outputs": [{"name": "predict", "datatype": "BYTES",
-                                                             "shape": [-1]}]})
+        kind = getattr(model, "oip_datatype", None) or await asyncio.to_thread(output_datatype, model)
+        versions = [str(m.version) for m in deployed.variants()] if "version" not in request.path_params \
+            else [str(model.version)]
+        return JSONResponse({"name": model.name, "versions": list(dict.fromkeys(versions)),
+                             "platform": "jupyter-mlops", "inputs": inputs,
+                             "outputs": [{"name": OUTPUT, "datatype": kind, "shape": [-1]}]})
 
     async def model_ready(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         server.check_name(request)
@@ -104,10 +253,22 @@ def routes(server) -> list[Route]:
     async def ready(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return JSONResponse({"ready": True})
 
+    async def server_metadata(request: Request, deployed: Deployment, model: ServedModel) -> Response:
+        return JSONResponse({"name": "jupyter-mlops", "version": __version__, "extensions": EXTENSIONS})
+
+    async def repository_index(request: Request, deployed: Deployment, model: ServedModel) -> Response:
+        return JSONResponse([{"name": m.name, "version": str(m.version), "state": "READY"}
+                             for m in deployed.variants()])
+
     return [
+        Route("/v2", server.endpoint(server_metadata)),
         Route("/v2/health/live", server.endpoint(health_live)),
         Route("/v2/health/ready", server.endpoint(ready)),
+        Route("/v2/repository/index", server.endpoint(repository_index), methods=["POST"]),
         Route("/v2/models/{name}", server.endpoint(metadata)),
         Route("/v2/models/{name}/ready", server.endpoint(model_ready)),
         Route("/v2/models/{name}/infer", server.endpoint(infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}", server.endpoint(metadata)),
+        Route("/v2/models/{name}/versions/{version}/ready", server.endpoint(model_ready)),
+        Route("/v2/models/{name}/versions/{version}/infer", server.endpoint(infer), methods=["POST"]),
     ]
