@@ -109,7 +109,7 @@ def numeric_frame(model: ServedModel, table: list, transpose: bool = False):
     if transpose:
         array = array.T
     check_finite(model, array)
-    return pd.DataFrame(array, columns=model.columns, copy=False)
+    return pd.DataFrame(array, columns=model.column_index, copy=False)
 
 
 def stack(model: ServedModel, frames: list):
@@ -120,7 +120,7 @@ def stack(model: ServedModel, frames: list):
     import pandas as pd
 
     if model.numeric_only and model.columns:
-        return pd.DataFrame(np.vstack([f.to_numpy() for f in frames]), columns=model.columns, copy=False)
+        return pd.DataFrame(np.vstack([f.to_numpy() for f in frames]), columns=model.column_index, copy=False)
     return pd.concat(frames, ignore_index=True)
 
 

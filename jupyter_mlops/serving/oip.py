@@ -134,7 +134,7 @@ def decode_oip(model: ServedModel, body: Any):
                 check_finite(model, array)
                 import pandas as pd
 
-                return pd.DataFrame(array, columns=model.columns, copy=False)
+                return pd.DataFrame(array, columns=model.column_index, copy=False)
         return frame_of(model, rows=[list(values[i * width:(i + 1) * width]) for i in range(rows)])
     for t in tensors:
         if len(t["shape"]) > 2 or (len(t["shape"]) == 2 and t["shape"][1] != 1):
