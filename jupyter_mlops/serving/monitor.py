@@ -29,13 +29,20 @@ P_VALUE = 0.05
 OUTLIER_Z = 6.0
 
 
+def _plain(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def _dumps(record: dict) -> str:
+    """One JSON line; numpy arrays in it written by orjson directly where it can (numbers), else as lists."""
     try:
         import orjson
-
-        return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
     except ImportError:
-        return json.dumps(record, default=str) + "\n"
+        return json.dumps(record, default=_plain) + "\n"
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n"
+    except TypeError:  # an object array (text columns): as plain lists
+        return orjson.dumps(record, default=_plain).decode() + "\n"
 
 
 def model_columns(frame) -> list:
@@ -91,7 +98,13 @@ class RequestLog:
             return
         array = frame.to_numpy()
         record = {"at": time.time(), "variant": variant, "version": version, "columns": model_columns(frame),
-                  "inputs": array.tolist(), "outputs": values, "latency_ms": seconds * 1000}
+                  "inputs": array, "outputs": values, "latency_ms": seconds * 1000}
+        rows = len(array)
+        if rows > 1:  # only the rows that can fit are written out: a 1,000-row request was dumped whole, then cut
+            per_row = len(_dumps({"inputs": array[:1], "outputs": values[:1]}))
+            if per_row * rows > self.limits.max_request:
+                keep = max(0, self.limits.max_request // per_row - 1)
+                record.update(inputs=array[:keep], outputs=values[:keep], rows=rows, truncated=True)
         line = _dumps(record)
         if len(line) > self.limits.max_request:
             line = self._shortened(record, len(line))
@@ -108,7 +121,7 @@ class RequestLog:
         """A line within `max_request`: the request's first rows (as many as fit) and how many it had."""
         rows = len(record["inputs"])
         keep = max(0, int(rows * self.limits.max_request / size) - 1)
-        record.update(rows=rows, truncated=True)
+        record.update(rows=record.get("rows", rows), truncated=True)
         while True:
             record["inputs"], record["outputs"] = record["inputs"][:keep], record["outputs"][:keep]
             line = _dumps(record)
