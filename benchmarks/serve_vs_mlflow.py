@@ -90,7 +90,7 @@ def main() -> None:
     body.write_text(json.dumps({"dataframe_split": {"columns": columns, "data": row}}))
 
     # in-process predict on the same DataFrame the server builds from that body
-    frame = pd.DataFrame(row, columns=columns).astype(float)
+    frame = pd.DataFrame(row, columns=pd.Index(columns, dtype=object)).astype(float)  # as ServedModel builds it
     for _ in range(200):
         predict(frame)
     samples = []
