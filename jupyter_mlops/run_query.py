@@ -98,19 +98,6 @@ class Translator:
             return sa.case((sa.func.jsonb_typeof(node) == "number", node.astext.cast(sa.Float)))
         return node.astext
 
-    def metric(self, name: str) -> sa.ScalarSelect:
-        m = self.metrics
-        return (sa.select(m.c.value).where((m.c.run_id == self.runs.c.id) & (m.c.name == name))
-                .scalar_subquery())
-
-    def value(self, key: str, numeric: bool = True) -> sa.ColumnElement:
-        kind, _, name = key.partition(".")
-        if kind == "metrics":
-            return self.metric(name)
-        if kind == "params":
-            return self.param(name, numeric)
-        return self.runs.c[key]
-
     def where(self, terms: list[Term]) -> sa.ColumnElement:
         conditions = []
         for term in terms:
@@ -123,7 +110,8 @@ class Translator:
                 chosen = sa.select(m.c.run_id).where((m.c.name == term.key.split(".", 1)[1]) & keeps)
                 conditions.append(self.runs.c.id.in_(chosen))
                 continue
-            column = self.value(term.key, numeric=isinstance(term.value, float))
+            kind, _, name = term.key.partition(".")
+            column = self.param(name, isinstance(term.value, float)) if kind == "params" else self.runs.c[term.key]
             conditions.append(column.isnot(None) & getattr(column, _OPERATORS[term.op])(term.value))
         return sa.and_(sa.true(), *conditions)
 
@@ -136,15 +124,17 @@ class Translator:
         return joined, m.c.value
 
     def order(self, key: str, descending: bool, joined: sa.ColumnElement | None = None) -> list:
-        if joined is not None:
-            column = joined
-        else:
-            column = self.value(key, numeric=False) if key.startswith("params.") else self.value(key)
-        if key.startswith("params.") and self.dialect != "sqlite":
-            from sqlalchemy.dialects.postgresql import JSONB
+        """ORDER BY for `key` (`joined`: the metric's value from `sorted_from`); missing values last."""
+        column = joined if joined is not None else self.runs.c[key] if not key.startswith("params.") else None
+        if column is None:
+            name = key.split(".", 1)[1]
+            if self.dialect == "sqlite":
+                column = sa.func.json_extract(self.runs.c.params, f'$."{name}"')
+            else:
+                from sqlalchemy.dialects.postgresql import JSONB
 
-            column = sa.cast(self.runs.c.params, JSONB)[key.split(".", 1)[1]]  # numbers as numbers
+                column = sa.cast(self.runs.c.params, JSONB)[name]  # jsonb orders numbers as numbers
         if key == "started":  # the start-time index, as it is
             return [column.desc(), self.runs.c.id.desc()] if descending else [column.asc(), self.runs.c.id.asc()]
-        return [column.is_(None), column.desc() if descending else column.asc(),  # missing values last
+        return [column.is_(None), column.desc() if descending else column.asc(),
                 self.runs.c.started.desc(), self.runs.c.id.desc()]
