@@ -26,6 +26,17 @@ def _server_limit_options(p: argparse.ArgumentParser) -> None:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
+    def workers(text: str) -> int:
+        from .serving.workers import available_cores  # here: the module is only needed by a server
+
+        count = available_cores() if text == "auto" else int(text) if text.isdigit() else 0
+        if not 1 <= count <= 64:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number of processes from 1 to 64, or auto (one "
+                                             "per core)")
+        return count
+
+    p.add_argument("--workers", type=workers, default=1, metavar="N|auto",
+                   help="processes serving the port: one predicts on one core; auto: one per core (default 1)")
     g = p.add_argument_group("limits", "what one client may cost the server (README: Limits and trust)")
     g.add_argument("--max-body", type=size, default="8MiB", metavar="SIZE",
                    help="largest request body; larger ones get 413 unread (default 8MiB)")
@@ -555,7 +566,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
     # what a server on this machine needs, for the engines that start one (the others take none of it)
     here = engines.accepted(args.backend, "deploy", dict(limits=_server_limits(args), log_limits=_log_limits(args),
-                                                         wait=True, on_start=started))
+                                                         wait=True, on_start=started, workers=args.workers))
     done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
                       sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
                       **_given(host=args.host, port=args.port), **here)
@@ -573,17 +584,21 @@ def _undeploy(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """One registered version on this machine, in the foreground (no deployment: nothing routes or follows)."""
-    from .serving.app import create_app
-    from .serving.server import load, serve_forever
+    from .serving.server import ServerRecipe, load
+    from .serving.workers import serve_recipe
     from .workspace import Workspace
 
     ws = Workspace.locate(args.workspace)
     target = load(ws, args.model)
-    print(f"serving {target.name} version {target.version} on http://{args.host}:{args.port} (POST "
-          f"/v2/models/{target.name}/infer, POST /invocations, GET /metrics)", file=sys.stderr, flush=True)
-    app = create_app(target, log_folder=ws.root / "logs" / target.name, limits=_server_limits(args),
-                     log_limits=_log_limits(args))
-    serve_forever(app, args.host, args.port)  # its lifespan closes the request log and the shadows on the way out
+
+    def listening(url: str) -> None:
+        workers = f", {args.workers} worker processes" if args.workers > 1 else ""
+        print(f"serving {target.name} version {target.version} on {url} (POST /v2/models/{target.name}/infer, "
+              f"POST /invocations, GET /metrics{workers})", file=sys.stderr, flush=True)
+
+    recipe = ServerRecipe(str(ws.root), model=f"{target.name}:{target.version}", limits=_server_limits(args),
+                          log_limits=_log_limits(args))
+    serve_recipe(recipe, args.host, args.port, args.workers, on_listening=listening, target=target)
     return 0
 
 

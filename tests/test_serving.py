@@ -303,3 +303,46 @@ def test_requests_waiting_together_are_predicted_in_one_call():
     replies = asyncio.run(burst())
     assert [r.json()["predictions"] for r in replies] == [[2.0 * x, 2.0 * x + 1] for x in range(20)]
     assert sum(calls) == 40 and len(calls) < 20  # fewer predict calls than requests: they were batched
+
+
+def test_requests_that_arrive_together_over_http_are_predicted_in_one_call():
+    """Eight requests whose bytes all arrive while a prediction holds the event loop are predicted together once
+    it is free. Predicting one turn of the loop after the first of them came split them (a request needs a second
+    turn to reach the batch), and a batch of ten clients averaged four requests."""
+    import socket
+    import time
+
+    from jupyter_mlops.serving.app import ServedModel
+
+    calls: list[int] = []
+
+    def predict(frame):
+        calls.append(len(frame))
+        if len(calls) == 1:
+            time.sleep(1.0)  # holds the event loop: the others arrive meanwhile
+        return (frame["x"] * 2).tolist()
+
+    server = serve_in_background(create_app(ServedModel("toy", 1, predict, [
+        {"name": "x", "type": "float64", "kind": "numeric"}])))
+    host, port = server.url.removeprefix("http://").split(":")
+
+    def request(x: int) -> bytes:
+        body = json.dumps({"instances": [[x]]}).encode()
+        return (f"POST /invocations HTTP/1.1\r\nHost: toy\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    try:
+        first = socket.create_connection((host, int(port)))
+        first.sendall(request(0))
+        while not calls:
+            time.sleep(0.01)
+        others = [socket.create_connection((host, int(port))) for _ in range(8)]
+        for x, conn in enumerate(others, 1):
+            conn.sendall(request(x))
+        answers = [conn.recv(65536) for conn in [first, *others]]
+        assert all(b" 200 OK" in a for a in answers)
+        assert calls == [1, 8]
+    finally:
+        for conn in [first, *others]:
+            conn.close()
+        server.stop()

@@ -63,14 +63,17 @@ class LocalEngine(Engine):
 
     def deploy(self, name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
                sticky_header: str | None = None, host: str = "127.0.0.1", port: int = 8080, limits=None,
-               log_limits=None, wait: bool = False, on_start: Callable[[dict], Any] | None = None) -> dict:
+               log_limits=None, wait: bool = False, on_start: Callable[[dict], Any] | None = None,
+               workers: int = 1) -> dict:
         """A model server on this machine. When the deployment's server is already up, it is only told the new
         spec (it switches within seconds, dropping no request): status `updated`. Otherwise a new server starts:
-        with `wait`, in the foreground until it is stopped (Ctrl-C, SIGTERM; `on_start` hears of it first);
-        without, on a thread of this process, returned under `server` (`.stop()` ends it)."""
+        with `wait`, in the foreground until it is stopped (Ctrl-C, SIGTERM; `on_start` hears of it first), by
+        `workers` processes sharing the port; without, on a thread of this process, returned under `server`
+        (`.stop()` ends it)."""
         from ..owners import process_owner
         from ..serving.app import create_app
-        from ..serving.server import DeploymentWatcher, deployment, is_up, serve_forever, serve_in_background
+        from ..serving.server import DeploymentWatcher, ServerRecipe, deployment, is_up, serve_in_background
+        from ..serving.workers import serve_recipe
         from ..workspace import Workspace
 
         ws = Workspace.locate(self.workspace)
@@ -85,23 +88,24 @@ class LocalEngine(Engine):
         what = f"{name} version {target.primary.version}" + "".join(
             f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
             f", shadow version {m.version}" for m in target.shadows)
-        app = create_app(target, log_folder=ws.root / "logs" / name, limits=limits, log_limits=log_limits)
         if not wait:
+            app = create_app(target, log_folder=ws.root / "logs" / name, limits=limits, log_limits=log_limits)
             server = serve_in_background(app, host, port)
             ws.store.save_deployment(name, spec, server.url, process_owner())
             server.serve_deployment(name, DeploymentWatcher(ws, name, app.state.live))
             return {"name": name, "status": "started", "url": server.url, "server": server,
                     "lines": [f"serving {what} at {server.url}"]}
-        url = f"http://{host}:{port}"
-        ws.store.save_deployment(name, spec, url, process_owner())
-        started = {"name": name, "status": "started", "url": url, "lines": [f"serving {what} on {url}"]}
-        if on_start:
-            on_start(started)
-        watcher = DeploymentWatcher(ws, name, app.state.live)  # promote / rollback / a new deploy reach it
-        try:
-            serve_forever(app, host, port)  # until stopped; the app's lifespan closes its log and shadows
-        finally:
-            watcher.stop()
+        started = {"name": name, "status": "started", "url": f"http://{host}:{port}"}
+
+        def listening(url: str) -> None:
+            ws.store.save_deployment(name, spec, url, process_owner())
+            started.update(url=url, lines=[f"serving {what} on {url}" + (f" ({workers} worker processes)"
+                                                                        if workers > 1 else "")])
+            if on_start:
+                on_start(started)
+
+        recipe = ServerRecipe(str(ws.root), deployment=name, spec=spec, limits=limits, log_limits=log_limits)
+        serve_recipe(recipe, host, port, workers, on_listening=listening, target=target)  # until stopped
         return {**started, "status": "stopped"}
 
     def undeploy(self, name: str) -> dict:

@@ -38,7 +38,7 @@ def client_error(request: Request | None, exc: ClientError) -> JSONResponse:
 class ModelServer:
     """One server's shared state and the path of a prediction request through it."""
 
-    def __init__(self, target: ServedModel | Deployment, metrics, limits, request_log=None):
+    def __init__(self, target: ServedModel | Deployment, metrics, limits, request_log=None, worker=None):
         from .batcher import MicroBatcher
         from .frames import json_loader
         from .mirror import ShadowMirror
@@ -47,7 +47,8 @@ class ModelServer:
         self.name = self.live.current.name
         self.metrics, self.limits, self.request_log = metrics, limits, request_log
         self.batcher = MicroBatcher(metrics)
-        self.mirror = ShadowMirror(metrics)
+        self.mirror = ShadowMirror(metrics, shared=worker.shared if worker else None,
+                                   worker=worker.index if worker else 0)
         self.loads = json_loader()
 
     # -- a request's body ----------------------------------------------------------------------------------------
@@ -161,23 +162,25 @@ class ModelServer:
 
 
 def create_app(target: ServedModel | Deployment, registry_metrics=None, log_folder: str | Path | None = None,
-               log_capacity: int = 10000, limits=None, log_limits=None) -> Starlette:
+               log_capacity: int = 10000, limits=None, log_limits=None, worker=None) -> Starlette:
     """The app for one model or deployment; with `log_folder`, every answered request is logged asynchronously
     (see monitor.py) and `app.state.request_log` is the log. `limits` (a ServerLimits) bounds what one request
     may cost; `log_limits` (a LogLimits) how much the request log may keep. Run it with a lifespan (uvicorn's
-    default, `serve_forever`, `serve_in_background`): its shutdown closes what the server holds."""
+    default, `serve_forever`, `serve_in_background`): its shutdown closes what the server holds. `worker` (a
+    workers.Worker): this app is one of a group of processes serving one port; they share metrics and shadow
+    reports, and each keeps a request log of its own."""
     from . import mlflow_scoring, oip
     from .limits import ServerLimits
     from .metrics import ServerMetrics
 
-    metrics = registry_metrics or ServerMetrics()
-    server = ModelServer(target, metrics, limits or ServerLimits())
+    metrics = registry_metrics or ServerMetrics(shared=worker.shared if worker else None)
+    server = ModelServer(target, metrics, limits or ServerLimits(), worker=worker)
     if log_folder is not None:
-        from .monitor import DriftWatch, RequestLog
+        from .monitor import DriftWatch, RequestLog, log_name
 
         server.request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped,
                                         watch=DriftWatch(metrics, lambda: server.live.current.primary),
-                                        limits=log_limits)
+                                        limits=log_limits, name=log_name(worker.index if worker else 0))
 
     async def shadow_report(request: Request) -> Response:
         return JSONResponse(server.mirror.report.summary())

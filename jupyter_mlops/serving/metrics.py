@@ -1,4 +1,10 @@
-"""Prometheus metrics of one model server, in a registry of its own (several servers can share a process)."""
+"""Prometheus metrics of one model server, in a registry of its own (several servers can share a process).
+
+A server of several worker processes (workers.py) keeps its values in prometheus-client's multiprocess files, in
+the folder the workers share: `/metrics`, whichever worker answers it, sums the counters and histograms of all of
+them (those of a worker that died and was replaced included, so counters never go back), adds up the requests in
+flight of the live ones, and gives each drift gauge's most recent value.
+"""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -9,7 +15,9 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class ServerMetrics:
-    def __init__(self):
+    def __init__(self, shared: str | None = None):
+        """`shared`: the worker group's folder, when this process is one of several serving the same port."""
+        self.shared = shared
         self.registry = CollectorRegistry()
         self.requests = Counter("mlops_requests", "Requests answered", ["model", "version", "variant", "code"],
                                 registry=self.registry)
@@ -17,7 +25,8 @@ class ServerMetrics:
                                          ["model", "version", "variant"], buckets=_BUCKETS, registry=self.registry)
         self.predict_seconds = Histogram("mlops_predict_seconds", "Time spent in predict", ["model", "version"],
                                          buckets=_BUCKETS, registry=self.registry)
-        self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry)
+        self.in_flight = Gauge("mlops_requests_in_flight", "Requests being answered", registry=self.registry,
+                               multiprocess_mode="livesum")
         self.shadow_rows = Counter("mlops_shadow_rows", "Rows a shadow answered, by agreement with the primary",
                                    ["model", "version", "agreement"], registry=self.registry)
         self.shadow_dropped = Counter("mlops_shadow_dropped", "Mirrored requests dropped: the shadow queue was full",
@@ -27,9 +36,9 @@ class ServerMetrics:
         self.outliers = Counter("mlops_outliers", "Input rows far outside the training data (max |z| > 6)",
                                 ["model", "version"], registry=self.registry)
         self.drifted = Gauge("mlops_drifted_features", "Features whose recent inputs drifted from the training data",
-                             ["model", "version"], registry=self.registry)
+                             ["model", "version"], registry=self.registry, multiprocess_mode="livemostrecent")
         self.psi = Gauge("mlops_feature_psi", "Population stability index of a feature's recent inputs",
-                         ["model", "version", "feature"], registry=self.registry)
+                         ["model", "version", "feature"], registry=self.registry, multiprocess_mode="livemostrecent")
         self._children: dict = {}
         self._predict: dict = {}
 
@@ -49,4 +58,10 @@ class ServerMetrics:
         return self._predict[key]
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self.shared is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, path=self.shared)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST

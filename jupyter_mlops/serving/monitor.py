@@ -4,8 +4,10 @@ The server puts each answered request on a bounded queue and moves on; a writer 
 under `<workspace>/logs/<model>/requests.jsonl`. A full queue drops the record and counts it
 (`mlops_request_log_dropped_total`): logging never slows or fails a request. The log is bounded (LogLimits): one
 request adds at most `max_request` bytes (a larger one logs its first rows and how many it had), and past
-`max_bytes` the file is rotated to `requests.jsonl.1` ... `.keep`, the oldest dropped. Readers (`monitor`, the
-panel) read the newest lines backwards, only as many as the window needs.
+`max_bytes` the file is rotated to `requests.jsonl.1` ... `.keep`, the oldest dropped. A server of several worker
+processes gives each its own log (`requests.jsonl`, `requests-1.jsonl`, ...): no two processes append to or rotate
+one file. Readers (`monitor`, the panel) read the newest lines backwards, every worker's log merged by time, only as
+many as the window needs.
 
 Drift compares a window of recent inputs with the reference statistics saved at registration, feature by feature:
 Kolmogorov-Smirnov (numeric, against the reference sample), chi-squared (categorical, against the reference
@@ -64,20 +66,32 @@ class LogLimits:
                              "--log-max-request at least 256")
 
 
-def log_files(folder: str | Path) -> list[Path]:
-    """The log's files, newest first: requests.jsonl, requests.jsonl.1, ..."""
+def log_name(worker: int = 0) -> str:
+    """Worker 0's (or a lone server's) log is requests.jsonl; worker 1's requests-1.jsonl, and so on."""
+    return LOG_NAME if worker == 0 else LOG_NAME.replace(".jsonl", f"-{worker}.jsonl")
+
+
+def log_files(folder: str | Path, name: str = LOG_NAME) -> list[Path]:
+    """One log's files, newest first: requests.jsonl, requests.jsonl.1, ..."""
     folder = Path(folder)
-    rotated = sorted((p for p in folder.glob(LOG_NAME + ".*") if p.suffix[1:].isdigit()),
+    rotated = sorted((p for p in folder.glob(name + ".*") if p.suffix[1:].isdigit()),
                      key=lambda p: int(p.suffix[1:]))
-    current = folder / LOG_NAME
+    current = folder / name
     return ([current] if current.exists() else []) + rotated
+
+
+def log_names(folder: str | Path) -> list[str]:
+    """The logs in a folder: one per worker that ever served there."""
+    stem = LOG_NAME.removesuffix(".jsonl")
+    names = {p.name.split(".jsonl")[0] + ".jsonl" for p in Path(folder).glob(stem + "*.jsonl*")}
+    return sorted(n for n in names if n == LOG_NAME or n.removeprefix(stem + "-").removesuffix(".jsonl").isdigit())
 
 
 class RequestLog:
     def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None, watch=None,
-                 limits: LogLimits | None = None):
+                 limits: LogLimits | None = None, name: str = LOG_NAME):
         self.limits = limits or LogLimits()
-        self.path = Path(folder) / LOG_NAME
+        self.path = Path(folder) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
         self.dropped = 0
@@ -134,10 +148,10 @@ class RequestLog:
         """requests.jsonl becomes .1, .1 becomes .2, ...; the oldest past `keep` is dropped."""
         f.close()
         for i in range(self.limits.keep - 1, 0, -1):
-            older = self.path.with_name(f"{LOG_NAME}.{i}")
+            older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
-                os.replace(older, self.path.with_name(f"{LOG_NAME}.{i + 1}"))
-        os.replace(self.path, self.path.with_name(f"{LOG_NAME}.1"))
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         return open(self.path, "a", encoding="utf-8")
 
     def _write(self) -> None:
@@ -252,14 +266,25 @@ def _lines_backwards(path: Path, block: int = 1 << 20):
                     yield line
 
 
-def recent_records(folder: str | Path):
-    """The logged requests, newest first, across rotated files; a line cut by a crash is passed over."""
-    for path in log_files(folder):
+def _records_backwards(files: list[Path]):
+    for path in files:
         for line in _lines_backwards(path):
             try:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def recent_records(folder: str | Path):
+    """The logged requests, newest first, across rotated files and every worker's log (merged by time); a line
+    cut by a crash is passed over."""
+    import heapq
+
+    streams = [_records_backwards(log_files(folder, name)) for name in log_names(folder)]
+    if len(streams) == 1:
+        yield from streams[0]
+    else:
+        yield from heapq.merge(*streams, key=lambda record: -record.get("at", 0))
 
 
 _counted: dict[str, tuple[int, int, int]] = {}  # path -> (inode, bytes counted, newlines in them)
@@ -269,7 +294,7 @@ def count_requests(folder: str | Path) -> int:
     """Requests in the kept log files, counted in a stream (newlines), without parsing them. The panel asks on
     every poll: a file's count is kept and only the bytes appended since are read (rotated files never change)."""
     count = 0
-    for path in log_files(folder):
+    for path in (path for name in log_names(folder) for path in log_files(folder, name)):
         stat = path.stat()
         inode, counted, lines = _counted.get(str(path), (None, 0, 0))
         if inode != stat.st_ino or counted > stat.st_size:  # a new file under this name: count it afresh

@@ -1,9 +1,11 @@
-"""Running a model server: in the foreground (`jupyter-mlops serve`) or in a background thread (`%mlops serve`)."""
+"""Running a model server: in the foreground (`jupyter-mlops serve`, `deploy`; one process, or a group of worker
+processes, see workers.py) or in a background thread (`%mlops serve`)."""
 from __future__ import annotations
 
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -63,7 +65,34 @@ def is_up(running: dict | None) -> bool:
         return False
 
 
-def _server(app, host: str, port: int):
+@dataclass(frozen=True)
+class ServerRecipe:
+    """What it takes to build a server's app, in this process or in a worker process (it pickles): a registered
+    version (`model`: NAME, NAME:VERSION, NAME@ALIAS) or a deployment (`deployment` with its `spec`: canary,
+    weight, shadow, sticky_header), which then follows the store (DeploymentWatcher)."""
+    workspace: str
+    model: str | None = None
+    deployment: str | None = None
+    spec: dict = field(default_factory=dict)
+    limits: Any = None
+    log_limits: Any = None
+
+    def __call__(self, worker=None, target=None):
+        """The app; `target` (the ServedModel or Deployment) when it is loaded already."""
+        from ..workspace import Workspace
+        from .app import create_app
+
+        ws = Workspace(self.workspace)
+        if target is None:
+            target = load(ws, self.model) if self.model is not None else deployment(ws, self.deployment, **self.spec)
+        app = create_app(target, log_folder=ws.root / "logs" / (self.deployment or target.name), limits=self.limits,
+                         log_limits=self.log_limits, worker=worker)
+        if self.deployment is not None:  # promote / rollback / a new deploy reach it
+            app.state.on_stop = DeploymentWatcher(ws, self.deployment, app.state.live).stop
+        return app
+
+
+def _server(app, host: str = "127.0.0.1", port: int = 0):
     import gc
 
     import uvicorn
