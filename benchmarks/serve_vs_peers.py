@@ -8,10 +8,13 @@ gets a virtual environment of its own, built by this script under --venvs (kept 
 cannot be installed is skipped with a message.
 
 Each server gets 1-row requests in the body format it handles best (ours and MLServer: an OIP tensor [1, 13];
-MLflow: `inputs`) from `wrk` on 127.0.0.1, at 10 and at 50 connections, one server at a time. Printed: req/s, p50,
-p99, errors, and each server's req/s against ours.
+MLflow: `inputs`) from `wrk` on 127.0.0.1, at 10 and at 50 connections, one server at a time, once in one process
+and once with each server's own way of using --workers cores (ours: `--workers N`; MLflow: uvicorn's `--workers
+N`; MLServer: `parallel_workers: N`, its inference pool). Printed: req/s, p50, p99, errors, and ours against each
+peer with the same number of workers.
 
-    python benchmarks/serve_vs_peers.py [--seconds 10] [--venvs ~/.cache/jupyter-mlops-peers] [--peers mlflow,mlserver]
+    python benchmarks/serve_vs_peers.py [--seconds 10] [--workers 2] [--venvs ~/.cache/jupyter-mlops-peers]
+                                        [--peers mlflow,mlserver]
 
 Needs `wrk` (Debian package).
 """
@@ -53,7 +56,7 @@ def venv(root: Path, name: str) -> Path | None:
     return python
 
 
-def ours(work: Path, port: int) -> subprocess.Popen:
+def register_ours(work: Path) -> None:
     import jupyter_mlops
     from conftest import write_notebook
 
@@ -65,30 +68,37 @@ def ours(work: Path, port: int) -> subprocess.Popen:
     run = jupyter_mlops.run(notebook, workspace=work / ".mlops")
     assert run["status"] == "succeeded", run["error"]
     jupyter_mlops.register(run["id"], "wine", workspace=work / ".mlops")
+
+
+def ours(work: Path, port: int, workers: int) -> subprocess.Popen:
     return subprocess.Popen([str(Path(sys.executable).parent / "jupyter-mlops"), "serve", "wine", "--port", str(port),
-                             "--workspace", str(work / ".mlops")], stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--workers", str(workers), "--workspace", str(work / ".mlops")],
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def mlflow(python: Path, work: Path, port: int) -> subprocess.Popen:
-    subprocess.run([str(python), "-c", FIT + f"import mlflow.sklearn\nmlflow.sklearn.save_model(model, "
-                                              f"{str(work / 'mlflow-model')!r})"], check=True, capture_output=True)
+def mlflow(python: Path, work: Path, port: int, workers: int) -> subprocess.Popen:
+    if not (work / "mlflow-model").exists():
+        subprocess.run([str(python), "-c", FIT + f"import mlflow.sklearn\nmlflow.sklearn.save_model(model, "
+                                                  f"{str(work / 'mlflow-model')!r})"], check=True, capture_output=True)
     # it starts `uvicorn` found on PATH: its own environment's, not the one this script runs in
     env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.Popen([str(python.parent / "mlflow"), "models", "serve", "-m", str(work / "mlflow-model"),
-                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", str(workers)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def mlserver(python: Path, work: Path, port: int) -> subprocess.Popen:
+def mlserver(python: Path, work: Path, port: int, workers: int) -> subprocess.Popen:
     folder = work / "mlserver"
-    (folder / "wine").mkdir(parents=True)
     saved = folder / "wine" / "model.joblib"
-    subprocess.run([str(python), "-c", FIT + f"import joblib\njoblib.dump(model, {str(saved)!r})"], check=True,
-                   capture_output=True)
+    if not saved.exists():
+        (folder / "wine").mkdir(parents=True)
+        subprocess.run([str(python), "-c", FIT + f"import joblib\njoblib.dump(model, {str(saved)!r})"], check=True,
+                       capture_output=True)
     (folder / "wine" / "model-settings.json").write_text(json.dumps({
         "name": "wine", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}))
     (folder / "settings.json").write_text(json.dumps({"http_port": port, "grpc_port": free_port(),
-                                                      "metrics_port": free_port(), "host": "127.0.0.1"}))
+                                                      "metrics_port": free_port(), "host": "127.0.0.1",
+                                                      "parallel_workers": workers}))
     return subprocess.Popen([str(python.parent / "mlserver"), "start", str(folder)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
@@ -160,13 +170,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--venvs", type=Path, default=Path.home() / ".cache" / "jupyter-mlops-peers")
     parser.add_argument("--peers", default="mlflow,mlserver")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="the processes each server gets in its second configuration (default: the CPUs)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("needs wrk: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="mlops-peers-"))
     body = bodies(work)
-    servers = [("jupyter-mlops", lambda port: ours(work, port), "/v2/models/wine/infer", "/v2/health/ready",
-                body["tensor"])]
+    register_ours(work)
+    servers = [("jupyter-mlops", lambda port, workers: ours(work, port, workers), "/v2/models/wine/infer",
+                "/v2/health/ready", body["tensor"])]
     for peer in [p for p in args.peers.split(",") if p]:
         python = venv(args.venvs, peer)
         if python is None:
@@ -174,33 +187,37 @@ def main() -> None:
         start = {"mlflow": mlflow, "mlserver": mlserver}[peer]
         path, ready, payload = (("/invocations", "/ping", body["inputs"]) if peer == "mlflow" else
                                 ("/v2/models/wine/infer", "/v2/models/wine/ready", body["tensor"]))
-        servers.append((peer, lambda port, start=start, python=python: start(python, work, port), path, ready,
-                        payload))
-    results = {}
-    for name, start, path, ready, payload in servers:
-        port = free_port()
-        process = start(port)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}{ready}", 300)
-            results[name] = measure(f"http://127.0.0.1:{port}{path}", payload, args.seconds)
-            if name == "jupyter-mlops":  # 1,000-row requests, two at a time, against predict in this process
-                big_rows_per_second = wrk(f"http://127.0.0.1:{port}{path}", body["big"], 2, args.seconds)["rps"] * 1000
-        except Exception as exc:  # a peer that would not start: said, and the others still measured
-            print(f"{name} skipped: {exc}", file=sys.stderr)
-        finally:
-            stop(process)
-    base = results.get("jupyter-mlops", {}).get(10, {}).get("rps")
+        servers.append((peer, lambda port, workers, start=start, python=python: start(python, work, port, workers),
+                        path, ready, payload))
+    results, big = {}, {}
+    for workers in sorted({1, args.workers}):
+        for name, start, path, ready, payload in servers:
+            port = free_port()
+            process = start(port, workers)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}{ready}", 300)
+                results[name, workers] = measure(f"http://127.0.0.1:{port}{path}", payload, args.seconds)
+                if name == "jupyter-mlops":  # 1,000-row requests, one per worker at a time
+                    big[workers] = wrk(f"http://127.0.0.1:{port}{path}", body["big"], 2 * workers,
+                                       args.seconds)["rps"] * 1000
+            except Exception as exc:  # a peer that would not start: said, and the others still measured
+                print(f"{name} with {workers} workers skipped: {exc}", file=sys.stderr)
+            finally:
+                stop(process)
     print(f"1-row requests, wrk on 127.0.0.1, {args.seconds} s each, {os.cpu_count()} CPUs")
-    print(f"{'server':<16} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ours / it':>10}")
-    for name, by_connections in results.items():
+    print(f"{'server':<16} {'workers':>7} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+          f"{'ours / it':>10}")
+    for (name, workers), by_connections in results.items():
         for connections, r in by_connections.items():
-            ratio = f"{base / r['rps']:9.2f}x" if base and connections == 10 else ""
-            print(f"{name:<16} {connections:>5} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+            base = results.get(("jupyter-mlops", workers), {}).get(connections, {}).get("rps")
+            ratio = f"{base / r['rps']:9.2f}x" if base and name != "jupyter-mlops" else ""
+            print(f"{name:<16} {workers:>7} {connections:>5} {r['rps']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                   f"{r['errors']:>7} {ratio:>10}" + (f"  {r['socket_errors']}" if r["socket_errors"] else ""))
-    if "jupyter-mlops" in results:
+    if big:
         alone = in_process_rows_per_second(work)
-        print(f"1,000-row requests: {big_rows_per_second:,.0f} rows/s served, {alone:,.0f} rows/s calling predict "
-              f"in-process ({alone / big_rows_per_second:.2f}x; goal <= 1.25x)")
+        for workers, rows_per_second in big.items():
+            print(f"1,000-row requests, {workers} worker(s): {rows_per_second:,.0f} rows/s served, {alone:,.0f} rows/s "
+                  f"calling predict in-process on one core ({alone / rows_per_second:.2f}x; goal <= 1.25x)")
     print(textwrap.dedent("""
         goals (issue 17): ours >= 3,000 req/s at 10 connections on 2 cores, >= 2x MLServer, >= 6x MLflow, p99 <= 10 ms,
         zero errors; at 50 connections zero errors and p99 <= 30 ms"""))

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .frames import frame_of
 from .model import ClientError, Deployment, ServedModel
+from .predictions import JSONAnswer
 
 
 def decode_mlflow(model: ServedModel, body: Any):
@@ -73,7 +74,7 @@ def routes(server) -> list[Route]:
         else:
             raise ClientError(f"content type {kind} is not supported; send application/json or text/csv", 415)
         values = await server.answer(deployed, model, frame)
-        return JSONResponse({"predictions": values})
+        return JSONAnswer({"predictions": values})
 
     async def ping(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return Response("\n", media_type="text/plain")

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from .frames import check_finite, flatten, float_array, frame_of
 from .model import ClientError, Deployment, ServedModel
+from .predictions import JSONAnswer
 
 # numpy's little-endian dtype of each numeric datatype, for tensors sent and answered as raw bytes
 _DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
@@ -240,7 +241,7 @@ def routes(server) -> list[Route]:
         request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
         header = {"model_name": model.name, "model_version": str(model.version), "id": request_id,
                   "outputs": [{"name": OUTPUT, "shape": [len(values)], "datatype": kind, "data": values}]}
-        return binary_response(header, values, kind) if binary else JSONResponse(header)
+        return binary_response(header, values, kind) if binary else JSONAnswer(header)
 
     async def metadata(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         server.check_name(request)
