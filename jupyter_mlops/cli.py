@@ -45,8 +45,8 @@ def _server_limit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log-max-bytes", type=size, default="64MiB", metavar="SIZE",
                    help="rotate the request log past this size (default 64MiB)")
     g.add_argument("--log-keep", type=int, default=4, metavar="N", help="rotated request logs kept (default 4)")
-    g.add_argument("--log-max-request", type=size, default="64KiB", metavar="SIZE",
-                   help="most one request adds to the log; larger ones log their first rows (default 64KiB)")
+    g.add_argument("--log-max-request", type=size, default="16KiB", metavar="SIZE",
+                   help="most one request adds to the log; larger ones log their first rows (default 16KiB)")
 
 def _engine_options(p: argparse.ArgumentParser, verb: str, what: str) -> None:
     """--backend with the engines that can `verb`, and each one's settings as flags (engines/abc.py)."""

@@ -58,7 +58,9 @@ LOG_NAME = "requests.jsonl"
 class LogLimits:
     max_bytes: int = 64 * 1024 * 1024  # one file of the log; rotated past it (--log-max-bytes)
     keep: int = 4  # rotated files kept beside the current one (--log-keep)
-    max_request: int = 64 * 1024  # what one request may add; a larger one logs its first rows (--log-max-request)
+    # what one request may add; a larger one logs its first rows (--log-max-request). 16 KiB: the float formatting
+    # of a 1,000-row request's 64 KiB line cost more than its prediction (wine LR: 1.4 ms against 1.3)
+    max_request: int = 16 * 1024
 
     def __post_init__(self):
         if self.max_bytes < 1024 or self.keep < 1 or self.max_request < 256:
