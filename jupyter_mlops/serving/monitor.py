@@ -100,6 +100,7 @@ class RequestLog:
         self.dropped_counter = dropped_counter
         self.written = 0
         self.watch = watch  # called with each written batch, on the writer thread (live drift metrics)
+        self._names: tuple = (None, [])  # the last frame's column Index and its names as strings
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._write, name="mlops-request-log", daemon=True)
         self.thread.start()
@@ -113,7 +114,9 @@ class RequestLog:
                 self.dropped_counter.inc()
             return
         array = frame.to_numpy()
-        record = {"at": time.time(), "variant": variant, "version": version, "columns": model_columns(frame),
+        if self._names[0] is not frame.columns:  # the frames of a numeric model share its column Index
+            self._names = (frame.columns, model_columns(frame))
+        record = {"at": time.time(), "variant": variant, "version": version, "columns": self._names[1],
                   "inputs": array, "outputs": values, "latency_ms": seconds * 1000}
         rows = len(array)
         if rows > 1:  # only the rows that can fit are written out: a 1,000-row request was dumped whole, then cut

@@ -6,6 +6,7 @@ extension's index."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from typing import Any
 
@@ -231,6 +232,10 @@ def routes(server) -> list[Route]:
     with that version when it is deployed here (primary, canary or shadow)."""
     from .._version import __version__
 
+    # an answer's id when the request has none: unique (a random prefix per server, then a count), and without the
+    # os.urandom call per request that uuid4 made (3% of a 1-row request)
+    id_prefix, id_counter = f"{uuid.uuid4().hex[:12]}-", itertools.count(1)
+
     async def infer(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         server.check_name(request)
         body, frame = await server.decoded(request, model, decode_oip, parse=parse_oip)
@@ -238,7 +243,7 @@ def routes(server) -> list[Route]:
         values = await server.answer(deployed, model, frame)
         kind = datatype(values)
         model.oip_datatype = kind
-        request_id = body.get("id") if isinstance(body.get("id"), str) else str(uuid.uuid4())
+        request_id = body.get("id") if isinstance(body.get("id"), str) else f"{id_prefix}{next(id_counter)}"
         header = {"model_name": model.name, "model_version": str(model.version), "id": request_id,
                   "outputs": [{"name": OUTPUT, "shape": [len(values)], "datatype": kind, "data": values}]}
         return binary_response(header, values, kind) if binary else JSONAnswer(header)
