@@ -156,6 +156,43 @@ def test_tritonclient_as_it_comes(served):
     assert client.get_model_repository_index() == [{"name": "digits", "version": "1", "state": "READY"}]
 
 
+def test_statistics_extension_through_tritonclient(served):
+    """Inference statistics as tritonclient reads them: rows predicted, requests by outcome with their time, and
+    predict calls; health and metadata requests are not inferences."""
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    url, _, _ = served
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    assert "statistics" in client.get_server_metadata()["extensions"]
+
+    def stats() -> dict:
+        [one] = client.get_inference_statistics("digits", "1")["model_stats"]
+        return one
+
+    before = stats()
+    pixels = triton.InferInput("pixels", [3, 64], "FP64")
+    pixels.set_data_from_numpy(DIGITS.data[:3])
+    for _ in range(4):
+        client.infer("digits", [pixels])
+        client.is_model_ready("digits")  # not an inference
+    with pytest.raises(InferenceServerException):
+        client.infer("digits", [triton.InferInput("pixels", [1, 3], "FP64").set_data_from_numpy(np.zeros((1, 3)))])
+    after = stats()
+    assert after["name"] == "digits" and after["version"] == "1"
+    assert after["inference_count"] - before["inference_count"] == 12
+    success, fail = (after["inference_stats"][k]["count"] - before["inference_stats"][k]["count"]
+                     for k in ("success", "fail"))
+    assert (success, fail) == (4, 1)
+    assert after["inference_stats"]["success"]["ns"] > before["inference_stats"]["success"]["ns"]
+    assert 1 <= after["execution_count"] - before["execution_count"] <= 4
+    assert after["inference_stats"]["compute_infer"]["count"] == after["execution_count"]
+    assert abs(after["last_inference"] / 1000 - time.time()) < 60
+    assert client.get_inference_statistics()["model_stats"][0]["inference_count"] == after["inference_count"]
+    assert requests.get(f"{url}/v2/models/cats/stats").status_code == 404
+
+
 def test_binary_tensors_sent_wrong_are_4xx(served):
     url, _, _ = served
     header = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP64",

@@ -98,6 +98,8 @@ def test_two_workers_serve_one_deployment_as_one_server(versions, tmp_path):
 
         # one /metrics for the group, whichever worker answers it
         _wait(lambda: _requests_counted(url) == checks + sent, 10, f"/metrics to count {checks + sent} requests")
+        [stats] = requests.get(f"{url}/v2/models/digits/versions/1/stats").json()["model_stats"]
+        assert stats["inference_count"] == 2 * sent and stats["inference_stats"]["success"]["count"] == sent
         # one shadow report: every worker's mirrored rows (each saves its report at most once a second)
         _wait(lambda: requests.get(f"{url}/v2/shadow").json()["rows"] == 2 * sent, 20, "the shadow report")
 

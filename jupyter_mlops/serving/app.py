@@ -102,6 +102,7 @@ class ModelServer:
         """Predict a request's rows (with whatever requests came meanwhile, see batcher.py), log them, and mirror
         them to the shadows once answered."""
         values, seconds = await self.batcher.predict(model, frame)
+        self.metrics.rows(model.name, str(model.version), len(values))
         if self.request_log is not None:
             self.request_log.put(model.variant, model.version, frame, values, seconds)
         if deployed.shadows and model is deployed.primary:
@@ -113,9 +114,10 @@ class ModelServer:
         if asked != self.name:
             raise ClientError(f"no model `{asked}` here; this server serves `{self.name}`", 404)
 
-    def endpoint(self, handler: Callable) -> Callable:
+    def endpoint(self, handler: Callable, inference: bool = False) -> Callable:
         """A protocol's handler(request, deployment, model) as a route: the variant chosen, client errors and
-        model failures answered in JSON, the variant and version in headers, everything counted."""
+        model failures answered in JSON, the variant and version in headers, everything counted (an `inference`
+        route also for the statistics extension)."""
         live, metrics = self.live, self.metrics
 
         async def endpoint(request: Request) -> Response:
@@ -139,8 +141,10 @@ class ModelServer:
                 metrics.observe(UNKNOWN_MODEL, "", "", response.status_code,  # clients cannot grow the series
                                 time.perf_counter() - started)
             else:
-                metrics.observe(model.name, str(model.version), model.variant, response.status_code,
-                                time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                metrics.observe(model.name, str(model.version), model.variant, response.status_code, seconds)
+                if inference:
+                    metrics.inference(model.name, str(model.version), response.status_code < 400, seconds)
             return response
 
         return endpoint

@@ -7,6 +7,8 @@ flight of the live ones, and gives each drift gauge's most recent value.
 """
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -39,8 +41,18 @@ class ServerMetrics:
                              ["model", "version"], registry=self.registry, multiprocess_mode="livemostrecent")
         self.psi = Gauge("mlops_feature_psi", "Population stability index of a feature's recent inputs",
                          ["model", "version", "feature"], registry=self.registry, multiprocess_mode="livemostrecent")
+        # for the Open Inference Protocol's statistics extension: inference requests only (not health or metadata)
+        self.inference_rows = Counter("mlops_inference_rows", "Rows predicted", ["model", "version"],
+                                      registry=self.registry)
+        self.inference_seconds = Counter("mlops_inference_seconds", "Time answering inference requests, by outcome",
+                                         ["model", "version", "outcome"], registry=self.registry)
+        self.inference_requests = Counter("mlops_inference_requests", "Inference requests answered, by outcome",
+                                          ["model", "version", "outcome"], registry=self.registry)
+        self.last_inference = Gauge("mlops_last_inference_timestamp_seconds", "When the last inference was answered",
+                                    ["model", "version"], registry=self.registry, multiprocess_mode="max")
         self._children: dict = {}
         self._predict: dict = {}
+        self._inference: dict = {}
 
     def observe(self, model: str, version: str, variant: str, code: int, seconds: float) -> None:
         key = (model, version, variant, code)
@@ -51,6 +63,66 @@ class ServerMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def inference(self, model: str, version: str, ok: bool, seconds: float) -> None:
+        """An inference request answered (`ok`: 2xx), for the statistics extension."""
+        key = (model, version, ok)
+        children = self._inference.get(key)
+        if children is None:
+            outcome = "success" if ok else "fail"
+            children = self._inference[key] = (self.inference_requests.labels(model, version, outcome),
+                                               self.inference_seconds.labels(model, version, outcome),
+                                               self.last_inference.labels(model, version))
+        children[0].inc()
+        children[1].inc(seconds)
+        if ok:
+            children[2].set(time.time())
+
+    def rows(self, model: str, version: str, count: int) -> None:
+        self.inference_rows.labels(model, version).inc(count)
+
+    def statistics(self, versions: list[tuple[str, str]]) -> list[dict]:
+        """The statistics extension's `model_stats` for each (model, version), from the metrics (every worker's,
+        in a worker group). Durations in nanoseconds; `execution_count` counts predict calls, one per batch."""
+        values: dict[tuple, float] = {}
+        for family in self._collector().collect():
+            for sample in family.samples:
+                labels = sample.labels
+                key = (sample.name, labels.get("model"), labels.get("version"), labels.get("outcome"))
+                values[key] = values.get(key, 0.0) + sample.value
+
+        def get(name: str, model: str, version: str, outcome: str | None = None) -> float:
+            return values.get((name, model, version, outcome), 0.0)
+
+        def duration(count: float, seconds: float) -> dict:
+            return {"count": int(count), "ns": int(seconds * 1e9)}
+
+        stats = []
+        for model, version in versions:
+            outcome = {o: duration(get("mlops_inference_requests_total", model, version, o),
+                                   get("mlops_inference_seconds_total", model, version, o))
+                       for o in ("success", "fail")}
+            stats.append({
+                "name": model, "version": version,
+                "last_inference": int(get("mlops_last_inference_timestamp_seconds", model, version) * 1000),
+                "inference_count": int(get("mlops_inference_rows_total", model, version)),
+                "execution_count": int(get("mlops_predict_seconds_count", model, version)),
+                "inference_stats": {**outcome, "queue": duration(0, 0), "compute_input": duration(0, 0),
+                                    "compute_infer": duration(get("mlops_predict_seconds_count", model, version),
+                                                              get("mlops_predict_seconds_sum", model, version)),
+                                    "compute_output": duration(0, 0), "cache_hit": duration(0, 0),
+                                    "cache_miss": duration(0, 0)},
+                "batch_stats": []})
+        return stats
+
+    def _collector(self):
+        if self.shared is None:
+            return self.registry
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker, path=self.shared)
+        return every_worker
+
     def predict_timer(self, model: str, version: str):
         key = (model, version)
         if key not in self._predict:
@@ -58,10 +130,4 @@ class ServerMetrics:
         return self._predict[key]
 
     def render(self) -> tuple[bytes, str]:
-        if self.shared is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
-        from prometheus_client import multiprocess
-
-        every_worker = CollectorRegistry()
-        multiprocess.MultiProcessCollector(every_worker, path=self.shared)
-        return generate_latest(every_worker), CONTENT_TYPE_LATEST
+        return generate_latest(self._collector()), CONTENT_TYPE_LATEST

@@ -83,7 +83,7 @@ def routes(server) -> list[Route]:
         return Response(f"jupyter-mlops {__version__}", media_type="text/plain")
 
     return [
-        Route("/invocations", server.endpoint(invocations), methods=["POST"]),
+        Route("/invocations", server.endpoint(invocations, inference=True), methods=["POST"]),
         Route("/ping", server.endpoint(ping)),
         Route("/health", server.endpoint(ping)),
         Route("/version", server.endpoint(version)),

@@ -23,7 +23,7 @@ _DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT6
            "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 _OIP_NUMERIC = set(_DTYPES)
 OUTPUT = "predict"  # the one output a served model has
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 
 
 def split_binary(raw: bytes, headers) -> tuple[bytes, bytes | None]:
@@ -272,6 +272,14 @@ def routes(server) -> list[Route]:
     async def server_metadata(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return JSONResponse({"name": "jupyter-mlops", "version": __version__, "extensions": EXTENSIONS})
 
+    async def statistics(request: Request, deployed: Deployment, model: ServedModel) -> Response:
+        """The statistics extension: every deployed version, the model's, or one version's (its route)."""
+        if "name" in request.path_params:
+            server.check_name(request)
+        variants = [model] if "version" in request.path_params else deployed.variants()
+        versions = list(dict.fromkeys((m.name, str(m.version)) for m in variants))
+        return JSONResponse({"model_stats": server.metrics.statistics(versions)})
+
     async def repository_index(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         return JSONResponse([{"name": m.name, "version": str(m.version), "state": "READY"}
                              for m in deployed.variants()])
@@ -281,10 +289,14 @@ def routes(server) -> list[Route]:
         Route("/v2/health/live", server.endpoint(health_live)),
         Route("/v2/health/ready", server.endpoint(ready)),
         Route("/v2/repository/index", server.endpoint(repository_index), methods=["POST"]),
+        Route("/v2/models/stats", server.endpoint(statistics)),  # before /v2/models/{name}: "stats" is no name
+        Route("/v2/models/{name}/stats", server.endpoint(statistics)),
+        Route("/v2/models/{name}/versions/{version}/stats", server.endpoint(statistics)),
         Route("/v2/models/{name}", server.endpoint(metadata)),
         Route("/v2/models/{name}/ready", server.endpoint(model_ready)),
-        Route("/v2/models/{name}/infer", server.endpoint(infer), methods=["POST"]),
+        Route("/v2/models/{name}/infer", server.endpoint(infer, inference=True), methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}", server.endpoint(metadata)),
         Route("/v2/models/{name}/versions/{version}/ready", server.endpoint(model_ready)),
-        Route("/v2/models/{name}/versions/{version}/infer", server.endpoint(infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", server.endpoint(infer, inference=True),
+              methods=["POST"]),
     ]
