@@ -79,11 +79,17 @@ class Pipeline:
 
     def logged_metrics(self) -> set[str] | None:
         """Metric names the steps log with `log_metrics(name=...)`; None when a call hides them (`**values`)."""
+        names, hidden = self._metric_calls()
+        return None if hidden else names
+
+    def _metric_calls(self) -> tuple[set[str], bool]:
+        """The metric names the steps log (Kale's `pipeline-metrics` names and `log_metrics(name=...)` keywords),
+        and whether some call hides its names (`log_metrics(**values)`)."""
         import ast
 
         from .analysis import to_python
 
-        names = {m for s in self.steps for m in s.metrics}
+        names, hidden = {m for s in self.steps for m in s.metrics}, False
         for step in self.steps:
             for i in step.cells:
                 try:
@@ -94,10 +100,9 @@ class Pipeline:
                     func = getattr(node, "func", None)
                     called = getattr(func, "id", None) or getattr(func, "attr", None)
                     if isinstance(node, ast.Call) and called == "log_metrics":
-                        if node.args or any(k.arg is None for k in node.keywords):
-                            return None
-                        names |= {k.arg for k in node.keywords}
-        return names
+                        hidden |= bool(node.args) or any(k.arg is None for k in node.keywords)
+                        names |= {k.arg for k in node.keywords if k.arg is not None}
+        return names, hidden
 
     def to_dict(self) -> dict:
         return {
@@ -106,6 +111,7 @@ class Pipeline:
             "setup_cells": [c + 1 for c in self.setup_cells], "setup_parameters": self.setup_parameters,
             "steps": [s.to_dict() for s in self.steps],
             "edges": [list(e) for e in self.edges],
+            "metrics": sorted(self._metric_calls()[0]),  # what the notebook logs, as far as its code says
         }
 
 

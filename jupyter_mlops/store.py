@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .errors import MlopsError, StoreError
 from .records import USABLE_STEP, RunStatus
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -30,6 +30,8 @@ MIGRATIONS: dict[int, list[str]] = {
     7: ["CREATE INDEX IF NOT EXISTS ix_runs_started ON runs (started, id)",
         "CREATE INDEX IF NOT EXISTS ix_runs_status ON runs (status)",
         "CREATE INDEX IF NOT EXISTS ix_metrics_name_value ON metrics (name, value)"],
+    # the panel offers the metrics a notebook's runs logged
+    8: ["CREATE INDEX IF NOT EXISTS ix_runs_notebook ON runs (notebook, started)"],
 }
 
 
@@ -63,6 +65,7 @@ runs_table = sa.Table(
     sa.Column("owner", sa.String(300)),  # host:pid:start of the process executing it, to spot one that died
     sa.Index("ix_runs_started", "started", "id"),
     sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_notebook", "notebook", "started"),
 )
 steps_table = sa.Table(
     "steps", metadata,
@@ -673,6 +676,14 @@ class Store:
             query = query.where(runs_table.c.sweep_id == sweep_id)
         with self.engine.begin() as conn:
             return conn.execute(query).scalar()
+
+    def metric_names(self, notebook: str) -> list[str]:
+        """The names of the metrics the runs of `notebook` (its resolved path) logged, sorted."""
+        query = (sa.select(metrics_table.c.name).distinct()
+                 .join(runs_table, runs_table.c.id == metrics_table.c.run_id)
+                 .where(runs_table.c.notebook == notebook).order_by(metrics_table.c.name))
+        with self.engine.begin() as conn:
+            return list(conn.execute(query).scalars())
 
     def get_run(self, run_id: str) -> dict:
         """A run by id or unique id prefix; MlopsError when none or several match."""

@@ -80,6 +80,14 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     names = panel.locator('[data-testid="mlops-steps"] li b').all_inner_texts()
     assert names == ["data", "train", "evaluate", "serve"]
 
+    # the sweep form offers the metrics the notebook logs with log_metrics (it offered none)
+    panel.locator('[data-testid="mlops-action-sweep"]').click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"mlops-sweep-metric\"] option')]"
+                           ".some(o => o.textContent === 'accuracy')")
+    assert panel.locator('[data-testid="mlops-sweep-metric"] option').all_inner_texts() == [
+        "(no metric)", "accuracy", "f1_macro"]
+    panel.locator('[data-testid="mlops-action-run"]').click()
+
     # clicking a tag button twice takes the tag off again, and the pipeline follows
     cells.nth(12).locator(".jp-InputPrompt").click()
     panel.locator('[data-testid="mlops-tag-serve"]').click()

@@ -175,3 +175,16 @@ def test_parameters_read_by_setup_reach_every_step(make_notebook):
     p = build_pipeline(make_notebook([("n = 3", "parameters"), ("N2 = n * 2", "setup"), ("a = 1", "data"),
                                       ("b = a", "train")]))
     assert p.setup_parameters == ["n"] and p.reached_by({"n"}) == {"data", "train"}
+
+
+def test_the_pipeline_names_the_metrics_its_code_logs(make_notebook):
+    """The panel's sweep form offers these (it offered only Kale's pipeline-metrics names, so none for a notebook
+    that logs with log_metrics)."""
+    nb = make_notebook([
+        ("x = 1", "data"),
+        ("from jupyter_mlops import log_metrics\nlog_metrics(accuracy=0.9, f1_macro=x)", "train"),
+        ("import jupyter_mlops\nextra = {'loss': 0.1}\njupyter_mlops.log_metrics(**extra, recall=0.5)", "evaluate"),
+    ])
+    pipeline = build_pipeline(nb)
+    assert pipeline.to_dict()["metrics"] == ["accuracy", "f1_macro", "recall"]
+    assert pipeline.logged_metrics() is None  # `**extra` hides some: a sweep cannot check a metric's name

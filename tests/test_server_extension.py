@@ -129,6 +129,16 @@ def test_validate_the_saved_notebook_and_unsaved_content(server):
     assert problem["cell"] == content["cells"].index(code[-1]) + 1 and "train" in problem["fix"]
 
 
+def test_validate_offers_the_metrics_the_code_and_earlier_runs_logged(server, finished_run):
+    """What the sweep form's "Optimise" list shows: the digits example logs accuracy and f1_macro."""
+    reply = server.api("POST", "validate", json={"path": "project/digits.ipynb"}).json()
+    assert reply["pipeline"]["metrics"] == ["accuracy", "f1_macro"]
+    assert reply["seen_metrics"] == ["accuracy", "f1_macro"]  # finished_run's
+    other = server.root / "project" / "other.ipynb"
+    other.write_text((server.root / "project" / "digits.ipynb").read_text())
+    assert server.api("POST", "validate", json={"path": "project/other.ipynb"}).json()["seen_metrics"] == []
+
+
 def test_a_run_appears_in_the_table_with_its_step_notebooks(server, finished_run):
     table = server.api("GET", "runs").json()["runs"]
     run = next(r for r in table if r["id"] == finished_run)

@@ -194,7 +194,10 @@ class ValidateHandler(MlopsHandler):
                 pipeline = build_pipeline(path, nb)
             except NotebookError as exc:
                 return {"ok": False, "problems": [_problem(p) for p in exc.problems]}
-            return {"ok": True, "pipeline": pipeline.to_dict(), "warnings": list(pipeline.warnings)}
+            # the metrics its earlier runs logged too: names a `log_metrics(**values)` hides from the code
+            seen = self.workspace.store.metric_names(str(path))
+            return {"ok": True, "pipeline": pipeline.to_dict(), "warnings": list(pipeline.warnings),
+                    "seen_metrics": seen}
 
         if content is not None and not isinstance(content, dict):
             raise web.HTTPError(400, "`notebook` must be the notebook's JSON (nbformat 4)")

@@ -111,7 +111,7 @@ export function SweepForm(props: { disabled: boolean; metrics: string[]; paramet
       </div>
       <div className="mlops-row">
         <Field label="Optimise">
-          <select value={metric} onChange={e => setMetric(e.target.value)}>
+          <select value={metric} onChange={e => setMetric(e.target.value)} data-testid="mlops-sweep-metric">
             <option value="">(no metric)</option>
             {props.metrics.map(m => <option key={m}>{m}</option>)}
           </select>

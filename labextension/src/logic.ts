@@ -2,6 +2,7 @@
  * The panel's logic without JupyterLab or React: cell tags, the run table's columns and the query for its page
  * (the server filters, sorts and pages), and the forms' text parsed into API bodies. Kept pure so node's test runner checks it (test/logic.test.ts).
  */
+import type { Validation } from './types';
 
 /** The tags the panel's buttons put on a cell; a cell has at most one of them. */
 export const ROLE_TAGS = ['parameters', 'setup', 'data', 'train', 'evaluate', 'serve', 'skip'] as const;
@@ -96,6 +97,13 @@ export const FIRST_PAGE: RunQuery = { filter: '', sort: 'started', descending: t
  * The query string of GET /runs for `query`: the server filters (`accuracy>0.9 status=failed C=10 digits`), sorts
  * and pages, so the panel holds one page however many runs the workspace has.
  */
+/** The metrics a sweep can optimise: those the notebook's code logs, then any more its earlier runs logged. */
+export function offeredMetrics(validation: Validation | null): string[] {
+  const steps = validation?.pipeline?.steps ?? [];
+  return [...new Set([...(validation?.pipeline?.metrics ?? []), ...steps.flatMap(s => s.metrics || []),
+    ...(validation?.seen_metrics ?? [])])];
+}
+
 export function runListQuery(query: RunQuery, pageSize: number): string {
   const search = new URLSearchParams({
     filter: query.filter.trim(), sort: query.sort, order: query.descending ? 'desc' : 'asc',

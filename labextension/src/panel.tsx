@@ -10,7 +10,7 @@ import React, { useCallback, useState } from 'react';
 import { ApiError, request } from './api';
 import { DeployForm, RegisterForm, RunForm, ScheduleForm, SweepForm } from './forms';
 import { Tab, useEngines, useSignal, useTables, useValidation } from './hooks';
-import { FIRST_PAGE, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
+import { FIRST_PAGE, offeredMetrics, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
 import { DeploymentsTable, ModelsTable, RunsTable, SchedulesTable } from './tables';
 import { DeployAnswer, Schedule } from './types';
 
@@ -103,7 +103,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
   };
 
   const steps = validation?.pipeline?.steps ?? [];
-  const metrics = [...new Set(steps.flatMap(s => s.metrics || []))];
+  const metrics = offeredMetrics(validation);
   const parameters = validation?.pipeline?.parameters ?? {};
 
   return (

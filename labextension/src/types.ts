@@ -23,9 +23,12 @@ export interface Parameter {
 /** POST /validate */
 export interface Validation {
   ok: boolean;
-  pipeline?: { steps: Step[]; parameters: Record<string, Parameter> };
+  /** `metrics`: the names the notebook's code logs (log_metrics keywords, Kale's pipeline-metrics) */
+  pipeline?: { steps: Step[]; parameters: Record<string, Parameter>; metrics?: string[] };
   problems?: Problem[];
   warnings?: string[];
+  /** metric names its earlier runs logged */
+  seen_metrics?: string[];
 }
 
 /** A background job of the server (a run, a sweep, a schedule fired now). */

@@ -5,6 +5,7 @@ import {
   FIRST_PAGE,
   formatDuration,
   formatValue,
+  offeredMetrics,
   pageCount,
   parseAssignments,
   parseGates,
@@ -96,4 +97,17 @@ test("a schedule's times read as its own wall clock, not the browser's", () => {
 test('run ids read as their start time, others stay as they are', () => {
   assert.equal(shortRunId('20261123-145100-940582'), '11-23 14:51');
   assert.equal(shortRunId('custom'), 'custom');
+});
+
+test('a sweep is offered the metrics the code logs, Kale metrics, then those earlier runs logged', () => {
+  assert.deepEqual(offeredMetrics(null), []);
+  assert.deepEqual(offeredMetrics({
+    ok: true,
+    pipeline: {
+      steps: [{ name: 'evaluate', kind: 'metrics', cells: [3], depends_on: [], metrics: ['f1'] }],
+      parameters: {},
+      metrics: ['accuracy', 'f1']
+    },
+    seen_metrics: ['accuracy', 'loss']
+  }), ['accuracy', 'f1', 'loss']);
 });
