@@ -538,6 +538,8 @@ def _schedule(args: argparse.Namespace) -> int:
             print(_table([[r["name"], r["status"], r["cron"], r["timezone"], r["next_tick"] or "-",
                            os.path.basename(r["notebook"])] for r in rows],
                          ["schedule", "status", "cron", "timezone", "next tick", "notebook"]))
+            if not schedule.schedulers_alive(ws.store):
+                print(f"warning: {schedule.NO_SCHEDULER}", file=sys.stderr)
     elif args.action in ("pause", "resume", "delete"):
         done = api.set_schedule(args.name, args.action, workspace=ws.root)
         print(f"schedule {args.name} {done['status']}" + (" (its runs stay in the store)"

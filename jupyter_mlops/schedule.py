@@ -112,6 +112,20 @@ def describe(row: dict, now: float | None = None) -> dict:
             "next_tick": iso(next_ticks(row["cron"], zone, after)[0], zone) if row["status"] == "active" else None}
 
 
+NO_SCHEDULER = ("no scheduler is running on this workspace, so schedules will not fire: start one with "
+                "`jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)")
+
+
+def schedulers_alive(store, now: float | None = None) -> list[dict]:
+    """The schedulers that made a pass lately (within three of their intervals, at least a minute) and whose
+    process has not ended: each with its owner, interval and `last_pass` (epoch seconds)."""
+    from .owners import owner_is_gone
+
+    now = time.time() if now is None else now
+    return [b for b in store.beats("scheduler")
+            if now - b["last_pass"] <= max(3 * b["interval"], 60.0) and not owner_is_gone(b["owner"])]
+
+
 class Scheduler:
     """Fires due ticks; `tick(now)` is one pass (tests drive it), `run_forever` loops."""
 
@@ -190,8 +204,13 @@ class Scheduler:
         store.finish_tick(row["name"], tick, status, error)
 
     def run_forever(self, interval: float = 5.0, stop: threading.Event | None = None) -> None:
+        from .owners import process_owner
+
         stop = stop or threading.Event()
+        owner = process_owner()
         while not stop.is_set():
+            # said in the store, so `schedule add` and the panel can tell whether schedules will fire
+            self.ws.store.beat("scheduler", owner, {"last_pass": self.clock(), "interval": interval})
             self.tick()
             self.threads = [t for t in self.threads if t.is_alive()]
             stop.wait(interval)

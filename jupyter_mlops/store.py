@@ -677,6 +677,20 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(query).scalar()
 
+    def beat(self, kind: str, owner: str, value: dict) -> None:
+        """A process saying it is alive and doing `kind` (a scheduler's pass); its previous beat is replaced."""
+        import hashlib
+
+        key = f"beat:{kind}:{hashlib.sha1(owner.encode()).hexdigest()[:20]}"  # the meta key holds 64 characters
+        with self.engine.begin() as conn:
+            conn.execute(meta_table.delete().where(meta_table.c.key == key))
+            conn.execute(meta_table.insert().values(key=key, value=json.dumps({**value, "owner": owner})))
+
+    def beats(self, kind: str) -> list[dict]:
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key.startswith(f"beat:{kind}:")))
+            return [json.loads(value) for value in rows.scalars()]
+
     def metric_names(self, notebook: str) -> list[str]:
         """The names of the metrics the runs of `notebook` (its resolved path) logged, sorted."""
         query = (sa.select(metrics_table.c.name).distinct()

@@ -88,6 +88,12 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
         "(no metric)", "accuracy", "f1_macro"]
     panel.locator('[data-testid="mlops-action-run"]').click()
 
+    # with no scheduler running, the schedules tab says schedules will not fire, and how to start one
+    panel.locator('[data-testid="mlops-tab-schedules"]').click()
+    panel.locator('[data-testid="mlops-scheduler-state"]').get_by_text("no scheduler is running").wait_for()
+    page.screenshot(path=str(SHOTS / "panel-scheduler-warning.png"))
+    panel.locator('[data-testid="mlops-tab-runs"]').click()
+
     # clicking a tag button twice takes the tag off again, and the pipeline follows
     cells.nth(12).locator(".jp-InputPrompt").click()
     panel.locator('[data-testid="mlops-tag-serve"]').click()

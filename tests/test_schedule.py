@@ -174,3 +174,36 @@ def test_a_per_minute_schedule_lists_its_next_minute(ws):
     schedule.add(workspace, nb, "often", "* * * * *", clock=lambda: T0)
     described = schedule.describe(workspace.store.get_schedule("often"), T0)
     assert described["next_tick"] == "2026-01-01T00:01:00+00:00"
+
+
+def test_adding_a_schedule_says_when_no_scheduler_will_fire_it(ws):
+    """A schedule added with no scheduler running never fires: `schedule add` and `list` say so, with the fix, and
+    stop saying it once a real scheduler (`jupyter-mlops scheduler`) makes its passes; not after it ends."""
+    import time
+
+    workspace, nb = ws
+    cli = [sys.executable, "-m", "jupyter_mlops.cli"]
+
+    def call(*args):
+        return subprocess.run(cli + list(args) + ["--workspace", str(workspace.root)], capture_output=True,
+                              text=True, timeout=300)
+
+    added = call("schedule", "add", str(nb), "--name", "nightly", "--cron", "0 3 * * *")
+    assert added.returncode == 0 and "warning: no scheduler is running on this workspace" in added.stdout
+    assert "`jupyter-mlops scheduler`" in added.stdout and "c.JupyterMlops.scheduler = True" in added.stdout
+    assert "no scheduler is running" in call("schedule", "list").stderr
+    daemon = subprocess.Popen(cli + ["scheduler", "--interval", "0.5", "--workspace", str(workspace.root)],
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not schedule.schedulers_alive(workspace.store) and time.time() < deadline:
+            time.sleep(0.2)
+        [alive] = schedule.schedulers_alive(workspace.store)
+        assert alive["owner"] == process_owner(daemon.pid) and alive["interval"] == 0.5
+        added = call("schedule", "add", str(nb), "--name", "weekly", "--cron", "0 3 * * 1")
+        assert added.returncode == 0 and "warning" not in added.stdout
+        assert "no scheduler" not in call("schedule", "list").stderr
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    assert schedule.schedulers_alive(workspace.store) == []  # its process has ended

@@ -268,6 +268,8 @@ def test_schedules_through_the_api(server):
     assert added.status_code == 201 and added.json()["next_tick"].endswith("03:00:00+00:00")
     listed = server.api("GET", "schedules").json()
     assert listed["schedules"][0]["path"] == "project/digits.ipynb" and listed["scheduler"] is False
+    assert added.json()["warning"].startswith("no scheduler is running") and listed["schedulers"] == []
+    assert "jupyter-mlops scheduler" in listed["warning"]
     assert server.api("POST", "schedules/nightly", json={"action": "pause"}).json()["status"] == "paused"
     assert server.api("GET", "schedules").json()["schedules"][0]["next_tick"] is None
     job = server.api("POST", "schedules/nightly", json={"action": "run"}).json()["job"]
@@ -304,7 +306,8 @@ def test_the_scheduler_loop_runs_inside_the_server_when_enabled(tmp_path):
     schedule.add(ws, str(root / "digits.ipynb"), "every-minute", "* * * * *", clock=lambda: time.time() - 120)
     lab = JupyterServer(root, "--JupyterMlops.scheduler=True", "--JupyterMlops.scheduler_interval=0.5").wait()
     try:
-        assert lab.api("GET", "schedules").json()["scheduler"] is True
+        listed = lab.api("GET", "schedules").json()
+        assert listed["scheduler"] is True and listed["warning"] is None and len(listed["schedulers"]) == 1
         deadline = time.time() + 120
         while time.time() < deadline:
             runs = [r for r in lab.api("GET", "runs").json()["runs"] if r["schedule"] == "every-minute"]

@@ -130,13 +130,16 @@ class LocalEngine(Engine):
                  *, timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
                  timeout: float | None = None) -> dict:
         """A row in the store that the scheduler fires once per tick; every argument checked first."""
-        from ..schedule import add
+        from ..schedule import NO_SCHEDULER, add, schedulers_alive
         from ..workspace import Workspace
 
-        added = add(Workspace.locate(self.workspace, notebook), notebook, name, cron, parameters,
+        ws = Workspace.locate(self.workspace, notebook)
+        added = add(ws, notebook, name, cron, parameters,
                     timezone=timezone, missed=missed, retries=retries, backoff=backoff, timeout=timeout)
-        return {**added, "lines": [f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next "
-                                   f"{added['next_tick']}"]}
+        warning = None if schedulers_alive(ws.store) else NO_SCHEDULER
+        return {**added, "warning": warning,
+                "lines": [f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next "
+                          f"{added['next_tick']}"] + ([f"warning: {warning}"] if warning else [])}
 
 
 def _stop_server(row: dict, grace: float = 15.0) -> str:

@@ -467,10 +467,15 @@ class SchedulesHandler(MlopsHandler):
     async def get(self):
         from .. import api
 
+        from ..schedule import NO_SCHEDULER, schedulers_alive
+
         rows = await self.run_blocking(api.schedules, workspace=self.workspace.root)
         for row in rows:
             row["path"] = self.relative(row["notebook"])
-        self.reply({"schedules": rows, "scheduler": self.mlops.scheduler_running})
+        alive = await self.run_blocking(schedulers_alive, self.workspace.store)
+        # `scheduler`: whether this server runs one; `schedulers`: every live one on the workspace (a daemon too)
+        self.reply({"schedules": rows, "scheduler": self.mlops.scheduler_running, "schedulers": alive,
+                    "warning": None if alive else NO_SCHEDULER})
 
     @web.authenticated
     async def post(self):

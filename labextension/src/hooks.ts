@@ -7,7 +7,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 
 import { ApiError, request } from './api';
 import { RunQuery, runListQuery } from './logic';
-import { Deployment, Engine, Job, Model, RunList, Schedule, Validation } from './types';
+import { Deployment, Engine, Job, Model, RunList, ScheduleList, Validation } from './types';
 
 export type Tab = 'runs' | 'models' | 'deployments' | 'schedules';
 
@@ -76,7 +76,7 @@ export interface Tables {
   jobs: Job[];
   models: Model[];
   deployments: Deployment[];
-  schedules: Schedule[];
+  schedules: ScheduleList | null;
   busy: boolean;
   refresh: () => Promise<void>;
   loadModels: () => Promise<void>;
@@ -94,7 +94,7 @@ export function useTables(tab: Tab, query: RunQuery, report: (error: unknown) =>
   const [jobs, setJobs] = useState<Job[]>([]);
   const [models, setModels] = useState<Model[]>([]);
   const [deployments, setDeployments] = useState<Deployment[]>([]);
-  const [schedules, setSchedules] = useState<Schedule[]>([]);
+  const [schedules, setSchedules] = useState<ScheduleList | null>(null);
   const [asked, setAsked] = useState(query);
   const typed = useRef(query.filter);
   useEffect(() => {
@@ -124,7 +124,7 @@ export function useTables(tab: Tab, query: RunQuery, report: (error: unknown) =>
       } else if (tab === 'deployments') {
         setDeployments((await request<{ deployments: Deployment[] }>('GET', ['deployments'])).deployments);
       } else if (tab === 'schedules') {
-        setSchedules((await request<{ schedules: Schedule[] }>('GET', ['schedules'])).schedules);
+        setSchedules(await request<ScheduleList>('GET', ['schedules']));
       }
     } catch (error) {
       report(error);

@@ -198,7 +198,8 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
           <ScheduleForm disabled={!path || !validation?.ok}
             onSchedule={body => act('adding the schedule', () => request<Schedule>('POST', ['schedules'],
               { path, ...body }),
-              d => `schedule ${d.name}: next run ${wallClock(d.next_tick)} (${d.timezone})`)} />
+              d => `schedule ${d.name}: next run ${wallClock(d.next_tick)} (${d.timezone})` +
+                (d.warning ? `; warning: ${d.warning}` : ''))} />
         )}
       </section>
 

@@ -9,7 +9,7 @@ import { PAGE_SIZE } from './hooks';
 import {
   cellValue, formatDuration, formatValue, pageCount, runColumns, RunQuery, shortRunId, wallClock
 } from './logic';
-import { Act, Deployment, Model, RunDetails, RunList, Schedule } from './types';
+import { Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
 
 /** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
 export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
@@ -175,17 +175,37 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
   );
 }
 
-export function SchedulesTable(props: { schedules: Schedule[]; act: Act }) {
-  if (!props.schedules.length) {
-    return <p className="mlops-muted">no schedules yet (actions, schedule)</p>;
+/** Whether a scheduler is alive to fire the schedules: a warning with the fix when none is. */
+function SchedulerState(props: { list: ScheduleList }) {
+  const alive = props.list.schedulers;
+  if (!alive.length) {
+    return <p className="mlops-form-error" data-testid="mlops-scheduler-state">{props.list.warning}</p>;
+  }
+  const last = Math.max(...alive.map(s => s.last_pass));
+  return (
+    <p className="mlops-muted" data-testid="mlops-scheduler-state">
+      scheduler running{alive.length > 1 ? ` (${alive.length})` : ''}: last pass {Math.max(0, Math.round(
+        Date.now() / 1000 - last))} s ago
+    </p>
+  );
+}
+
+export function SchedulesTable(props: { schedules: ScheduleList | null; act: Act }) {
+  if (!props.schedules) {
+    return null;
+  }
+  const state = <SchedulerState list={props.schedules} />;
+  if (!props.schedules.schedules.length) {
+    return <>{state}<p className="mlops-muted">no schedules yet (actions, schedule)</p></>;
   }
   const action = (name: string, what: string) => props.act(`${what} ${name}`,
     () => request('POST', ['schedules', name], { action: what }));
   return (
+    <>{state}
     <table className="mlops-table" data-testid="mlops-schedules">
       <thead><tr><th>schedule</th><th>cron</th><th>next</th><th>status</th><th /></tr></thead>
       <tbody>
-        {props.schedules.map(s => (
+        {props.schedules.schedules.map(s => (
           <tr key={s.name}>
             <td title={s.path ?? s.notebook}>{s.name}</td><td>{s.cron} <small>{s.timezone}</small></td>
             <td>{s.next_tick ? wallClock(s.next_tick) : '-'}</td><td>{s.status}</td>
@@ -200,5 +220,6 @@ export function SchedulesTable(props: { schedules: Schedule[]; act: Act }) {
         ))}
       </tbody>
     </table>
+    </>
   );
 }

@@ -114,6 +114,15 @@ export interface Schedule {
   timezone: string;
   status: 'active' | 'paused';
   next_tick: string | null;
+  /** on the answer to adding one: said when no scheduler is running to fire it */
+  warning?: string | null;
+}
+
+/** GET /schedules: the schedules, and whether any scheduler is alive to fire them. */
+export interface ScheduleList {
+  schedules: Schedule[];
+  schedulers: { owner: string; last_pass: number; interval: number }[];
+  warning: string | null;
 }
 
 /** A setting of an engine, as GET /engines describes it (jupyter_mlops/engines/abc.py). */
