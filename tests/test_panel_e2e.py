@@ -116,6 +116,8 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     row = panel.locator('[data-testid="mlops-runs"] tbody tr.mlops-status-succeeded').first
     row.wait_for(timeout=180_000)
     assert "7" in row.inner_text()
+    # the notice follows the run to its end (it kept saying "started")
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("succeeded accuracy=").wait_for(timeout=30_000)
     saved = json.loads((lab.root / "project" / "digits.ipynb").read_text())
     assert [saved["cells"][i]["metadata"].get("tags") for i in STEP_CELLS] == [[r] for r in STEP_CELLS.values()]
 

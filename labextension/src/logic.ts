@@ -2,7 +2,7 @@
  * The panel's logic without JupyterLab or React: cell tags, the run table's columns and the query for its page
  * (the server filters, sorts and pages), and the forms' text parsed into API bodies. Kept pure so node's test runner checks it (test/logic.test.ts).
  */
-import type { Validation } from './types';
+import type { Job, Validation } from './types';
 
 /** The tags the panel's buttons put on a cell; a cell has at most one of them. */
 export const ROLE_TAGS = ['parameters', 'setup', 'data', 'train', 'evaluate', 'serve', 'skip'] as const;
@@ -202,4 +202,37 @@ export function formatValue(value: unknown): string {
 export function shortRunId(id: string): string {
   const match = /^\d{4}(\d\d)(\d\d)-(\d\d)(\d\d)\d\d-/.exec(id);
   return match ? `${match[1]}-${match[2]} ${match[3]}:${match[4]}` : id;
+}
+
+/** What the panel's notice says once a job it started has ended (null while it runs): the run's outcome and
+ * metrics or its error; the sweep's trials and its best trial. */
+export function jobOutcome(job: Job): { kind: 'info' | 'error'; text: string } | null {
+  if (job.status === 'running') {
+    return null;
+  }
+  const metricsText = (metrics: Record<string, number> = {}) =>
+    Object.entries(metrics).map(([k, v]) => `${k}=${formatValue(v)}`).join(' ');
+  if (job.status === 'failed' || !job.result) {
+    return { kind: 'error', text: `${job.kind} failed: ${job.error ?? 'no result'}` };
+  }
+  if (job.kind === 'run') {
+    const run = job.result as { id: string; status: string; error: string | null; metrics?: Record<string, number> };
+    return run.status === 'succeeded'
+      ? { kind: 'info', text: `run ${run.id} succeeded ${metricsText(run.metrics)}`.trim() }
+      : { kind: 'error', text: `run ${run.id} ${run.status}: ${run.error ?? ''}`.trim() };
+  }
+  if (job.kind === 'sweep') {
+    const sweep = job.result as {
+      id: string; metric: string | null; trials: { status: string }[];
+      best: { id: string; metrics: Record<string, number>; params: Record<string, unknown> } | null;
+    };
+    const ok = sweep.trials.filter(t => t.status === 'succeeded').length;
+    const head = `sweep ${sweep.id} ended: ${ok} of ${sweep.trials.length} trials succeeded`;
+    if (!sweep.best) {
+      return { kind: ok ? 'info' : 'error', text: sweep.metric ? `${head}; none logged ${sweep.metric}` : head };
+    }
+    const params = Object.entries(sweep.best.params).map(([k, v]) => `${k}=${formatValue(v)}`).join(' ');
+    return { kind: 'info', text: `${head}; best ${sweep.best.id}: ${metricsText(sweep.best.metrics)} (${params})` };
+  }
+  return { kind: 'info', text: `${job.kind}: done` };
 }

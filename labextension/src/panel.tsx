@@ -5,14 +5,14 @@
  */
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ReactWidget } from '@jupyterlab/ui-components';
-import React, { useCallback, useState } from 'react';
+import React, { useCallback, useEffect, useState } from 'react';
 
 import { ApiError, request } from './api';
 import { DeployForm, RegisterForm, RunForm, ScheduleForm, SweepForm } from './forms';
 import { Tab, useEngines, useSignal, useTables, useValidation } from './hooks';
-import { FIRST_PAGE, offeredMetrics, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
+import { FIRST_PAGE, jobOutcome, offeredMetrics, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
 import { DeploymentsTable, ModelsTable, RunsTable, SchedulesTable } from './tables';
-import { DeployAnswer, Schedule } from './types';
+import { DeployAnswer, Job, Schedule } from './types';
 
 export interface PanelOptions {
   tracker: INotebookTracker;
@@ -39,6 +39,24 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
   useSignal(tracker.activeCellChanged);
   const panel = tracker.currentWidget;
   const [notice, setNotice] = useState<Notice>(null);
+  const [watched, setWatched] = useState<string | null>(null); // the job the notice reports on
+  useEffect(() => {
+    if (!watched) {
+      return;
+    }
+    const timer = window.setInterval(async () => {
+      try {
+        const outcome = jobOutcome(await request<Job>('GET', ['jobs', watched]));
+        if (outcome) {
+          setNotice(outcome);
+          setWatched(null);
+        }
+      } catch {
+        setWatched(null); // forgotten by the server (restarted): the table still shows the run
+      }
+    }, 1500);
+    return () => window.clearInterval(timer);
+  }, [watched]);
   const [tab, setTab] = useState<Tab>('runs');
   const [action, setAction] = useState<'run' | 'sweep' | 'register' | 'deploy' | 'schedule' | null>('run');
   const path = panel?.context.path ?? null;
@@ -93,6 +111,8 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
       }
       const data = await call();
       setNotice({ kind: 'info', text: after ? after(data) : `${what}: done` });
+      // a run or sweep goes on in the background: the notice follows its job and says how it ended
+      setWatched((data as { job?: string } | null)?.job ?? null);
       void refresh();
     } catch (error) {
       report(error);

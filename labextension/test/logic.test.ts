@@ -5,6 +5,7 @@ import {
   FIRST_PAGE,
   formatDuration,
   formatValue,
+  jobOutcome,
   offeredMetrics,
   pageCount,
   parseAssignments,
@@ -110,4 +111,22 @@ test('a sweep is offered the metrics the code logs, Kale metrics, then those ear
     },
     seen_metrics: ['accuracy', 'loss']
   }), ['accuracy', 'f1', 'loss']);
+});
+
+test('the notice says how a run or a sweep it started ended', () => {
+  const job = (kind: string, status: string, result: unknown, error: string | null = null) =>
+    ({ id: 'j', kind, status, result, error, started: 0, finished: 1 });
+  assert.equal(jobOutcome(job('run', 'running', null)), null);
+  assert.deepEqual(jobOutcome(job('run', 'done', { id: 'r1', status: 'succeeded', error: null,
+    metrics: { accuracy: 0.98765 } })), { kind: 'info', text: 'run r1 succeeded accuracy=0.9877' });
+  assert.deepEqual(jobOutcome(job('run', 'done', { id: 'r2', status: 'failed', error: 'cell 4: ValueError' })),
+    { kind: 'error', text: 'run r2 failed: cell 4: ValueError' });
+  assert.deepEqual(jobOutcome(job('run', 'failed', null, 'the notebook has no parameters cell')),
+    { kind: 'error', text: 'run failed: the notebook has no parameters cell' });
+  const trials = [{ status: 'succeeded' }, { status: 'failed' }];
+  assert.deepEqual(jobOutcome(job('sweep', 'done', { id: 's1', metric: 'accuracy', trials,
+    best: { id: 't1', metrics: { accuracy: 0.99 }, params: { C: 5 } } })),
+  { kind: 'info', text: 'sweep s1 ended: 1 of 2 trials succeeded; best t1: accuracy=0.99 (C=5)' });
+  assert.deepEqual(jobOutcome(job('sweep', 'done', { id: 's2', metric: 'accuracy', trials: [{ status: 'failed' }],
+    best: null })), { kind: 'error', text: 'sweep s2 ended: 0 of 1 trials succeeded; none logged accuracy' });
 });
