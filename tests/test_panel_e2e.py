@@ -121,8 +121,26 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     saved = json.loads((lab.root / "project" / "digits.ipynb").read_text())
     assert [saved["cells"][i]["metadata"].get("tags") for i in STEP_CELLS] == [[r] for r in STEP_CELLS.values()]
 
+    # at the sidebar's default width the run's metric shows beside its status (it was past the right edge), and
+    # the run's details open into view below the table
+    assert page.evaluate("""() => {
+        const box = document.querySelector('#jupyter-mlops-panel').getBoundingClientRect();
+        const th = [...document.querySelectorAll('[data-testid="mlops-runs"] th')]
+            .find(t => t.textContent.startsWith('accuracy'));
+        const r = th.getBoundingClientRect();
+        return r.left >= box.left && r.right <= box.right;
+    }""")
+
     # open the train step's executed notebook in the main area
-    row.click()
+    row.click(position={"x": 10, "y": 5})  # where a user clicks: on its id (the row's centre is scrolled off)
+    panel.locator('[data-testid="mlops-open-train"]').wait_for()
+    page.wait_for_timeout(300)
+    assert page.evaluate("""() => {
+        const box = document.querySelector('#jupyter-mlops-panel').getBoundingClientRect();
+        const r = document.querySelector('[data-testid="mlops-run-detail"]').getBoundingClientRect();
+        return r.top >= box.top && r.top < box.bottom;
+    }""")
+    page.screenshot(path=str(SHOTS / "panel-run-detail.png"))
     panel.locator('[data-testid="mlops-open-train"]').click()
     frame = page.frame_locator(".jp-MainAreaWidget iframe").last
     frame.get_by_text("model.fit").first.wait_for(timeout=60_000)

@@ -184,7 +184,11 @@ export function formatDuration(seconds: number | null | undefined): string {
   if (minutes < 60) {
     return `${minutes} min ${Math.round(seconds % 60)} s`;
   }
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) {
+    return `${hours} h ${minutes % 60} min`;
+  }
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`; // a run left running for weeks read "26527 h 53 min"
 }
 
 /** Metric and parameter values, short. */

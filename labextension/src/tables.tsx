@@ -20,9 +20,12 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
   const runs = useMemo(() => props.list?.runs ?? [], [props.list]);
   const { params, metrics } = useMemo(() => runColumns(runs), [runs]);
   const { page, pages } = pageCount(props.list?.total ?? 0, query.page, PAGE_SIZE);
-  const columns: [string, string][] = [['id', 'run'], ['status', 'status'], ['duration', 'duration'],
-    ...params.map(p => [`params.${p}`, p] as [string, string]),
-    ...metrics.map(m => [`metrics.${m}`, m] as [string, string])];
+  // metrics first after the run and its status: at the sidebar's default width they are what shows
+  const columns: [string, string][] = [['id', 'run'], ['status', 'status'],
+    ...metrics.map(m => [`metrics.${m}`, m] as [string, string]),
+    ...params.map(p => [`params.${p}`, p] as [string, string]), ['duration', 'duration']];
+  const detail = useRef<HTMLDivElement>(null);
+  useEffect(() => detail.current?.scrollIntoView({ block: 'nearest' }), [open]); // opened below: into view
   const header = (key: string, label: string) => (
     <th key={key} aria-sort={query.sort === key ? (query.descending ? 'descending' : 'ascending') : 'none'}
       className={key.startsWith('metrics.') ? 'mlops-metric' : key.startsWith('params.') ? 'mlops-param' : ''}
@@ -48,8 +51,8 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
                     {shortRunId(run.id)}{run.sweep_id ? ' ⋯' : ''}</td>
                   <td><span className={`mlops-status mlops-status-${run.status}`}>{run.status}</span>
                     {run.status === 'running' && run.steps_total ? ` ${run.steps_done}/${run.steps_total}` : ''}</td>
+                  {columns.slice(2, -1).map(([k]) => <td key={k}>{formatValue(cellValue(run, k))}</td>)}
                   <td>{formatDuration(run.duration)}</td>
-                  {columns.slice(3).map(([k]) => <td key={k}>{formatValue(cellValue(run, k))}</td>)}
                 </tr>
               </React.Fragment>
             ))}
@@ -57,7 +60,7 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
         </table>
       </div>
       {open && (  // below the table, not inside it: the steps need the panel's width, not a column's
-        <div className="mlops-run-detail" data-testid="mlops-run-detail">
+        <div className="mlops-run-detail" data-testid="mlops-run-detail" ref={detail}>
           <RunDetail id={open} status={runs.find(r => r.id === open)?.status ?? ''}
             open={props.openStepNotebook} report={props.report} />
         </div>

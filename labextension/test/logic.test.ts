@@ -84,6 +84,8 @@ test('form text becomes parameters and gates, or an error naming the line', () =
 test('durations and values read short', () => {
   assert.equal(formatDuration(0.42), '0.4 s');
   assert.equal(formatDuration(185), '3 min 5 s');
+  assert.equal(formatDuration(5 * 3600 + 120), '5 h 2 min');
+  assert.equal(formatDuration(26527 * 3600 + 53 * 60), '1105 d 7 h');
   assert.equal(formatDuration(3720), '1 h 2 min');
   assert.equal(formatValue(0.987654), '0.9877');
   assert.equal(formatValue(10), '10');
