@@ -4,6 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def a(word: str) -> str:
+    """`word` with its indefinite article, for messages that name a type: "an int", "a float"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 class MlopsError(Exception):
     """An error the user can fix; the CLI prints it without a traceback and exits 1."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .errors import MlopsError
+from .errors import MlopsError, a
 
 MAX_NAME = 63
 MAX_PATH = 1024  # a notebook path from a client; the OS refuses about 4096, with a traceback
@@ -24,7 +24,7 @@ MAX_RUN_ID = 100
 def check_name(name: Any, what: str = "model name") -> str:
     """`name` if usable as a name; else a MlopsError saying what is wrong and what would do."""
     if not isinstance(name, str) or not name:
-        raise MlopsError(f"a {what} is required, e.g. digits-svc")
+        raise MlopsError(f"{a(what)} is required, e.g. digits-svc")
     shown = name if len(name) <= 40 else name[:40] + "..."
     if len(name) > MAX_NAME:
         raise MlopsError(f"{what} `{shown}` has {len(name)} characters; at most {MAX_NAME} (it becomes a folder and "

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ParameterError, Problem
+from .errors import ParameterError, Problem, a
 
 _TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", tuple: "list",
           type(None): "none"}
@@ -118,5 +118,5 @@ def coerce_parameters(declared: dict[str, Parameter], given: dict[str, Any]) -> 
         except (ValueError, TypeError, json.JSONDecodeError):
             example = _EXAMPLES.get(param.type, "a value")
             raise ParameterError(f"parameter `{name}` is {param.type} (default {param.source}) but got {value!r}; "
-                                 f"pass a {param.type}, e.g. -p {name} {example}") from None
+                                 f"pass {a(param.type)}, e.g. -p {name} {example}") from None
     return out

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import MlopsError
+from .errors import MlopsError, a
 from .names import check_name
 
 _GATE = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+0-9.eE]+)\s*$")
@@ -171,7 +171,7 @@ def check_predict(predict: Any, frame, run_id: str) -> None:
         if not isinstance(values, list):
             raise TypeError
     except TypeError:
-        raise MlopsError(f"run {run_id}'s `predict` returned a {type(result).__name__} for {len(sample)} rows, not "
+        raise MlopsError(f"run {run_id}'s `predict` returned {a(type(result).__name__)} for {len(sample)} rows, not "
                          f"one value per row; nothing was registered.\n  fix: {how}") from None
     if len(values) != len(sample):
         raise MlopsError(f"run {run_id}'s `predict` returned {len(values)} value(s) for {len(sample)} rows; nothing "

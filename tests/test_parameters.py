@@ -42,7 +42,7 @@ def test_wrong_type_names_parameter_type_and_example():
     with pytest.raises(ParameterError) as info:
         coerce_parameters(declared(), {"n_estimators": "lots"})
     text = str(info.value)
-    assert "`n_estimators` is int" in text and "'lots'" in text and "-p n_estimators 3" in text
+    assert "`n_estimators` is int" in text and "'lots'" in text and "pass an int, e.g. -p n_estimators 3" in text
 
 
 def test_non_assignment_in_parameters_cell_is_a_problem():

@@ -45,7 +45,7 @@ def test_a_predict_returning_one_value_for_many_rows_is_refused(make_notebook):
          "model = LogisticRegression(max_iter=5000).fit(X, y)", "train"),
         ("def predict(X):\n    return model.predict(X)[0]", "serve")])
     # a numpy scalar (what `model.predict(X)[0]` gives): its tolist() is a number, not one value per row
-    with pytest.raises(MlopsError, match="returned a int64 for 5 rows, not one value per row"):
+    with pytest.raises(MlopsError, match="returned an int64 for 5 rows, not one value per row"):
         jupyter_mlops.register(run["id"], "wine", workspace=ws)
 
 
