@@ -787,6 +787,8 @@ def _register(args: argparse.Namespace) -> int:
         metrics = "  ".join(f"{k}={v:.4g}" for k, v in version["metrics"].items())
         print(f"registered {version['name']} version {version['version']} from run {version['run_id']}  "
               f"{metrics}\n  package {version['package']}")
+        if version.get("warning"):
+            print(f"warning: {version['warning']}", file=sys.stderr)
     return 0
 
 

@@ -276,7 +276,12 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         if built:
             _unpublish(built["target"], built["remote"])
         raise
-    return {**lineage, "version": version, "package": package, "schema": schema}
+    earlier = [v["version"] for v in ws.store.model_versions(name) if v["run_id"] == run["id"] and
+               v["version"] != version]
+    # registering a run again is allowed (a new version, the same model), but never silently
+    warning = (f"run {run['id']} was already {name} version {', '.join(map(str, earlier))}; version {version} is "
+               "the same model again") if earlier else None
+    return {**lineage, "version": version, "package": package, "schema": schema, "warning": warning}
 
 
 def _remove_leftovers(root: Path, version: int) -> None:

@@ -49,6 +49,19 @@ def test_register_passes_the_gate_and_packages_predict(trained):
     assert np.mean(np.array(predicted) == digits.target[:20]) >= 0.9
 
 
+def test_registering_a_run_again_says_so(trained):
+    """A second registration of the same run is a new version of the same model: allowed, never silent."""
+    ws, sweep = trained
+    run_id = sweep["trials"][0]["id"]
+    first = jupyter_mlops.register(run_id, "digits-twice", workspace=ws)
+    assert first["warning"] is None
+    cli = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "register", run_id, "--name", "digits-twice",
+                          "--workspace", str(ws)], capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0 and "registered digits-twice version 2" in cli.stdout
+    assert f"warning: run {run_id} was already digits-twice version 1; version 2 is the same model again" \
+        in cli.stderr
+
+
 def test_a_failed_gate_registers_nothing_and_says_why(trained):
     ws, sweep = trained
     with pytest.raises(GateFailed) as info:

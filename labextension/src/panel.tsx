@@ -12,7 +12,7 @@ import { DeployForm, RegisterForm, RunForm, ScheduleForm, SweepForm } from './fo
 import { Tab, useEngines, useSignal, useTables, useValidation } from './hooks';
 import { FIRST_PAGE, jobOutcome, offeredMetrics, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
 import { DeploymentsTable, ModelsTable, RunsTable, SchedulesTable } from './tables';
-import { DeployAnswer, Job, Schedule } from './types';
+import { DeployAnswer, Job, RegisterAnswer, Schedule } from './types';
 
 export interface PanelOptions {
   tracker: INotebookTracker;
@@ -205,9 +205,9 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
         )}
         {action === 'register' && (
           <RegisterForm metrics={metrics}
-            onRegister={body => act('registering', () => request<{ name: string; version: number }>('POST',
+            onRegister={body => act('registering', () => request<RegisterAnswer>('POST',
               ['models'], body),
-              d => `registered ${d.name} version ${d.version}`)} />
+              d => `registered ${d.name} version ${d.version}` + (d.warning ? `; warning: ${d.warning}` : ''))} />
         )}
         {action === 'deploy' && (
           <DeployForm models={models} loadModels={loadModels}

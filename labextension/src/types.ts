@@ -182,3 +182,10 @@ export interface ScheduleBody {
 
 /** How a table asks the panel to do something and report it (the notice line). */
 export type Act = (what: string, call: () => Promise<unknown>) => void;
+
+/** POST /models: the version registered; `warning` when the run was registered already */
+export interface RegisterAnswer {
+  name: string;
+  version: number;
+  warning?: string | null;
+}
