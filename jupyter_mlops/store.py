@@ -677,13 +677,18 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(query).scalar()
 
-    def beat(self, kind: str, owner: str, value: dict) -> None:
-        """A process saying it is alive and doing `kind` (a scheduler's pass); its previous beat is replaced."""
+    def beat(self, kind: str, owner: str, value: dict, forget_after: float = 86400.0) -> None:
+        """A process saying it is alive and doing `kind` (a scheduler's pass, `value["last_pass"]`); its previous
+        beat is replaced, and beats older than `forget_after` seconds (processes long gone) are removed."""
         import hashlib
 
         key = f"beat:{kind}:{hashlib.sha1(owner.encode()).hexdigest()[:20]}"  # the meta key holds 64 characters
+        prefix = f"beat:{kind}:"
         with self.engine.begin() as conn:
-            conn.execute(meta_table.delete().where(meta_table.c.key == key))
+            stale = [k for k, v in conn.execute(sa.select(meta_table.c.key, meta_table.c.value)
+                                                .where(meta_table.c.key.startswith(prefix)))
+                     if json.loads(v).get("last_pass", 0) < value.get("last_pass", 0) - forget_after]
+            conn.execute(meta_table.delete().where(meta_table.c.key.in_([key, *stale])))
             conn.execute(meta_table.insert().values(key=key, value=json.dumps({**value, "owner": owner})))
 
     def beats(self, kind: str) -> list[dict]:

@@ -207,3 +207,13 @@ def test_adding_a_schedule_says_when_no_scheduler_will_fire_it(ws):
         daemon.terminate()
         daemon.wait(30)
     assert schedule.schedulers_alive(workspace.store) == []  # its process has ended
+
+
+def test_beats_of_schedulers_long_gone_are_forgotten(ws):
+    """One beat per scheduler process ever started would pile up in the store: a day-old one goes at the next beat."""
+    workspace, _ = ws
+    workspace.store.beat("scheduler", "host:1:1", {"last_pass": T0, "interval": 5.0})
+    workspace.store.beat("scheduler", "host:2:2", {"last_pass": T0 + 3600, "interval": 5.0})
+    assert len(workspace.store.beats("scheduler")) == 2
+    workspace.store.beat("scheduler", "host:3:3", {"last_pass": T0 + 86400 + 60, "interval": 5.0})
+    assert sorted(b["owner"] for b in workspace.store.beats("scheduler")) == ["host:2:2", "host:3:3"]

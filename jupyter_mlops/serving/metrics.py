@@ -53,6 +53,7 @@ class ServerMetrics:
         self._children: dict = {}
         self._predict: dict = {}
         self._inference: dict = {}
+        self._rows: dict = {}
 
     def observe(self, model: str, version: str, variant: str, code: int, seconds: float) -> None:
         key = (model, version, variant, code)
@@ -78,7 +79,11 @@ class ServerMetrics:
             children[2].set(time.time())
 
     def rows(self, model: str, version: str, count: int) -> None:
-        self.inference_rows.labels(model, version).inc(count)
+        key = (model, version)
+        child = self._rows.get(key)
+        if child is None:  # once per version, as in observe(): a label lookup per request costs more than the count
+            child = self._rows[key] = self.inference_rows.labels(model, version)
+        child.inc(count)
 
     def statistics(self, versions: list[tuple[str, str]]) -> list[dict]:
         """The statistics extension's `model_stats` for each (model, version), from the metrics (every worker's,

@@ -69,14 +69,14 @@ def _watch_parent(server, parent: int) -> None:
 
 
 def _worker(build: Callable[[Worker], Any], worker: Worker, sock: socket.socket, parent: int) -> None:
+    import signal
+
     # before prometheus-client is imported: its values then live in files every worker's /metrics reads
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = worker.shared
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # in case something imported it first
     from .server import _server
-
-    import signal
 
     # Told to stop while the model loads, the worker stops as soon as it serves. (uvicorn handles the signals
     # while it serves, then raises the one it got again under the handler it found: this one, so the worker
@@ -98,9 +98,9 @@ def _worker(build: Callable[[Worker], Any], worker: Worker, sock: socket.socket,
     try:
         server.run(sockets=[sock])
     finally:
-        stop = getattr(app.state, "on_stop", None)
-        if stop is not None:
-            stop()
+        on_stop = getattr(app.state, "on_stop", None)  # the deployment watcher
+        if on_stop is not None:
+            on_stop()
 
 
 def _remove_abandoned(folder: Path) -> None:
