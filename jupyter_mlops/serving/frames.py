@@ -90,10 +90,31 @@ def float_array(values: list):
     """`values` as a float array, or None when some are not numbers (the caller then names the culprit)."""
     import numpy as np
 
-    try:
+    if type(values) is list:
+        try:
+            return _rows_array(values) if values and type(values[0]) is list else \
+                np.fromiter(values, float, count=len(values))
+        except (TypeError, ValueError):
+            pass
+    try:  # anything the quick ways cannot read (deeper nesting, a tuple): numpy's general reader
         return np.array(values, dtype=float)
     except (TypeError, ValueError):
         return None
+
+
+def _rows_array(rows: list):
+    """Rows of equal length as a 2-D float array, read value by value in C: numpy's reader on nested lists
+    checks every value's shape first and took 2.4 times as long on 1,000 rows of 13."""
+    import itertools
+
+    import numpy as np
+
+    widths = set(map(len, rows)) if set(map(type, rows)) == {list} else ()
+    if len(widths) != 1:
+        raise ValueError("ragged rows")
+    (width,) = widths
+    flat = np.fromiter(itertools.chain.from_iterable(rows), float, count=len(rows) * width)
+    return flat.reshape(len(rows), width)
 
 
 def numeric_frame(model: ServedModel, table: list, transpose: bool = False):
