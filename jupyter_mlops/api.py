@@ -104,17 +104,19 @@ MAX_PAGE = 1000
 
 
 def run_page(*, workspace: str | os.PathLike | None = None, filter: str = "", sort: str = "started",  # noqa: A002
-             descending: bool = True, offset: int = 0, limit: int = 100, sweep_id: str | None = None) -> dict:
+             descending: bool = True, offset: int = 0, limit: int = 100, sweep_id: str | None = None,
+             notebook: str | os.PathLike | None = None) -> dict:
     """One page of the runs `filter` keeps (`accuracy>0.9 status=failed C=10 digits`: see run_query.py), sorted by
     `sort` (a field, `params.NAME` or `metrics.NAME`), each without its steps but with `steps_total` and
-    `steps_done`; with `total` (runs kept) and `running` (runs running in the workspace). The store filters, sorts
-    and pages, so a page costs the same at 100 runs or 100,000."""
+    `steps_done`; with `total` (runs kept) and `running` (runs running in the workspace); only the runs of
+    `notebook` when given. The store filters, sorts and pages, so a page costs the same at 100 runs or 100,000."""
     if not 1 <= limit <= MAX_PAGE:
         raise MlopsError(f"a page holds 1 to {MAX_PAGE} runs, not {limit}")
     if offset < 0:
         raise MlopsError(f"the offset of a page is 0 or more, not {offset}")
     store = Workspace.locate(workspace).store
-    rows, total, running = store.run_page(filter, sort, descending, offset, limit, sweep_id)
+    rows, total, running = store.run_page(filter, sort, descending, offset, limit, sweep_id,
+                                          str(Path(notebook).resolve()) if notebook else None)
     runs = []
     for record in rows:
         view: dict = dict(describe_run(record))
@@ -321,6 +323,76 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
             entry["monitor_error"] = str(exc)
         out.append(entry)
     return out
+
+
+# -- charts (Vega-Lite specs, charts.py): the same for `%mlops` and the panel --------------------------------------
+def sweep_chart(sweep_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
+    """The sweep's metric against each swept parameter, its best trial marked (parallel coordinates for several)."""
+    from . import charts
+
+    ws = Workspace.locate(workspace)
+    found = ws.store.get_sweep(sweep_id)
+    trials = [describe_run(r) for r in ws.store.list_runs(sweep_id=sweep_id, steps=False)]
+    metric = found["metric"] or _common_metric(trials)
+    if metric is None:
+        raise MlopsError(f"sweep `{sweep_id}` has no metric to plot: its trials logged none (log_metrics)")
+    return charts.sweep(trials, metric, maximize=found["direction"] != "minimize", best=found["best_run"],
+                        title=f"sweep {sweep_id}: {metric} by swept parameter")
+
+
+def _common_metric(runs_: list) -> str | None:
+    """The metric most of these runs logged."""
+    names = [n for r in runs_ for n in r["metrics"]]
+    return max(sorted(set(names)), key=names.count) if names else None
+
+
+def runs_chart(metric: str | None = None, *, notebook: str | os.PathLike | None = None, filter: str = "",  # noqa: A002
+               limit: int = 500, workspace: str | os.PathLike | None = None) -> dict:
+    """A metric across runs (the latest `limit` that `filter` keeps; only `notebook`'s when given), oldest first;
+    without `metric`, the one most of them logged."""
+    from . import charts
+
+    page = run_page(workspace=workspace, filter=filter, sort="started", limit=limit, notebook=notebook)
+    rows = list(reversed(page["runs"]))
+    metric = metric or _common_metric(rows)
+    if metric is None:
+        raise MlopsError("no run here logged a metric to plot (log_metrics in the notebook's evaluate step)")
+    where = f" of {Path(notebook).name}" if notebook else ""
+    return charts.runs(rows, metric, title=f"{metric} across runs{where}")
+
+
+def compare_chart(run_ids: list[str], *, workspace: str | os.PathLike | None = None) -> dict:
+    """The runs' metrics side by side, a small chart per metric."""
+    from . import charts
+
+    if len(run_ids) < 2:
+        raise MlopsError("compare needs at least two runs, e.g. `%mlops compare RUN1 RUN2 --plot`")
+    return charts.compare([get_run(r, workspace=workspace) for r in run_ids])
+
+
+def monitor_chart(name: str, *, window: int = 1000, workspace: str | os.PathLike | None = None) -> dict:
+    """Per feature, the training data's distribution against the live one, drifted features first."""
+    from . import charts
+
+    found = monitor(name, window=window, workspace=workspace)
+    return charts.drift(found["features"], title=f"{name} v{found['version']}: drift over the latest "
+                                                 f"{found['window_rows']:,} rows")
+
+
+def traffic_chart(name: str, *, window: int = 5000, workspace: str | os.PathLike | None = None) -> dict:
+    """The deployment's requests per second, p50/p99 latency and traffic share per variant over its latest
+    `window` logged requests, and each shadow's agreement with the primary."""
+    from . import charts
+    from .names import check_name
+    from .serving.monitor import traffic
+    from .serving.server import shadow_report
+
+    check_name(name, "deployment")
+    ws = Workspace.locate(workspace)
+    shadow = shadow_report(ws.store.get_deployment(name)) or {}
+    shadows = [{"shadow": variant, "agreement": v["agreement"], "compared": v["rows"]}
+               for variant, v in (shadow.get("variants") or {}).items() if v.get("agreement") is not None]
+    return charts.traffic(traffic(ws.root / "logs" / name, window), shadows, title=f"{name}: traffic")
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------

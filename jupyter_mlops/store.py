@@ -628,7 +628,8 @@ class Store:
                 (runs_table.c.started == last["started"]) & (runs_table.c.id < last["id"])))
 
     def run_page(self, text: str = "", sort: str = "started", descending: bool = True, offset: int = 0,
-                 limit: int = 100, sweep_id: str | None = None) -> tuple[list[dict], int, int]:
+                 limit: int = 100, sweep_id: str | None = None,
+                 notebook: str | None = None) -> tuple[list[dict], int, int]:
         """One page of the runs `text` keeps (run_query.py), sorted by `sort`, without steps but with how many
         there are and how many are done; how many runs it keeps in all; how many runs are running. The database
         filters, sorts and pages: the cost is a page's, not the store's."""
@@ -646,6 +647,8 @@ class Store:
             where = translate.where(terms)
             if sweep_id:
                 where = where & (runs_table.c.sweep_id == sweep_id)
+            if notebook:  # one notebook's runs (its absolute path, as runs are recorded)
+                where = where & (runs_table.c.notebook == notebook)
             total = conn.execute(sa.select(sa.func.count()).select_from(runs_table).where(where)).scalar()
             running = conn.execute(sa.select(sa.func.count()).select_from(runs_table)
                                    .where(runs_table.c.status == RunStatus.RUNNING.value)).scalar()

@@ -292,6 +292,36 @@ def recent_records(folder: str | Path):
         yield from heapq.merge(*streams, key=lambda record: -record.get("at", 0))
 
 
+def traffic(folder: str | Path, window: int = 5000, buckets: int = 30) -> list[dict]:
+    """The latest `window` logged requests over time: per time bucket and variant, requests per second, p50 and p99
+    latency (ms) and the variant's share of the bucket's requests; oldest bucket first."""
+    import numpy as np
+
+    records = []
+    for record in recent_records(folder):
+        if len(records) >= window:
+            break
+        if "at" in record and "latency_ms" in record:
+            records.append((record["at"], record.get("variant", "primary"), record["latency_ms"]))
+    if not records:
+        return []
+    first, last = records[-1][0], records[0][0]
+    width = max((last - first) / buckets, 1.0)  # at least a second per bucket: requests per second stay honest
+    grouped: dict[tuple[int, str], list[float]] = {}
+    for at, variant, latency in records:
+        grouped.setdefault((min(int((at - first) / width), buckets - 1), variant), []).append(latency)
+    totals: dict[int, int] = {}
+    for (bucket, _), latencies in grouped.items():
+        totals[bucket] = totals.get(bucket, 0) + len(latencies)
+    series = []
+    for (bucket, variant), latencies in sorted(grouped.items()):
+        p50, p99 = np.percentile(latencies, [50, 99])
+        series.append({"time": round((first + bucket * width) * 1000), "variant": variant,
+                       "requests": len(latencies), "rps": len(latencies) / width, "p50": float(p50),
+                       "p99": float(p99), "share": len(latencies) / totals[bucket]})
+    return series
+
+
 _counted: dict[str, tuple[int, int, int]] = {}  # path -> (inode, bytes counted, newlines in them)
 
 
@@ -359,7 +389,8 @@ def drift(reference: dict, columns: list[str], rows: list[list]) -> dict:
                 p_value = 0.0 if statistic else 1.0
             psi = _psi(ref, values)
             report[name] = {"test": "ks", "statistic": float(statistic), "p_value": float(p_value), "psi": psi,
-                            "drifted": bool(p_value < threshold or psi > PSI_DRIFT)}
+                            "drifted": bool(p_value < threshold or psi > PSI_DRIFT),
+                            "histogram": _numeric_histogram(ref, values)}
         else:
             freq = ref["frequencies"]
             categories = list(freq)
@@ -371,8 +402,38 @@ def drift(reference: dict, columns: list[str], rows: list[list]) -> dict:
             expected *= observed.sum() / expected.sum()
             statistic, p_value = stats.chisquare(observed, expected)
             report[name] = {"test": "chi2", "statistic": float(statistic), "p_value": float(p_value), "psi": None,
-                            "drifted": bool(p_value < threshold)}
+                            "drifted": bool(p_value < threshold),
+                            "histogram": _category_histogram(freq, counts, other, len(rows))}
     return report
+
+
+def drift_rule(features: int) -> str:
+    """The drift rule in words, as `drift` applies it to this many features."""
+    return (f"a feature has drifted when its two-sample test (Kolmogorov-Smirnov for numbers, chi-squared for "
+            f"categories) gives p < {P_VALUE} / {max(features, 1)} features = {P_VALUE / max(features, 1):.2g} "
+            f"(Bonferroni), or when its PSI against the training data's bins is above {PSI_DRIFT}")
+
+
+def _numeric_histogram(reference: dict, values) -> list[dict]:
+    """The training data's share of rows per bin beside the live share (values beyond the edges in the outer
+    bins, as the PSI counts them)."""
+    import numpy as np
+
+    edges = reference["bin_edges"]
+    if len(edges) < 2:
+        return []
+    live = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0] / max(len(values), 1)
+    return [{"bin": f"{edges[i]:.3g}-{edges[i + 1]:.3g}", "order": i, "training": float(reference["bin_fractions"][i]),
+             "live": float(live[i])} for i in range(len(edges) - 1)]
+
+
+def _category_histogram(frequencies: dict, counts: list[int], other: int, rows: int) -> list[dict]:
+    """The training data's share per category beside the live share; categories it never saw as `(unseen)`."""
+    bins = [{"bin": str(c), "order": i, "training": float(frequencies[c]), "live": counts[i] / max(rows, 1)}
+            for i, c in enumerate(frequencies)]
+    if other:
+        bins.append({"bin": "(unseen)", "order": len(bins), "training": 0.0, "live": other / max(rows, 1)})
+    return bins
 
 
 def outlier_scores(reference: dict, columns: list[str], rows: list[list]) -> list[float]:
@@ -401,6 +462,7 @@ def report(package: str | Path, log_folder: str | Path, window: int = 1000) -> d
     features = drift(reference, columns or [], rows) if rows else {}
     scores = outlier_scores(reference, columns or [], rows) if rows else []
     return {"requests": count_requests(log_folder), "window_rows": len(rows),
+            "drift_rule": drift_rule(len(reference.get("columns", {}))),
             "drifted_features": sorted(n for n, f in features.items() if f["drifted"]),
             "features": features, "outliers": sum(s > OUTLIER_Z for s in scores),
             "max_outlier_score": max(scores, default=0.0),
