@@ -173,12 +173,17 @@ def _tracking_verbs(sub) -> None:
     p.add_argument("--sort", metavar="KEY", default=None,
                    help="sort by started (default), id, status, duration, params.NAME or metrics.NAME, highest first")
     p.add_argument("--ascending", action="store_true", help="lowest first")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="METRIC",
+                   help="a chart of METRIC across the runs (default: the metric most of them logged; in %%mlops, the "
+                        "runs of this notebook), printed as a Vega-Lite spec (JSON); %%mlops draws it")
     _workspace_option(p)
 
     p = sub.add_parser("compare", help="parameters and metrics of runs side by side, differences first")
     p.add_argument("run_ids", nargs="+", metavar="RUN")
     p.add_argument("--all", action="store_true", help="also the rows where every run agrees")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", action="store_true",
+                   help="the runs' metrics as bar charts, printed as a Vega-Lite spec (JSON); %%mlops draws it")
     _workspace_option(p)
 
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
@@ -248,8 +253,11 @@ def _serving_verbs(sub) -> None:
     p = sub.add_parser("monitor", help="drift and outliers of a served model's logged requests")
     p.add_argument("name")
     p.add_argument("--window", type=int, default=1000, help="latest logged rows to compare (default 1000)")
-    p.add_argument("--top", type=int, default=20, help="features to list (drifted first)")
+    p.add_argument("--top", type=int, default=20, help="features to list (drifted first, then by PSI)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", choices=["drift", "traffic"], default=None,
+                   help="drift: training against live histograms per feature; traffic: requests/s, latency and "
+                        "traffic share per variant over time; printed as a Vega-Lite spec (JSON), drawn by %%mlops")
     _workspace_option(p)
 
 
@@ -739,6 +747,10 @@ def _sweep(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     from . import api
 
+    if args.plot is not None:
+        print(json.dumps(api.runs_chart(args.plot or None, filter=args.filter or "", limit=args.limit or 500,
+                                        workspace=args.workspace), indent=1))
+        return 0
     if args.filter is not None or args.sort or args.ascending:  # the store filters and sorts; one page
         page = api.run_page(workspace=args.workspace, filter=args.filter or "", sort=args.sort or "started",
                             descending=not args.ascending, limit=args.limit or 1000, sweep_id=args.sweep)
@@ -870,6 +882,11 @@ def _export(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     from . import api
 
+    if args.plot:
+        chart = api.monitor_chart if args.plot == "drift" else api.traffic_chart
+        print(json.dumps(chart(args.name, window=args.window if args.plot == "drift" else max(args.window, 5000),
+                               workspace=args.workspace), indent=1))
+        return 0
     found = api.monitor(args.name, window=args.window, workspace=args.workspace)
     if args.json:
         print(json.dumps(found, indent=1))
@@ -878,9 +895,12 @@ def _monitor(args: argparse.Namespace) -> int:
           f"{found['window_rows']} rows against {found['reference_rows']} training rows")
     rows = [[n, f["test"], f"{f['statistic']:.3g}", f"{f['p_value']:.3g}",
              "-" if f["psi"] is None else f"{f['psi']:.3f}", "yes" if f["drifted"] else "no"]
-            for n, f in sorted(found["features"].items(), key=lambda kv: (not kv[1]["drifted"], kv[0]))]
+            for n, f in found["features"].items()]  # drifted first, then by PSI
     if rows:
         print(_table(rows[: args.top], ["feature", "test", "statistic", "p-value", "psi", "drifted"]))
+        if len(rows) > args.top:
+            print(f"{args.top} of {len(rows)} features shown, drifted first, then by PSI (--top N for more)")
+    print(f"rule: {found['drift_rule']}")
     print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
     shadow = found["shadow"]
     if shadow and shadow["rows"]:
@@ -892,6 +912,9 @@ def _monitor(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from . import api
 
+    if args.plot:
+        print(json.dumps(api.compare_chart(args.run_ids, workspace=args.workspace), indent=1))
+        return 0
     table = api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
     if args.json:
         print(table.to_json(orient="columns", indent=1, default_handler=str))

@@ -1,10 +1,13 @@
 """`%load_ext jupyter_mlops` then `%mlops VERB ...`: the CLI's verbs and words, answered with Python objects.
 
     %mlops run [NB] [-p NAME VALUE]...      the run (a dict), printing steps as they finish
-    %mlops sweep [NB] -p C 0.1,1,10 ...     a DataFrame of the trials, best first, with a live table meanwhile
+    %mlops sweep [NB] -p C 0.1,1,10 ...     a DataFrame of the trials, best first, with a live table meanwhile and
+                                           a chart of the metric against each swept parameter after
     %mlops runs [--sweep ID] [--limit N] [--filter WORDS] [--sort KEY]
                                            a DataFrame: one row per run, params.* and metrics.* columns
-    %mlops show RUN | compare RUN RUN...    one run (a dict) | a DataFrame of what differs
+    %mlops runs --plot [METRIC]             a chart of the metric across this notebook's runs
+    %mlops show RUN | compare RUN RUN... [--plot]   one run (a dict) | a DataFrame of what differs (or a chart)
+    %mlops monitor NAME [--plot drift|traffic]      drift per feature (a DataFrame) with the traffic and drift charts
     %mlops validate [NB]                    the steps and edges
     %mlops register | models | promote | rollback | serve | deploy | undeploy | schedule ...   as on the CLI
 
@@ -81,17 +84,26 @@ def _live_table(total: int, space: list[str], metric: str | None, maximize: bool
 
 
 def _monitor_table(args) -> Any:
-    """Drift per feature as a DataFrame (drifted first), shown with PSI bars; plus a summary line."""
+    """Drift per feature as a DataFrame (drifted first), shown with PSI bars, after a summary line and the traffic
+    and drift charts; with --plot, that chart alone."""
     import pandas as pd
 
     from . import api
 
+    if args.plot:
+        return _chart(api.monitor_chart(args.name, window=args.window, workspace=args.workspace)
+                      if args.plot == "drift" else api.traffic_chart(args.name, workspace=args.workspace))
     found = api.monitor(args.name, window=args.window, workspace=args.workspace)
     print(f"{args.name} v{found['version']}: {found['window_rows']} rows, "
-          f"{len(found['drifted_features'])} drifted features, {found['outliers']} outliers", flush=True)
-    table = pd.DataFrame.from_dict(found["features"], orient="index")
+          f"{len(found['drifted_features'])} drifted features, {found['outliers']} outliers\n"
+          f"rule: {found['drift_rule']}", flush=True)
+    table = pd.DataFrame.from_dict(found["features"], orient="index").drop(columns="histogram", errors="ignore")
     if table.empty:
         return table
+    from IPython.display import display
+
+    display(_chart(api.traffic_chart(args.name, workspace=args.workspace)))
+    display(_chart(api.monitor_chart(args.name, window=args.window, workspace=args.workspace)))
     table = table.sort_values(["drifted", "psi"], ascending=[False, False])
     try:  # the drift plot: PSI as bars in the table (no plotting library needed)
         return table.style.bar(subset=["psi"], color="#d65f5f").format(precision=4)
@@ -155,6 +167,10 @@ def _sweep(args):
                        workspace=args.workspace, on_trial=live, **options, **_backend(args, "sweep"),
                        **_given(timeout=args.timeout, fresh_kernels=args.fresh_kernels))
     table = api.runs(workspace=args.workspace, sweep_id=result["id"])
+    if any(t["metrics"] for t in result["trials"]):
+        from IPython.display import display
+
+        display(_chart(api.sweep_chart(result["id"], workspace=args.workspace)))
     if metric and f"metrics.{metric}" in table:
         table = table.sort_values(f"metrics.{metric}", ascending=args.minimize is not None)
     if result["best"]:
@@ -201,14 +217,43 @@ def _validate(args) -> None:
     _print_pipeline(api.validate(args.notebook))
 
 
+def _chart(spec: dict):
+    """A spec as Jupyter shows it: drawn by JupyterLab's Vega-Lite renderer, its title where charts cannot be."""
+    from .charts import Chart
+
+    title = spec.get("title", {})
+    return Chart(spec, f"<chart: {title.get('text', '')}; {title.get('subtitle', '')}>")
+
+
+def _runs(args):
+    from . import api
+
+    if args.plot is None:
+        return api.runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep, filter=args.filter,
+                        sort=args.sort, descending=not args.ascending)
+    try:
+        notebook = current_notebook()  # this notebook's runs; every run when the kernel cannot tell which
+    except MlopsError:
+        notebook = None
+    return _chart(api.runs_chart(args.plot or None, notebook=notebook, filter=args.filter or "",
+                                 limit=args.limit or 500, workspace=args.workspace))
+
+
+def _compare(args):
+    from . import api
+
+    if args.plot:
+        return _chart(api.compare_chart(args.run_ids, workspace=args.workspace))
+    return api.compare(args.run_ids, workspace=args.workspace, all_rows=args.all)
+
+
 # the verbs answered with Python objects; the others print what they did, as on the command line (cli.COMMANDS)
 VERBS: dict[str, Callable[[Any], Any]] = {
     "run": _run, "sweep": _sweep, "resume": _resume, "validate": _validate, "serve": _serve, "deploy": _deploy,
     "monitor": lambda args: _monitor_table(args),
-    "runs": lambda args: _api().runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep,
-                                     filter=args.filter, sort=args.sort, descending=not args.ascending),
+    "runs": _runs,
     "show": lambda args: RunResult(_api().get_run(args.run_id, workspace=args.workspace)),
-    "compare": lambda args: _api().compare(args.run_ids, workspace=args.workspace, all_rows=args.all),
+    "compare": _compare,
     "register": lambda args: _api().register(args.run_id, args.name, metric=args.metric,
                                                     maximize=not args.minimize, require=args.require,
                                                     sweep_id=args.sweep, workspace=args.workspace),

@@ -178,3 +178,19 @@ def test_traffic_chart_of_a_served_model(workspace):
     assert "20 logged requests" in spec["title"]["subtitle"]
     with pytest.raises(MlopsError):
         jupyter_mlops.api.traffic_chart("../etc", workspace=workspace["ws"])
+
+
+def test_the_command_line_prints_a_chart_as_a_vega_lite_spec(workspace):
+    import sys
+
+    ws = str(workspace["ws"])
+    for args in (["runs", "--plot", "accuracy"], ["monitor", "digits", "--plot", "drift"]):
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", *args, "--workspace", ws],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        spec = json.loads(done.stdout)
+        assert spec["$schema"] == charts.SCHEMA and spec["data"]["values"]
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "monitor", "digits", "--top", "5",
+                           "--workspace", ws], capture_output=True, text=True, timeout=120)
+    assert "5 of 64 features shown, drifted first, then by PSI" in done.stdout
+    assert "rule: a feature has drifted when" in done.stdout and "Bonferroni" in done.stdout

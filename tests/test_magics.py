@@ -34,6 +34,8 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
         "import os\nos.environ['JPY_SESSION_NAME'] = 'target.ipynb'\n%mlops validate",
         "del os.environ['JPY_SESSION_NAME']\n%mlops run",
         "%mlops schedule add target.ipynb --name weekly --cron '0 6 * * 1'\n%mlops schedule list",
+        "os.environ['JPY_SESSION_NAME'] = 'target.ipynb'\n%mlops runs --plot",
+        "%mlops compare {first} {second} --plot",
     ])
     assert "<run " in outputs(nb.cells[1]) and "succeeded" in outputs(nb.cells[1])
     assert "best (maximize score)" in outputs(nb.cells[2])
@@ -42,6 +44,18 @@ def test_magics_run_sweep_runs_compare_in_a_kernel(tmp_path):
     assert "train [train]" in outputs(nb.cells[5])
     assert "cannot tell which notebook" in outputs(nb.cells[6])
     assert "weekly" in outputs(nb.cells[7]) and "0 6 * * 1" in outputs(nb.cells[7])
+    # charts (issue 18): JupyterLab draws application/vnd.vegalite.v5+json with its own Vega renderer
+    [swept] = charts(nb.cells[2])
+    assert swept["title"]["text"].endswith("score by swept parameter") and len(swept["data"]["values"]) == 2
+    [across] = charts(nb.cells[8])
+    assert across["title"]["text"] == "score across runs of target.ipynb" and len(across["data"]["values"]) == 3
+    [side] = charts(nb.cells[9])
+    assert {v["metric"] for v in side["data"]["values"]} == {"score"}
+
+
+def charts(cell) -> list[dict]:
+    return [o["data"]["application/vnd.vegalite.v5+json"] for o in cell.outputs
+            if "application/vnd.vegalite.v5+json" in o.get("data", {})]
 
 
 def test_a_notebook_that_drives_itself_does_not_recurse(make_notebook, tmp_path):
@@ -68,7 +82,8 @@ def test_deploy_and_monitor_magics(tmp_path):
         "rows = load_digits().data[:300].tolist()\n"
         "for i in range(0, 300, 30):\n"
         "    assert requests.post(server.url + '/invocations', json={'instances': rows[i:i+30]}).status_code == 200",
-        "import time\ntime.sleep(1)\ndrift = %mlops monitor digits\nserver.stop()\ndrift",
+        "import time\ntime.sleep(1)\ndrift = %mlops monitor digits\ntraffic = %mlops monitor digits --plot traffic\n"
+        "display(traffic)\nserver.stop()\ndrift",
         # the same verb from Python, as the CLI and the panel call it
         "import jupyter_mlops\nfound = jupyter_mlops.monitor('digits')\n"
         "print(found['version'], found['window_rows'], found['requests'])\n"
@@ -79,5 +94,10 @@ def test_deploy_and_monitor_magics(tmp_path):
     assert "deployed digits at http://127.0.0.1:" in outputs(nb.cells[2])
     assert "digits v1: 300 rows" in outputs(nb.cells[3]) and "drifted features" in outputs(nb.cells[3])
     assert any("text/html" in o.get("data", {}) for o in nb.cells[3].outputs)  # the table with PSI bars
+    assert "rule: a feature has drifted when" in outputs(nb.cells[3])
+    traffic, drifted, alone = charts(nb.cells[3])  # the monitor's two charts, then --plot traffic's
+    assert traffic["title"]["text"] == "digits: traffic" and alone["title"]["text"] == "digits: traffic"
+    assert sum(s["requests"] for s in traffic["data"]["values"]) == 10
+    assert drifted["title"]["subtitle"].startswith("12 of 64 features")
     assert "1 300 10" in outputs(nb.cells[4]) and "['digits']" in outputs(nb.cells[4])
     assert "removed the deployment digits" in outputs(nb.cells[5]) and "no schedules" in outputs(nb.cells[5])

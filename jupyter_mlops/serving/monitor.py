@@ -460,6 +460,7 @@ def report(package: str | Path, log_folder: str | Path, window: int = 1000) -> d
         latencies.append(record["latency_ms"])
     rows = rows[:window]
     features = drift(reference, columns or [], rows) if rows else {}
+    features = dict(sorted(features.items(), key=lambda kv: (not kv[1]["drifted"], -(kv[1]["psi"] or 0), kv[0])))
     scores = outlier_scores(reference, columns or [], rows) if rows else []
     return {"requests": count_requests(log_folder), "window_rows": len(rows),
             "drift_rule": drift_rule(len(reference.get("columns", {}))),
