@@ -45,7 +45,8 @@ def finished_run(server):
 
 # -- auth, XSRF, paths --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method,path", [("GET", "runs"), ("GET", "models"), ("POST", "validate"),
-                                         ("POST", "runs"), ("GET", "schedules"), ("POST", "deployments")])
+                                         ("POST", "runs"), ("GET", "schedules"), ("POST", "deployments"),
+                                         ("GET", "charts/runs")])
 def test_every_endpoint_needs_jupyters_auth(server, method, path):
     reply = requests.request(method, f"{server.url}/mlops/api/{path}", json={}, timeout=30)
     assert reply.status_code == 403
@@ -199,6 +200,34 @@ def test_sweep_from_the_api(server):
     bad = server.api("POST", "sweeps", json={"path": "project/digits.ipynb", "space": {"C": "1,10"},
                                              "metric": "acuracy"})
     assert bad.status_code == 400 and "acuracy" in bad.json()["message"]
+    chart = server.api("GET", "charts/sweep", params={"id": sweep_id}).json()  # the panel draws it (issue 18)
+    assert chart["$schema"].endswith("vega-lite/v5.json") and len(chart["data"]["values"]) == 2
+    assert sum(v["best"] for v in chart["data"]["values"]) == 1
+
+
+def test_charts_and_the_runs_of_one_notebook(server, finished_run):
+    other = server.root / "project" / "other.ipynb"
+    shutil.copy(server.root / "project" / "digits.ipynb", other)
+    reply = server.api("POST", "runs", json={"path": "project/other.ipynb", "parameters": {"C": 2}})
+    assert wait_job(server, reply.json()["job"])["status"] == "done"
+    mine = server.api("GET", "runs", params={"notebook": "project/other.ipynb"}).json()
+    assert mine["total"] == 1 and mine["runs"][0]["path"] == "project/other.ipynb"
+    chart = server.api("GET", "charts/runs", params={"notebook": "project/other.ipynb"}).json()
+    assert chart["title"]["text"] == "accuracy across runs of other.ipynb" and len(chart["data"]["values"]) == 1
+    both = server.api("GET", "charts/compare", params={"runs": f"{finished_run},{mine['runs'][0]['id']}"}).json()
+    assert {v["run"] for v in both["data"]["values"]} == {finished_run, mine["runs"][0]["id"]}
+    for path, query, words in (("charts/runs", {"notebook": "../x.ipynb"}, "outside"),
+                               ("charts/sweep", {}, "`id` is required"),
+                               ("charts/sweep", {"id": "nope"}, "no sweep `nope`"),
+                               ("charts/compare", {"runs": finished_run}, "at least two runs"),
+                               ("charts/compare", {"runs": "a/../b,c"}, "run id"),
+                               ("charts/monitor", {"name": "../etc"}, "deployment"),
+                               ("charts/monitor", {"name": "nothing"}, "nothing"),
+                               ("charts/traffic", {"name": "w", "window": "0"}, "`window`"),
+                               ("runs", {"notebook": "../x.ipynb"}, "outside")):
+        reply = server.api("GET", path, params=query)
+        assert 400 <= reply.status_code < 500 and words in reply.json()["message"], (path, query, reply.text)
+    assert server.api("GET", "charts/pie").status_code == 404
 
 
 # -- registry and deployments -------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from ..errors import MlopsError, NotebookError, StoreError
-from ..names import check_name, check_path_text
+from ..names import check_name, check_path_text, check_run_id
 from ..search_space import MAX_TRIALS
 from ..workspace import new_run_id
 
@@ -209,19 +209,22 @@ class RunsHandler(MlopsHandler):
     @web.authenticated
     async def get(self):
         """A page of the runs: `filter` (`accuracy>0.9 status=failed digits`), `sort` (a field, params.NAME or
-        metrics.NAME), `order` (desc, asc), `offset`, `limit` (default 100), `sweep`; each run without its steps
-        but with how many are done. The store filters, sorts and pages: a poll costs a page, not the store."""
+        metrics.NAME), `order` (desc, asc), `offset`, `limit` (default 100), `sweep`, `notebook` (a path: only its
+        runs); each run without its steps but with how many are done. The store filters, sorts and pages: a poll
+        costs a page, not the store."""
         from .. import api
 
         order = self.get_argument("order", "desc")
         if order not in ("desc", "asc"):
             raise web.HTTPError(400, f"`order` is desc or asc, not {order!r}")
+        notebook = self.get_argument("notebook", None)
         page = await self.run_blocking(
             api.run_page, workspace=self.workspace.root, filter=self.get_argument("filter", ""),
             sort=self.get_argument("sort", "started"), descending=order == "desc",
             offset=_number({"offset": self.get_argument("offset", "0")}, "offset", int, minimum=0),
             limit=_number({"limit": self.get_argument("limit", "100")}, "limit", int, minimum=1),
-            sweep_id=self.get_argument("sweep", None))
+            sweep_id=self.get_argument("sweep", None),
+            notebook=self.notebook_path(notebook, must_exist=False) if notebook else None)
         for run in page["runs"]:
             run["path"] = self.relative(run["notebook"])
         self.reply({**page, "jobs": [j.to_dict() for j in self.mlops.jobs.running()]})
@@ -461,6 +464,44 @@ def _deployment_row(ws, name: str) -> dict:
     return {"url": row.get("url"), "spec": row.get("spec")}
 
 
+# -- charts ---------------------------------------------------------------------------------------------------------
+class ChartHandler(MlopsHandler):
+    @web.authenticated
+    async def get(self, kind: str):
+        """A chart's Vega-Lite spec, the one `%mlops` shows: `sweep?id=`, `runs?notebook=&metric=&filter=`,
+        `compare?runs=A,B`, `monitor?name=&window=`, `traffic?name=`."""
+        from .. import api
+
+        arg = self.get_argument
+        if kind == "sweep":
+            chart, given = api.sweep_chart, {"sweep_id": self._required("id")}
+        elif kind == "runs":
+            notebook = arg("notebook", None)
+            chart, given = api.runs_chart, {
+                "metric": arg("metric", None) or None, "filter": arg("filter", ""),
+                "notebook": self.notebook_path(notebook, must_exist=False) if notebook else None}
+        elif kind == "compare":
+            ids = [r for r in self._required("runs").split(",") if r]
+            with self.user_errors():
+                for run_id in ids:
+                    check_run_id(run_id)
+            chart, given = api.compare_chart, {"run_ids": ids}
+        else:
+            name = self._required("name")
+            with self.user_errors():
+                check_name(name, "deployment")
+            window = _number({"window": arg("window", None)}, "window", int, None, minimum=1)
+            chart = api.monitor_chart if kind == "monitor" else api.traffic_chart
+            given = {"name": name, **({"window": window} if window else {})}
+        self.reply(await self.run_blocking(chart, workspace=self.workspace.root, **given))
+
+    def _required(self, name: str) -> str:
+        value = self.get_argument(name, "")
+        if not value:
+            raise web.HTTPError(400, f"`{name}` is required for this chart")
+        return value
+
+
 # -- schedules ------------------------------------------------------------------------------------------------------
 class SchedulesHandler(MlopsHandler):
     @web.authenticated
@@ -569,4 +610,5 @@ def routes(base_url: str) -> list[tuple]:
         (url_path_join(api, "schedules", name), ScheduleHandler),
         (url_path_join(api, "cron"), CronHandler),
         (url_path_join(api, "engines"), EnginesHandler),
+        (url_path_join(api, "charts", "(sweep|runs|compare|monitor|traffic)"), ChartHandler),
     ]
