@@ -220,9 +220,10 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
 # -- the model registry -------------------------------------------------------------------------------------------
 def register(run: str, name: str, *, metric: str | None = None, maximize: bool = True,  # noqa: F811 - `run` the id
              require: list[str] | None = None, sweep_id: str | None = None,
-             workspace: str | os.PathLike | None = None) -> dict:
+             notebook: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None) -> dict:
     """Register a run's model (`run` is a run id, or "best": the succeeded run with the best `metric`, within
-    `sweep_id` if given) as the next version of `name`, if it passes every `require` gate ("accuracy>=0.9").
+    `sweep_id` and among `notebook`'s runs if given) as the next version of `name`, if it passes every `require`
+    gate ("accuracy>=0.9").
     Raises GateFailed, registering nothing, when a gate fails."""
     from .names import check_name
     from .registry import parse_gate
@@ -236,9 +237,11 @@ def register(run: str, name: str, *, metric: str | None = None, maximize: bool =
         if not metric:
             raise MlopsError("`best` needs the metric that ranks runs: --metric accuracy (with --maximize or "
                              "--minimize)")
-        best = ws.store.best_run(metric, maximize, sweep_id)  # ranked by the database, not by loading every run
+        mine = str(Path(notebook).resolve()) if notebook else None
+        best = ws.store.best_run(metric, maximize, sweep_id, mine)  # ranked by the database, not by loading runs
         if best is None:
-            raise MlopsError(f"no succeeded run logged `{metric}`" + (f" in sweep {sweep_id}" if sweep_id else ""))
+            raise MlopsError(f"no succeeded run logged `{metric}`" + (f" in sweep {sweep_id}" if sweep_id else "")
+                             + (f" among the runs of {Path(notebook).name}" if notebook else ""))
         chosen = get_run(best, workspace=ws.root)
     else:
         chosen = get_run(run, workspace=ws.root)

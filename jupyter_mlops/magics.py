@@ -239,6 +239,16 @@ def _runs(args):
                                  limit=args.limit or 500, workspace=args.workspace))
 
 
+def _own_notebook(args) -> str | None:
+    """Where `register best` looks: --notebook, else this kernel's notebook (when it can tell), unless `all`."""
+    if args.notebook:
+        return None if args.notebook == "all" else args.notebook
+    try:
+        return current_notebook()
+    except MlopsError:
+        return None
+
+
 def _compare(args):
     from . import api
 
@@ -256,7 +266,8 @@ VERBS: dict[str, Callable[[Any], Any]] = {
     "compare": _compare,
     "register": lambda args: _api().register(args.run_id, args.name, metric=args.metric,
                                                     maximize=not args.minimize, require=args.require,
-                                                    sweep_id=args.sweep, workspace=args.workspace),
+                                                    sweep_id=args.sweep, notebook=_own_notebook(args),
+                                                    workspace=args.workspace),
     "models": lambda args: _api().models(workspace=args.workspace),
     "promote": lambda args: _api().promote(args.name, args.model_version, alias=args.alias,
                                                   workspace=args.workspace),

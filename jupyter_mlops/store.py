@@ -667,7 +667,8 @@ class Store:
             row["steps_total"], row["steps_done"] = total_steps, int(done_steps or 0)
         return rows, total, running
 
-    def best_run(self, metric: str, maximize: bool = True, sweep_id: str | None = None) -> str | None:
+    def best_run(self, metric: str, maximize: bool = True, sweep_id: str | None = None,
+                 notebook: str | None = None) -> str | None:
         """The id of the succeeded run with the highest (or lowest) `metric`, chosen by the database with the
         (name, value) index; None when no succeeded run logged it."""
         value = metrics_table.c.value
@@ -677,6 +678,8 @@ class Store:
                  .order_by(value.desc() if maximize else value.asc(), runs_table.c.started.desc()).limit(1))
         if sweep_id:
             query = query.where(runs_table.c.sweep_id == sweep_id)
+        if notebook:
+            query = query.where(runs_table.c.notebook == notebook)
         with self.engine.begin() as conn:
             return conn.execute(query).scalar()
 

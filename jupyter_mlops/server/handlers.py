@@ -344,7 +344,8 @@ class ModelsHandler(MlopsHandler):
 
     @web.authenticated
     async def post(self):
-        """Register `run` (an id or "best" by `metric`) as the next version of `name`, behind `require` gates."""
+        """Register `run` (an id or "best" by `metric`, among the runs of the notebook at `path` when given) as the
+        next version of `name`, behind `require` gates."""
         from .. import api
         from ..registry import GateFailed
 
@@ -356,11 +357,12 @@ class ModelsHandler(MlopsHandler):
             if not isinstance(data.get(field), str) or not data[field].strip():
                 raise web.HTTPError(400, f"`{field}` is required" + (": a run id, or \"best\" with `metric`"
                                                                      if field == "run" else ": the model's name"))
+        notebook = self.notebook_path(data["path"], must_exist=False) if data.get("path") else None
         try:
             version = await self.run_blocking(
                 api.register, data["run"].strip(), data["name"].strip(), metric=data.get("metric") or None,
                 maximize=data.get("direction", "maximize") != "minimize", require=require,
-                sweep_id=data.get("sweep") or None, workspace=self.workspace.root)
+                sweep_id=data.get("sweep") or None, notebook=notebook, workspace=self.workspace.root)
         except GateFailed as exc:  # not raised through run_blocking's MlopsError branch: it names the gate
             raise web.HTTPError(400, f"gate failed: {exc}") from None
         self.reply(version, 201)

@@ -6,7 +6,7 @@ import React, { useEffect, useState } from 'react';
 
 import { request } from './api';
 import {
-  CRON_PRESETS, FIRST_PAGE, formatValue, parseAssignments, parseGates, Run, runListQuery, wallClock
+  CRON_PRESETS, FIRST_PAGE, formatValue, parameterExample, parseAssignments, parseGates, Run, runListQuery, wallClock
 } from './logic';
 import {
   DeployBody, Engine, EngineChoice, Model, Parameter, RegisterBody, RunList, ScheduleBody, SweepBody
@@ -65,16 +65,18 @@ function useEngineChoice(engines: Engine[], verb: string): [EngineChoice, JSX.El
 }
 
 export function RunForm(props: { disabled: boolean; parameters: Record<string, Parameter>; engines: Engine[];
-  onRun: (text: string, engine: EngineChoice) => void }) {
+  known: boolean; onRun: (text: string, engine: EngineChoice) => void }) {
   const [text, setText] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [engine, engineFields] = useEngineChoice(props.engines, 'run');
   const names = Object.keys(props.parameters);
   return (
     <div className="mlops-form">
-      <Field label="Parameters" hint={names.length ? `defaults: ${names.map(n =>
-        `${n}=${formatValue(props.parameters[n].default)}`).join(', ')}` : 'the notebook has no parameters cell'}>
-        <textarea rows={2} value={text} placeholder="C = 10" data-testid="mlops-run-params"
+      <Field label="Parameters" hint={!props.known ? 'its parameters show once the pipeline has no problems'
+        : names.length ? `defaults: ${names.map(n => `${n}=${formatValue(props.parameters[n].default)}`).join(', ')}`
+          : 'the notebook has no parameters cell'}>
+        <textarea rows={2} value={text} placeholder={parameterExample(props.parameters, false)}
+          data-testid="mlops-run-params"
           onChange={e => setText(e.target.value)} />
       </Field>
       {engineFields}
@@ -98,7 +100,7 @@ export function SweepForm(props: { disabled: boolean; metrics: string[]; paramet
   return (
     <div className="mlops-form">
       <Field label="Search space" hint="lists 1,10,100 · ranges 0.1..10:5 or 1e-4..1e-1:4:log · ints 1..8">
-        <textarea rows={3} value={space} placeholder={`${Object.keys(props.parameters)[0] ?? 'C'} = 0.1,1,10`}
+        <textarea rows={3} value={space} placeholder={parameterExample(props.parameters, true)}
           onChange={e => setSpace(e.target.value)} data-testid="mlops-sweep-space" />
       </Field>
       <div className="mlops-row">
@@ -138,7 +140,8 @@ export function SweepForm(props: { disabled: boolean; metrics: string[]; paramet
   );
 }
 
-export function RegisterForm(props: { metrics: string[]; onRegister: (body: RegisterBody) => void }) {
+export function RegisterForm(props: { metrics: string[]; path: string | null;
+  onRegister: (body: RegisterBody) => void }) {
   const [succeeded, setSucceeded] = useState<Run[]>([]);
   useEffect(() => {  // the newest succeeded runs to choose from, whatever the run table shows
     request<RunList>('GET', ['runs'], undefined,
@@ -150,17 +153,21 @@ export function RegisterForm(props: { metrics: string[]; onRegister: (body: Regi
   const [gates, setGates] = useState('');
   const [error, setError] = useState<string | null>(null);
   const known = [...new Set([...props.metrics, ...succeeded.flatMap(r => Object.keys(r.metrics))])];
+  // the notebook's name as a model name: letters, digits and - _ . only
+  const suggested = (props.path?.split('/').pop()?.replace(/\.ipynb$/, '') ?? 'model').replace(/[^A-Za-z0-9_.-]+/g, '-');
   return (
     <div className="mlops-form">
       <Field label="Run">
         <select value={run} onChange={e => setRun(e.target.value)}>
-          <option value="best">best run by the metric</option>
+          <option value="best">{props.path ? 'best run of this notebook by the metric' : 'best run by the metric'}
+          </option>
           {succeeded.map(r => <option key={r.id} value={r.id}>{r.id} {Object.entries(r.metrics).map(([k, v]) =>
             `${k}=${formatValue(v)}`).join(' ')}</option>)}
         </select>
       </Field>
       <div className="mlops-row">
-        <Field label="Model name"><input value={name} onChange={e => setName(e.target.value)} placeholder="digits" /></Field>
+        <Field label="Model name"><input value={name} onChange={e => setName(e.target.value)}
+          placeholder={suggested} /></Field>
         <Field label="Metric">
           <select value={metric} onChange={e => setMetric(e.target.value)}>
             <option value="">(none)</option>
@@ -169,18 +176,20 @@ export function RegisterForm(props: { metrics: string[]; onRegister: (body: Regi
         </Field>
       </div>
       <Field label="Quality gates" hint="one per line or comma-separated; a failed gate registers nothing">
-        <textarea rows={2} value={gates} placeholder="accuracy >= 0.9" onChange={e => setGates(e.target.value)} />
+        <textarea rows={2} value={gates} placeholder={`${known[0] ?? 'accuracy'} >= 0.9`}
+          onChange={e => setGates(e.target.value)} />
       </Field>
       <FormError error={error} />
       <button className="mlops-primary" onClick={() => guarded(() => {
         if (!name.trim()) {
-          throw new Error('give the model a name, e.g. "digits"');
+          throw new Error(`give the model a name, e.g. "${suggested}"`);
         }
         if (run === 'best' && !metric) {
           throw new Error('"best run" needs the metric that ranks the runs');
         }
         setError(null);
-        props.onRegister({ run, name: name.trim(), metric: metric || null, require: parseGates(gates) });
+        props.onRegister({ run, name: name.trim(), metric: metric || null, require: parseGates(gates),
+          ...(run === 'best' && props.path ? { path: props.path } : {}) });
       }, e => setError((e as Error).message))}>Register</button>
     </div>
   );

@@ -6,6 +6,7 @@ import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/a
 import { IFrame, MainAreaWidget } from '@jupyterlab/apputils';
 import { Cell } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { apiUrl } from './api';
@@ -53,7 +54,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Tag, run, sweep, register, deploy and schedule notebooks from a sidebar panel.',
   autoStart: true,
   requires: [INotebookTracker, ILabShell],
-  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, shell: ILabShell) => {
+  optional: [IRenderMimeRegistry],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, shell: ILabShell,
+    rendermime: IRenderMimeRegistry | null) => {
     const openStepNotebook = (runId: string, step: string) => {
       const frame = new IFrame({ sandbox: ['allow-same-origin'] }); // the server's CSP blocks scripts as well
       frame.url = apiUrl('runs', runId, 'steps', step, 'notebook');
@@ -69,7 +72,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: args => openStepNotebook(String(args.run), String(args.step))
     });
 
-    const panel = new MlopsPanel({ tracker, openStepNotebook });
+    const panel = new MlopsPanel({ tracker, openStepNotebook, rendermime });
     panel.title.icon = ICON;
     shell.add(panel, 'left', { rank: 600 });
     app.commands.addCommand('mlops:show-panel', {

@@ -89,9 +89,10 @@ export interface RunQuery {
   sort: string;
   descending: boolean;
   page: number;
+  notebook: string | null; // only this notebook's runs (its path from the server's root)
 }
 
-export const FIRST_PAGE: RunQuery = { filter: '', sort: 'started', descending: true, page: 0 };
+export const FIRST_PAGE: RunQuery = { filter: '', sort: 'started', descending: true, page: 0, notebook: null };
 
 /**
  * The query string of GET /runs for `query`: the server filters (`accuracy>0.9 status=failed C=10 digits`), sorts
@@ -109,7 +110,25 @@ export function runListQuery(query: RunQuery, pageSize: number): string {
     filter: query.filter.trim(), sort: query.sort, order: query.descending ? 'desc' : 'asc',
     offset: String(Math.max(0, query.page) * pageSize), limit: String(pageSize)
   });
+  if (query.notebook) {
+    search.set('notebook', query.notebook);
+  }
   return `?${search.toString()}`;
+}
+
+/** The query of GET /charts/runs for the table as it is: its notebook, and the metric it is sorted by if any. */
+export function runsChartQuery(query: RunQuery): Record<string, string> {
+  const chart: Record<string, string> = {};
+  if (query.notebook) {
+    chart.notebook = query.notebook;
+  }
+  if (query.sort.startsWith('metrics.')) {
+    chart.metric = query.sort.slice('metrics.'.length);
+  }
+  if (query.filter.trim()) {
+    chart.filter = query.filter.trim();
+  }
+  return chart;
 }
 
 /** How many pages `total` runs make, and the page to show (the last one, when runs went away). */
@@ -210,7 +229,14 @@ export function shortRunId(id: string): string {
 
 /** What the panel's notice says once a job it started has ended (null while it runs): the run's outcome and
  * metrics or its error; the sweep's trials and its best trial. */
-export function jobOutcome(job: Job): { kind: 'info' | 'error'; text: string } | null {
+/** What the notice says when a job ends; a sweep that scored trials also names its chart (GET /charts/sweep). */
+export interface Outcome {
+  kind: 'info' | 'error';
+  text: string;
+  chart?: { kind: string; query: Record<string, string> };
+}
+
+export function jobOutcome(job: Job): Outcome | null {
   if (job.status === 'running') {
     return null;
   }
@@ -236,7 +262,29 @@ export function jobOutcome(job: Job): { kind: 'info' | 'error'; text: string } |
       return { kind: ok ? 'info' : 'error', text: sweep.metric ? `${head}; none logged ${sweep.metric}` : head };
     }
     const params = Object.entries(sweep.best.params).map(([k, v]) => `${k}=${formatValue(v)}`).join(' ');
-    return { kind: 'info', text: `${head}; best ${sweep.best.id}: ${metricsText(sweep.best.metrics)} (${params})` };
+    return { kind: 'info', text: `${head}; best ${sweep.best.id}: ${metricsText(sweep.best.metrics)} (${params})`,
+      chart: { kind: 'sweep', query: { id: sweep.id } } };
   }
   return { kind: 'info', text: `${job.kind}: done` };
+}
+
+/**
+ * Example text for the run and sweep forms from the notebook's own first parameter (they showed the digits
+ * example's `C = 10` for every notebook): its default for a run; for a sweep, values around it (whole numbers for an
+ * int: `max_depth = 3, 6`; a decade either side for a float: `C = 0.5, 5, 50`).
+ */
+export function parameterExample(parameters: Record<string, { default: unknown }>, sweep: boolean): string {
+  const [name] = Object.keys(parameters);
+  if (name === undefined) {
+    return '';
+  }
+  const value = parameters[name].default;
+  if (!sweep || typeof value !== 'number' || !Number.isFinite(value)) {
+    return `${name} = ${typeof value === 'string' ? JSON.stringify(value) : formatValue(value)}`;
+  }
+  if (Number.isInteger(value)) {
+    return `${name} = ${value}, ${value === 0 ? 1 : value * 2}`;
+  }
+  const around = [value / 10, value, value * 10].map(v => Number(v.toPrecision(3)));
+  return `${name} = ${around.join(', ')}`;
 }

@@ -4,19 +4,22 @@
  * The forms are in forms.tsx, the tables in tables.tsx, the hooks (validation, polling) in hooks.ts.
  */
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React, { useCallback, useEffect, useState } from 'react';
 
 import { ApiError, request } from './api';
+import { ChartView, RenderMime } from './chart';
 import { DeployForm, RegisterForm, RunForm, ScheduleForm, SweepForm } from './forms';
 import { Tab, useEngines, useSignal, useTables, useValidation } from './hooks';
-import { FIRST_PAGE, jobOutcome, offeredMetrics, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
+import { FIRST_PAGE, jobOutcome, offeredMetrics, Outcome, parseAssignments, Role, ROLE_TAGS, roleOf, RunQuery, toggleRole, wallClock } from './logic';
 import { DeploymentsTable, ModelsTable, RunsTable, SchedulesTable } from './tables';
 import { DeployAnswer, Job, RegisterAnswer, Schedule } from './types';
 
 export interface PanelOptions {
   tracker: INotebookTracker;
   openStepNotebook: (runId: string, step: string) => void;
+  rendermime: IRenderMimeRegistry | null; // draws the charts (JupyterLab's Vega-Lite renderer)
 }
 
 export class MlopsPanel extends ReactWidget {
@@ -32,9 +35,9 @@ export class MlopsPanel extends ReactWidget {
   }
 }
 
-type Notice = { kind: 'info' | 'error'; text: string } | null;
+type Notice = Outcome | null;
 
-function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
+function PanelView({ tracker, openStepNotebook, rendermime }: PanelOptions): JSX.Element {
   useSignal(tracker.currentChanged);
   useSignal(tracker.activeCellChanged);
   const panel = tracker.currentWidget;
@@ -66,6 +69,11 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
   }, []);
   const [validation, setValidation] = useValidation(panel);
   const [query, setQuery] = useState<RunQuery>(FIRST_PAGE);
+  useEffect(() => { // "this notebook only" follows the notebook in front
+    if (query.notebook && path && path !== query.notebook) {
+      setQuery({ ...query, notebook: path, page: 0 });
+    }
+  }, [path, query]);
   const { list, listError, models, deployments, schedules, busy, refresh, loadModels } = useTables(tab, query, report);
   const engines = useEngines();
 
@@ -127,6 +135,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
   const parameters = validation?.pipeline?.parameters ?? {};
 
   return (
+    <RenderMime.Provider value={rendermime}>
     <div className="mlops-root">
       <header className="mlops-header">
         <h2>MLOps</h2>
@@ -140,6 +149,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
           <button className="mlops-link" onClick={() => setNotice(null)} aria-label="dismiss">×</button>
         </div>
       )}
+      {notice?.chart && <ChartView kind={notice.chart.kind} query={notice.chart.query} />}
 
       {panel && (
         <section className="mlops-section">
@@ -194,6 +204,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
         </nav>
         {action === 'run' && (
           <RunForm disabled={!path || !validation?.ok} parameters={parameters} engines={engines}
+            known={!!validation?.ok}
             onRun={(text, engine) => act('starting the run', () => request<{ run_id: string }>('POST', ['runs'],
               { path, parameters: parseAssignments(text), ...engine }), d => `run ${d.run_id} started`)} />
         )}
@@ -204,7 +215,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
               d => `sweep started: ${d.trials} trials`)} />
         )}
         {action === 'register' && (
-          <RegisterForm metrics={metrics}
+          <RegisterForm metrics={metrics} path={path}
             onRegister={body => act('registering', () => request<RegisterAnswer>('POST',
               ['models'], body),
               d => `registered ${d.name} version ${d.version}` + (d.warning ? `; warning: ${d.warning}` : ''))} />
@@ -231,7 +242,7 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
             </button>
           ))}
         </nav>
-        {tab === 'runs' && <RunsTable list={list} error={listError} query={query} setQuery={setQuery}
+        {tab === 'runs' && <RunsTable list={list} error={listError} query={query} setQuery={setQuery} path={path}
           openStepNotebook={openStepNotebook} report={report} />}
         {tab === 'models' && <ModelsTable models={models}
           act={(what, call) => act(what, call)} />}
@@ -239,5 +250,6 @@ function PanelView({ tracker, openStepNotebook }: PanelOptions): JSX.Element {
         {tab === 'schedules' && <SchedulesTable schedules={schedules} act={(what, call) => act(what, call)} />}
       </section>
     </div>
+    </RenderMime.Provider>
   );
 }

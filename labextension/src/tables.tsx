@@ -5,23 +5,28 @@
 import React, { useEffect, useMemo, useRef, useState } from 'react';
 
 import { request } from './api';
+import { ChartView } from './chart';
 import { PAGE_SIZE } from './hooks';
 import {
-  cellValue, formatDuration, formatValue, pageCount, runColumns, RunQuery, shortRunId, wallClock
+  cellValue, formatDuration, formatValue, pageCount, runColumns, runsChartQuery, RunQuery, shortRunId, wallClock
 } from './logic';
 import { Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
 
 /** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
 export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
   setQuery: (query: RunQuery) => void; openStepNotebook: (run: string, step: string) => void;
-  report: (e: unknown) => void }) {
+  report: (e: unknown) => void; path: string | null }) {
   const { query, setQuery } = props;
   const [open, setOpen] = useState<string | null>(null);
+  const [chart, setChart] = useState(false);
+  const [compareWith, setCompareWith] = useState<string | null>(null);
   const runs = useMemo(() => props.list?.runs ?? [], [props.list]);
   const { params, metrics } = useMemo(() => runColumns(runs), [runs]);
   const { page, pages } = pageCount(props.list?.total ?? 0, query.page, PAGE_SIZE);
   // metrics first after the run and its status: at the sidebar's default width they are what shows
+  const mixed = new Set(runs.map(r => r.path ?? r.notebook)).size > 1; // then a column says whose run it is
   const columns: [string, string][] = [['id', 'run'], ['status', 'status'],
+    ...(mixed ? [['notebook', 'notebook'] as [string, string]] : []),
     ...metrics.map(m => [`metrics.${m}`, m] as [string, string]),
     ...params.map(p => [`params.${p}`, p] as [string, string]), ['duration', 'duration']];
   const detail = useRef<HTMLDivElement>(null);
@@ -38,7 +43,17 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
     <div>
       <input className="mlops-filter" placeholder="filter: accuracy>0.9 status=failed C=10 ..." value={query.filter}
         onChange={e => setQuery({ ...query, filter: e.target.value, page: 0 })} data-testid="mlops-runs-filter" />
+      <div className="mlops-runs-tools">
+        <label title={props.path ?? 'open a notebook'}>
+          <input type="checkbox" data-testid="mlops-this-notebook" disabled={!props.path && !query.notebook}
+            checked={!!query.notebook}
+            onChange={e => setQuery({ ...query, notebook: e.target.checked ? props.path : null, page: 0 })} />
+          {' '}this notebook only</label>
+        <button className="mlops-link" aria-pressed={chart} data-testid="mlops-runs-chart-toggle"
+          onClick={() => setChart(!chart)}>{chart ? 'hide chart' : 'chart'}</button>
+      </div>
       {props.error && <p className="mlops-form-error" data-testid="mlops-filter-error">{props.error}</p>}
+      {chart && <ChartView kind="runs" query={runsChartQuery(query)} version={props.list?.total} />}
       <div className="mlops-table-scroll">
         <table className="mlops-table" data-testid="mlops-runs">
           <thead><tr>{columns.map(([k, l]) => header(k, l))}</tr></thead>
@@ -51,7 +66,8 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
                     {shortRunId(run.id)}{run.sweep_id ? ' ⋯' : ''}</td>
                   <td><span className={`mlops-status mlops-status-${run.status}`}>{run.status}</span>
                     {run.status === 'running' && run.steps_total ? ` ${run.steps_done}/${run.steps_total}` : ''}</td>
-                  {columns.slice(2, -1).map(([k]) => <td key={k}>{formatValue(cellValue(run, k))}</td>)}
+                  {columns.slice(2, -1).map(([k]) => <td key={k}>{k === 'notebook'
+                    ? (run.path ?? run.notebook).split('/').pop() : formatValue(cellValue(run, k))}</td>)}
                   <td>{formatDuration(run.duration)}</td>
                 </tr>
               </React.Fragment>
@@ -63,6 +79,15 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
         <div className="mlops-run-detail" data-testid="mlops-run-detail" ref={detail}>
           <RunDetail id={open} status={runs.find(r => r.id === open)?.status ?? ''}
             open={props.openStepNotebook} report={props.report} />
+          {compareWith && compareWith !== open ? (
+            <>
+              <button className="mlops-link" onClick={() => setCompareWith(null)}>stop comparing</button>
+              <ChartView kind="compare" query={{ runs: `${compareWith},${open}` }} />
+            </>
+          ) : (
+            <button className="mlops-link" data-testid="mlops-compare" onClick={() => setCompareWith(open)}>
+              {compareWith ? 'comparing: open another run' : 'compare with another run'}</button>
+          )}
         </div>
       )}
       <div className="mlops-pager" data-testid="mlops-pager">
@@ -148,10 +173,13 @@ export function ModelsTable(props: { models: Model[]; act: Act }) {
 }
 
 export function DeploymentsTable(props: { deployments: Deployment[]; act: Act }) {
+  const [charted, setCharted] = useState<string | null>(null);
   if (!props.deployments.length) {
     return <p className="mlops-muted">no deployments yet (actions, deploy)</p>;
   }
+  const shown = props.deployments.find(d => d.name === charted);
   return (
+    <>
     <table className="mlops-table" data-testid="mlops-deployments">
       <thead><tr><th>model</th><th>server</th><th>variants</th><th>requests</th><th>drift</th><th /></tr></thead>
       <tbody>
@@ -169,12 +197,21 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
             <td>
               <button className="mlops-link" data-testid={`mlops-undeploy-${d.name}`}
                 onClick={() => props.act(`stopping ${d.name}`, () => request('DELETE', ['deployments', d.name]))}>
-                {d.up ? 'stop' : 'remove'}</button>
+                {d.up ? 'stop' : 'remove'}</button>{' '}
+              <button className="mlops-link" data-testid={`mlops-charts-${d.name}`} aria-pressed={charted === d.name}
+                onClick={() => setCharted(charted === d.name ? null : d.name)}>charts</button>
             </td>
           </tr>
         ))}
       </tbody>
     </table>
+    {shown && (
+      <div data-testid="mlops-deployment-charts">
+        <ChartView kind="traffic" query={{ name: shown.name }} version={shown.requests} />
+        {!shown.monitor_error && <ChartView kind="monitor" query={{ name: shown.name }} version={shown.requests} />}
+      </div>
+    )}
+    </>
   );
 }
 

@@ -163,6 +163,7 @@ export interface RegisterBody {
   name: string;
   metric: string | null;
   require: string[];
+  path?: string; // "best" among this notebook's runs
 }
 
 export interface DeployBody {

@@ -14,7 +14,9 @@ import {
   Run,
   wallClock,
   runColumns,
+  parameterExample,
   runListQuery,
+  runsChartQuery,
   shortRunId,
   toggleRole
 } from '../src/logic';
@@ -60,11 +62,18 @@ test('columns cover every parameter and metric', () => {
 
 test('the table asks the server for one page, filtered and sorted', () => {
   assert.equal(runListQuery(FIRST_PAGE, 100), '?filter=&sort=started&order=desc&offset=0&limit=100');
-  const query = { filter: ' accuracy>0.9 C=10 ', sort: 'metrics.accuracy', descending: false, page: 3 };
+  const query = { filter: ' accuracy>0.9 C=10 ', sort: 'metrics.accuracy', descending: false, page: 3, notebook: null };
   const asked = new URLSearchParams(runListQuery(query, 50));
   assert.deepEqual(Object.fromEntries(asked), {
     filter: 'accuracy>0.9 C=10', sort: 'metrics.accuracy', order: 'asc', offset: '150', limit: '50'
   });
+});
+
+test("the table and its chart keep to this notebook's runs when asked", () => {
+  const mine = { ...FIRST_PAGE, notebook: 'project/my model.ipynb', sort: 'metrics.val.loss', filter: ' C=1 ' };
+  assert.equal(new URLSearchParams(runListQuery(mine, 100)).get('notebook'), 'project/my model.ipynb');
+  assert.deepEqual(runsChartQuery(mine), { notebook: 'project/my model.ipynb', metric: 'val.loss', filter: 'C=1' });
+  assert.deepEqual(runsChartQuery(FIRST_PAGE), {});
 });
 
 test('pages of a long table', () => {
@@ -128,7 +137,18 @@ test('the notice says how a run or a sweep it started ended', () => {
   const trials = [{ status: 'succeeded' }, { status: 'failed' }];
   assert.deepEqual(jobOutcome(job('sweep', 'done', { id: 's1', metric: 'accuracy', trials,
     best: { id: 't1', metrics: { accuracy: 0.99 }, params: { C: 5 } } })),
-  { kind: 'info', text: 'sweep s1 ended: 1 of 2 trials succeeded; best t1: accuracy=0.99 (C=5)' });
+  { kind: 'info', text: 'sweep s1 ended: 1 of 2 trials succeeded; best t1: accuracy=0.99 (C=5)',
+    chart: { kind: 'sweep', query: { id: 's1' } } });
   assert.deepEqual(jobOutcome(job('sweep', 'done', { id: 's2', metric: 'accuracy', trials: [{ status: 'failed' }],
     best: null })), { kind: 'error', text: 'sweep s2 ended: 0 of 1 trials succeeded; none logged accuracy' });
+});
+
+test("the forms' examples come from the notebook's own parameters", () => {
+  const params = { max_depth: { default: 3 }, lr: { default: 0.05 } };
+  assert.equal(parameterExample(params, false), 'max_depth = 3');
+  assert.equal(parameterExample(params, true), 'max_depth = 3, 6');
+  assert.equal(parameterExample({ C: { default: 5.0 } }, false), 'C = 5');
+  assert.equal(parameterExample({ lr: { default: 0.05 } }, true), 'lr = 0.005, 0.05, 0.5');
+  assert.equal(parameterExample({ kernel: { default: 'rbf' } }, true), 'kernel = "rbf"');
+  assert.equal(parameterExample({}, true), '');
 });

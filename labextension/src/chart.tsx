@@ -1,0 +1,58 @@
+/**
+ * Charts in the panel: the Vega-Lite spec the server builds (GET /mlops/api/charts/KIND, the same spec `%mlops`
+ * shows), drawn by JupyterLab's own Vega-Lite renderer from the rendermime registry, so a chart looks as it does in a
+ * notebook and follows the light or dark theme, with no charting library of ours.
+ */
+import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
+import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
+import React, { createContext, useContext, useEffect, useRef, useState } from 'react';
+
+import { request } from './api';
+
+export const VEGA_LITE = 'application/vnd.vegalite.v5+json';
+
+/** The registry the plugin was given; null where no renderer is available (the chart then says so). */
+export const RenderMime = createContext<IRenderMimeRegistry | null>(null);
+
+/** GET /charts/`kind`?`query`, drawn; drawn again when `version` changes (new runs, new requests). */
+export function ChartView(props: { kind: string; query: Record<string, string>; version?: unknown }) {
+  const rendermime = useContext(RenderMime);
+  const host = useRef<HTMLDivElement>(null);
+  const [error, setError] = useState<string | null>(null);
+  const search = new URLSearchParams(props.query).toString();
+  useEffect(() => {
+    let alive = true;
+    let renderer: IRenderMime.IRenderer | null = null;
+    const draw = async () => {
+      try {
+        const spec = await request<Record<string, unknown>>('GET', ['charts', props.kind], undefined,
+          search ? `?${search}` : '');
+        if (!alive || !host.current) {
+          return;
+        }
+        if (!rendermime?.mimeTypes.includes(VEGA_LITE)) {
+          throw new Error('this JupyterLab has no Vega-Lite renderer (@jupyterlab/vega5-extension) to draw charts');
+        }
+        renderer = rendermime.createRenderer(VEGA_LITE);
+        host.current.replaceChildren(renderer.node);
+        await renderer.renderModel(new MimeModel({ data: { [VEGA_LITE]: spec } as never, trusted: true }));
+        setError(null);
+      } catch (e) {
+        if (alive) {
+          setError(e instanceof Error ? e.message : String(e));
+        }
+      }
+    };
+    void draw();
+    return () => {
+      alive = false;
+      renderer?.dispose();
+    };
+  }, [props.kind, search, rendermime, props.version]);
+  return (
+    <div className="mlops-chart" data-testid={`mlops-chart-${props.kind}`}>
+      {error && <p className="mlops-form-error">{error}</p>}
+      <div ref={host} />
+    </div>
+  );
+}
