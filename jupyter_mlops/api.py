@@ -329,7 +329,7 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
 
 
 # -- charts (Vega-Lite specs, charts.py): the same for `%mlops` and the panel --------------------------------------
-def sweep_chart(sweep_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
+def sweep_chart(sweep_id: str, *, width: int | None = None, workspace: str | os.PathLike | None = None) -> dict:
     """The sweep's metric against each swept parameter, its best trial marked (parallel coordinates for several)."""
     from . import charts
 
@@ -339,8 +339,8 @@ def sweep_chart(sweep_id: str, *, workspace: str | os.PathLike | None = None) ->
     metric = found["metric"] or _common_metric(trials)
     if metric is None:
         raise MlopsError(f"sweep `{sweep_id}` has no metric to plot: its trials logged none (log_metrics)")
-    return charts.sweep(trials, metric, maximize=found["direction"] != "minimize", best=found["best_run"],
-                        title=f"sweep {sweep_id}: {metric} by swept parameter")
+    return charts.sized(charts.sweep(trials, metric, maximize=found["direction"] != "minimize",
+                                     best=found["best_run"], sweep_id=sweep_id), width)
 
 
 def _common_metric(runs_: list) -> str | None:
@@ -350,7 +350,7 @@ def _common_metric(runs_: list) -> str | None:
 
 
 def runs_chart(metric: str | None = None, *, notebook: str | os.PathLike | None = None, filter: str = "",  # noqa: A002
-               limit: int = 500, workspace: str | os.PathLike | None = None) -> dict:
+               limit: int = 500, width: int | None = None, workspace: str | os.PathLike | None = None) -> dict:
     """A metric across runs (the latest `limit` that `filter` keeps; only `notebook`'s when given), oldest first;
     without `metric`, the one most of them logged."""
     from . import charts
@@ -361,28 +361,31 @@ def runs_chart(metric: str | None = None, *, notebook: str | os.PathLike | None 
     if metric is None:
         raise MlopsError("no run here logged a metric to plot (log_metrics in the notebook's evaluate step)")
     where = f" of {Path(notebook).name}" if notebook else ""
-    return charts.runs(rows, metric, title=f"{metric} across runs{where}")
+    return charts.sized(charts.runs(rows, metric, title=f"{metric} across runs{where}"), width)
 
 
-def compare_chart(run_ids: list[str], *, workspace: str | os.PathLike | None = None) -> dict:
+def compare_chart(run_ids: list[str], *, width: int | None = None,
+                  workspace: str | os.PathLike | None = None) -> dict:
     """The runs' metrics side by side, a small chart per metric."""
     from . import charts
 
     if len(run_ids) < 2:
         raise MlopsError("compare needs at least two runs, e.g. `%mlops compare RUN1 RUN2 --plot`")
-    return charts.compare([get_run(r, workspace=workspace) for r in run_ids])
+    return charts.sized(charts.compare([get_run(r, workspace=workspace) for r in run_ids]), width)
 
 
-def monitor_chart(name: str, *, window: int = 1000, workspace: str | os.PathLike | None = None) -> dict:
+def monitor_chart(name: str, *, window: int = 1000, width: int | None = None,
+                  workspace: str | os.PathLike | None = None) -> dict:
     """Per feature, the training data's distribution against the live one, drifted features first."""
     from . import charts
 
     found = monitor(name, window=window, workspace=workspace)
-    return charts.drift(found["features"], title=f"{name} v{found['version']}: drift over the latest "
-                                                 f"{found['window_rows']:,} rows")
+    return charts.sized(charts.drift(found["features"], title=f"{name} v{found['version']}: drift over the "
+                                                              f"latest {found['window_rows']:,} rows"), width)
 
 
-def traffic_chart(name: str, *, window: int = 5000, workspace: str | os.PathLike | None = None) -> dict:
+def traffic_chart(name: str, *, window: int = 5000, width: int | None = None,
+                  workspace: str | os.PathLike | None = None) -> dict:
     """The deployment's requests per second, p50/p99 latency and traffic share per variant over its latest
     `window` logged requests, and each shadow's agreement with the primary."""
     from . import charts
@@ -395,7 +398,8 @@ def traffic_chart(name: str, *, window: int = 5000, workspace: str | os.PathLike
     shadow = shadow_report(ws.store.get_deployment(name)) or {}
     shadows = [{"shadow": variant, "agreement": v["agreement"], "compared": v["rows"]}
                for variant, v in (shadow.get("variants") or {}).items() if v.get("agreement") is not None]
-    return charts.traffic(traffic(ws.root / "logs" / name, window), shadows, title=f"{name}: traffic")
+    return charts.sized(charts.traffic(traffic(ws.root / "logs" / name, window), shadows,
+                                       title=f"{name}: traffic"), width)
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from typing import Any
 
 MIME_TYPE = "application/vnd.vegalite.v5+json"
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
-WIDTH = 240  # fits the panel at its default width beside the axis labels; notebooks are wider
+WIDTH = 320  # the plotting area of a chart in a notebook; the panel asks for what its width leaves (`sized`)
+NARROW = 280  # below this, small multiples stack in one column instead of two
 MAX_FEATURES = 12  # histograms in one monitor chart; the rest are named in its subtitle
 BEST = "#e45756"  # the best trial: one colour that reads on light and dark backgrounds
 
@@ -28,12 +29,45 @@ class Chart:
         return self.text
 
 
-def _spec(title: str, body: dict, subtitle: str | None = None) -> dict:
+def sized(spec: dict, width: int | None) -> dict:
+    """The spec drawn `width` pixels wide (its plotting area) instead of WIDTH: every width scaled alike; small
+    multiples in one column when that is narrow; titles cut to fit rather than overflow."""
+    if not width or width == WIDTH:
+        return spec
+    factor = width / WIDTH
+
+    def scale(node: Any, narrow_inner: bool = False) -> Any:
+        if isinstance(node, list):
+            return [scale(n, narrow_inner) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        stacked = node.get("columns") == 2 and width < NARROW
+        for key, value in node.items():
+            if key == "width" and isinstance(value, (int, float)):
+                out[key] = max(40, round(value * factor * (2 if narrow_inner else 1)))
+            elif key == "columns" and stacked:
+                out[key] = 1
+            elif key == "data":  # values are data, not layout
+                out[key] = value
+            else:
+                out[key] = scale(value, narrow_inner or (stacked and key in ("spec", "concat")))
+        return out
+
+    resized = scale(spec)
+    resized["title"] = {**resized["title"], "limit": width + 80} \
+        if isinstance(resized.get("title"), dict) else resized.get("title")
+    return resized
+
+
+def _spec(title: str, body: dict, subtitle: str | list[str] | None = None) -> dict:
     heading: dict[str, Any] = {"text": title, "anchor": "start"}
     if subtitle:
         heading["subtitle"] = subtitle
     return {"$schema": SCHEMA, "title": heading, **body,
-            "config": {"view": {"stroke": None}, "axis": {"labelLimit": 120}}}
+            # legends below the chart: beside it they take the width a narrow panel does not have
+            "config": {"view": {"stroke": None}, "axis": {"labelLimit": 120},
+                       "legend": {"orient": "bottom", "direction": "horizontal"}}}
 
 
 def _numeric(values: list) -> bool:
@@ -59,7 +93,7 @@ def _axis(field: str, values: list) -> dict:
 # Data fields have fixed names (`score`, `p0`, `p1`, ...) and the names people gave are titles: Vega-Lite reads a dot
 # in a field name as a path, and metric names like `val.loss` exist.
 def sweep(trials: list[dict], metric: str, maximize: bool = True, best: str | None = None,
-          title: str | None = None) -> dict:
+          sweep_id: str | None = None) -> dict:
     """The metric against each swept parameter (one panel each), the best trial marked; with several numeric
     parameters also parallel coordinates (every trial one line across the parameters and the metric).
     `trials`: runs as the API gives them (id, status, params, metrics)."""
@@ -69,8 +103,8 @@ def sweep(trials: list[dict], metric: str, maximize: bool = True, best: str | No
              **{fields[name]: t["params"].get(name) for name in swept}}
             for t in trials]
     scored = [r for r in rows if r["score"] is not None]
-    done = f"{len(scored)} of {len(trials)} trials scored"
-    subtitle = f"{done}; best {best} ({'highest' if maximize else 'lowest'} {metric})" if best else done
+    subtitle = ([f"sweep {sweep_id}"] if sweep_id else []) + [f"{len(scored)} of {len(trials)} trials scored"] + \
+        ([f"best {best} ({'highest' if maximize else 'lowest'} {metric})"] if best else [])
     y = {"field": "score", "type": "quantitative", "title": metric, "scale": {"zero": False}}
     tooltip = [{"field": "run"}, {"field": "score", "type": "quantitative", "format": ".4g", "title": metric}] + \
         [{"field": fields[n], "title": n} for n in swept]
@@ -92,7 +126,7 @@ def sweep(trials: list[dict], metric: str, maximize: bool = True, best: str | No
     if len(numeric) >= 2:
         body = {"data": {"values": scored}, "vconcat": [{"concat": panels, "columns": 1},
                                                         _parallel({fields[n]: n for n in numeric}, metric)]}
-    return _spec(title or f"{metric} by swept parameter", body, subtitle)
+    return _spec(f"{metric} by {', '.join(swept) or 'trial'}", body, subtitle)
 
 
 def _varying(trials: list[dict]) -> list[str]:
@@ -106,7 +140,7 @@ def _parallel(parameters: dict[str, str], metric: str) -> dict:
     own range (0 = its lowest value, 1 = its highest)."""
     names = {**parameters, "score": metric}
     label = " : ".join(f"datum.axis == {json.dumps(f)} ? {json.dumps(n)}" for f, n in names.items()) + " : ''"
-    return {"width": WIDTH, "height": 160, "title": "parallel coordinates (each axis from its lowest to highest)",
+    return {"width": WIDTH, "height": 160, "title": "every trial across the parameters",
             "transform": [{"window": [{"op": "count", "as": "trial"}]},
                           {"fold": list(names), "as": ["axis", "level"]},
                           {"joinaggregate": [{"op": "min", "field": "level", "as": "low"},
@@ -115,7 +149,8 @@ def _parallel(parameters: dict[str, str], metric: str) -> dict:
                                         "(datum.level - datum.low) / (datum.high - datum.low)", "as": "scaled"},
                           {"calculate": label, "as": "name"}],
             "mark": {"type": "line", "opacity": 0.6},
-            "encoding": {"x": {"field": "name", "type": "nominal", "sort": list(names.values()), "title": None},
+            "encoding": {"x": {"field": "name", "type": "nominal", "sort": list(names.values()),
+                               "title": "each axis from its lowest to highest", "axis": {"labelAngle": 0}},
                          "y": {"field": "scaled", "type": "quantitative", "axis": None},
                          "detail": {"field": "trial", "type": "nominal"},
                          "color": {"field": "score", "type": "quantitative", "title": metric},
@@ -164,7 +199,7 @@ def traffic(series: list[dict], shadows: list[dict] | None = None, title: str = 
     """Requests per second, p50 and p99 latency and the share of traffic per variant over time; each shadow's
     agreement with the primary. `series`: one dict per time bucket and variant (time, variant, rps, p50, p99,
     share), as `serving.monitor.traffic` makes them."""
-    x = {"field": "time", "type": "temporal", "title": None}
+    x = {"field": "time", "type": "temporal", "title": None, "axis": {"format": "%H:%M:%S", "labelOverlap": True}}
     color = {"field": "variant", "type": "nominal"}
     latency = {"transform": [{"fold": ["p50", "p99"], "as": ["quantile", "ms"]}],
                "mark": {"type": "line", "point": True},
@@ -208,12 +243,13 @@ def drift(features: dict, title: str = "drift") -> dict:
                 values.append({"feature": label, "bin": b["bin"], "order": b["order"], "source": source,
                                "share": b[source]})
     left = len(order) - len(shown)
-    subtitle = f"{len(shown)} of {len(order)} features, drifted first, then by PSI" + \
-        (f"; not shown: {', '.join(order[len(shown):][:8])}{' ...' if left > 8 else ''}" if left else "")
+    subtitle = [f"{len(shown)} of {len(order)} features: drifted first, then by PSI"] + \
+        ([f"not shown: {', '.join(order[len(shown):][:8])}{' ...' if left > 8 else ''}"] if left else [])
     labels = [f"{n} (drifted)" if features[n]["drifted"] else n for n in shown]
     body = {"data": {"values": values},
             "facet": {"field": "feature", "type": "nominal", "title": None, "sort": labels},
-            "columns": 2, "resolve": {"scale": {"x": "independent", "y": "independent"}},
+            # xOffset resolved with x: shared, the pairs of bars were drawn a quarter of a pixel wide
+            "columns": 2, "resolve": {"scale": {"x": "independent", "xOffset": "independent", "y": "independent"}},
             "spec": {"width": WIDTH // 2, "height": 90, "mark": {"type": "bar", "opacity": 0.85},
                      "encoding": {"x": {"field": "bin", "type": "ordinal", "sort": {"field": "order"},
                                         "title": None, "axis": {"labelAngle": -45, "labelLimit": 60}},

@@ -204,8 +204,9 @@ def _registry_verbs(sub) -> None:
     p.add_argument("--require", action="append", default=[], metavar="GATE",
                    help='a quality gate, e.g. "accuracy>=0.9"; repeatable; a failed gate registers nothing')
     p.add_argument("--sweep", metavar="ID", help="choose `best` among this sweep's trials")
-    p.add_argument("--notebook", metavar="NB", help="choose `best` among this notebook's runs (%%mlops: this "
-                                                    "notebook's, unless --notebook all)")
+    # not `notebook`: %mlops fills an unset `notebook` with the kernel's own and fails where it cannot tell
+    p.add_argument("--notebook", metavar="NB", dest="best_of",
+                   help="choose `best` among this notebook's runs (%%mlops: this notebook's, unless --notebook all)")
     p.add_argument("--json", action="store_true")
     _workspace_option(p)
 
@@ -792,7 +793,7 @@ def _register(args: argparse.Namespace) -> int:
     try:
         version = api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
                                require=args.require, sweep_id=args.sweep,
-                               notebook=args.notebook if args.notebook != "all" else None, workspace=args.workspace)
+                               notebook=args.best_of if args.best_of != "all" else None, workspace=args.workspace)
     except GateFailed as exc:
         print(f"gate failed: {exc}", file=sys.stderr)
         return 1

@@ -241,8 +241,8 @@ def _runs(args):
 
 def _own_notebook(args) -> str | None:
     """Where `register best` looks: --notebook, else this kernel's notebook (when it can tell), unless `all`."""
-    if args.notebook:
-        return None if args.notebook == "all" else args.notebook
+    if args.best_of:
+        return None if args.best_of == "all" else args.best_of
     try:
         return current_notebook()
     except MlopsError:

@@ -2,6 +2,7 @@
 logged traffic), checked against Vega-Lite 5's own JSON schema, and drawn to SVG by Vega itself (node, the same
 versions JupyterLab ships), so a spec that JupyterLab or the panel could not draw fails here."""
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -99,6 +100,7 @@ def test_a_sweep_chart_plots_the_metric_against_the_swept_parameter_with_the_bes
     [panel] = spec["concat"]
     assert panel["layer"][0]["encoding"]["x"] == {"field": "p0", "type": "quantitative", "scale": {"type": "log"},
                                                   "title": "C"}
+    assert spec["title"]["text"] == "accuracy by C" and spec["title"]["subtitle"][0] == f"sweep {sweep['id']}"
     [svg] = draw(spec)
     assert ">best<" in svg and ">C<" in svg and ">accuracy<" in svg
 
@@ -113,7 +115,7 @@ def test_several_swept_parameters_get_a_panel_each_and_parallel_coordinates():
     assert [p["layer"][0]["encoding"]["x"]["title"] for p in panels["concat"]] == ["C", "gamma", "kernel"]
     assert panels["concat"][2]["layer"][0]["encoding"]["x"]["type"] == "nominal"  # kernel: categories
     assert parallel["transform"][1]["fold"] == ["p0", "p1", "score"]  # numeric parameters and the metric
-    assert "lowest val.loss" in spec["title"]["subtitle"]
+    assert "lowest val.loss" in " ".join(spec["title"]["subtitle"])
     [svg] = draw(spec)
     assert ">val.loss<" in svg and ">gamma<" in svg and ">kernel<" in svg  # a dotted metric name is no field path
 
@@ -145,13 +147,16 @@ def test_monitor_chart_puts_drifted_features_first_and_says_how_many_it_shows(wo
     found = jupyter_mlops.monitor("digits", workspace=workspace["ws"])
     shown = spec["facet"]["sort"]
     assert len(shown) == charts.MAX_FEATURES and all(s.endswith("(drifted)") for s in shown)
-    assert f"{charts.MAX_FEATURES} of 64 features" in spec["title"]["subtitle"]
+    assert spec["title"]["subtitle"][0].startswith(f"{charts.MAX_FEATURES} of 64 features")
     assert "Bonferroni" in found["drift_rule"] and "PSI" in found["drift_rule"]
     feature = found["features"][shown[0].removesuffix(" (drifted)")]
     assert abs(sum(b["live"] for b in feature["histogram"]) - 1) < 1e-9
     assert abs(sum(b["training"] for b in feature["histogram"]) - 1) < 1e-6
     [svg] = draw(spec)
     assert "(drifted)" in svg and ">training<" in svg and ">live<" in svg
+    # the training and live bars of a bin stand side by side, each wide enough to see (they were 0.25 px)
+    widths = [float(w) for w in re.findall(r'aria-roledescription="bar" d="M[-\d.e]+,[-\d.e]+h([-\d.e]+)', svg)]
+    assert len(widths) >= 2 * charts.MAX_FEATURES and min(widths) > 2, sorted(widths)[:5]
 
 
 def test_traffic_is_bucketed_per_variant_with_rates_latency_and_shares(tmp_path):
@@ -194,3 +199,15 @@ def test_the_command_line_prints_a_chart_as_a_vega_lite_spec(workspace):
                            "--workspace", ws], capture_output=True, text=True, timeout=120)
     assert "5 of 64 features shown, drifted first, then by PSI" in done.stdout
     assert "rule: a feature has drifted when" in done.stdout and "Bonferroni" in done.stdout
+
+
+def test_a_chart_fits_the_width_it_is_asked_for(workspace):
+    """The panel asks for its own width: every view scaled alike, small multiples stacked when narrow."""
+    wide = jupyter_mlops.api.monitor_chart("digits", workspace=workspace["ws"])
+    narrow = jupyter_mlops.api.monitor_chart("digits", width=200, workspace=workspace["ws"])
+    assert wide["columns"] == 2 and wide["spec"]["width"] == charts.WIDTH // 2
+    assert narrow["columns"] == 1 and narrow["spec"]["width"] == 200 and narrow["title"]["limit"] == 280
+    assert narrow["data"] == wide["data"]
+    sweep = jupyter_mlops.api.sweep_chart(workspace["sweep"]["id"], width=160, workspace=workspace["ws"])
+    assert sweep["concat"][0]["width"] == 160
+    draw(narrow, sweep)

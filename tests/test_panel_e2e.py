@@ -222,3 +222,75 @@ def test_the_runs_table_shows_a_page_of_a_large_store(lab, browser):
 def _chromium_present():
     if os.environ.get("CI") and not shutil.which("chromium"):
         pytest.fail("CI must install Debian's chromium: apt-get install -y chromium")
+
+
+def test_charts_deploy_and_stop_from_the_panel(lab, browser):
+    """Issue 18: a sweep's chart drawn in the panel (a canvas, not just a spec), this notebook's runs charted, a
+    deployment started from the panel with its traffic and drift charts, then stopped from the panel."""
+    import requests
+    from sklearn.datasets import load_digits
+
+    from conftest import free_port
+
+    shutil.copy(EXAMPLES / "digits.ipynb", lab.root / "project" / "charted.ipynb")  # tagged already
+    SHOTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{lab.url}/lab/tree/project/charted.ipynb?reset&token={lab.token}")
+    page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
+    page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
+    panel = page.locator("#jupyter-mlops-panel")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
+
+    def drawn(chart: str) -> None:  # JupyterLab's Vega renderer draws on a canvas (or an SVG)
+        panel.locator(f'[data-testid="mlops-chart-{chart}"] canvas, [data-testid="mlops-chart-{chart}"] svg') \
+            .first.wait_for(timeout=60_000)
+        size = panel.locator(f'[data-testid="mlops-chart-{chart}"] canvas, '
+                             f'[data-testid="mlops-chart-{chart}"] .marks').first.bounding_box()
+        assert size and size["width"] > 150 and size["height"] > 100, (chart, size)
+
+    # a sweep from the form; its example comes from the notebook's own parameter (it was the digits example's)
+    panel.locator('[data-testid="mlops-action-sweep"]').click()
+    space = panel.locator('[data-testid="mlops-sweep-space"]')
+    assert space.get_attribute("placeholder") == "C = 0.5, 5, 50"
+    space.fill("C = 1, 10")
+    panel.locator('[data-testid="mlops-sweep-metric"]').select_option("accuracy")
+    panel.locator('[data-testid="mlops-sweep"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("ended").wait_for(timeout=300_000)
+    drawn("sweep")
+    page.screenshot(path=str(SHOTS / "panel-sweep-chart.png"))  # at the sidebar's default width
+
+    # the runs of this notebook only, charted
+    panel.locator('[data-testid="mlops-this-notebook"]').check()
+    page.wait_for_function("() => document.querySelector('[data-testid=\"mlops-pager\"]').textContent"
+                           ".startsWith('2 runs')")
+    panel.locator('[data-testid="mlops-runs-chart-toggle"]').click()
+    drawn("runs")
+
+    # register the sweep's best, deploy it from the panel, send it traffic, look at its charts, stop it
+    registered = lab.api("POST", "models", json={"run": "best", "metric": "accuracy", "name": "charted",
+                                                 "path": "project/charted.ipynb"})
+    assert registered.status_code == 201, registered.text
+    panel.locator('[data-testid="mlops-action-deploy"]').click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"mlops-deploy-model\"] option')]"
+                           ".some(o => o.textContent === 'charted')")
+    panel.locator('[data-testid="mlops-deploy-model"]').select_option("charted")
+    port = free_port()
+    panel.locator('[data-testid="mlops-deploy-port"]').fill(str(port))
+    panel.locator('[data-testid="mlops-deploy"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("started at").wait_for(timeout=90_000)
+    rows = load_digits().data[:200].tolist()
+    with requests.Session() as session:
+        for i in range(0, 200, 20):
+            assert session.post(f"http://127.0.0.1:{port}/invocations", json={"instances": rows[i:i + 20]}).ok
+    panel.locator('[data-testid="mlops-tab-deployments"]').click()
+    panel.locator('[data-testid="mlops-charts-charted"]').click()
+    drawn("traffic")
+    drawn("monitor")
+    page.screenshot(path=str(SHOTS / "panel-deployment-charts.png"))
+    panel.locator('[data-testid="mlops-undeploy-charted"]').click()
+    panel.get_by_text("no deployments yet").wait_for(timeout=60_000)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+    assert not [e for e in errors if "mlops" in e.lower() or "vega" in e.lower()], errors

@@ -471,7 +471,7 @@ class ChartHandler(MlopsHandler):
     @web.authenticated
     async def get(self, kind: str):
         """A chart's Vega-Lite spec, the one `%mlops` shows: `sweep?id=`, `runs?notebook=&metric=&filter=`,
-        `compare?runs=A,B`, `monitor?name=&window=`, `traffic?name=`."""
+        `compare?runs=A,B`, `monitor?name=&window=`, `traffic?name=`; each `width=` pixels wide (the panel's)."""
         from .. import api
 
         arg = self.get_argument
@@ -495,7 +495,10 @@ class ChartHandler(MlopsHandler):
             window = _number({"window": arg("window", None)}, "window", int, None, minimum=1)
             chart = api.monitor_chart if kind == "monitor" else api.traffic_chart
             given = {"name": name, **({"window": window} if window else {})}
-        self.reply(await self.run_blocking(chart, workspace=self.workspace.root, **given))
+        width = _number({"width": arg("width", None)}, "width", int, None, minimum=80)
+        if width is not None and width > 4000:
+            raise web.HTTPError(400, f"`width` must be at most 4000 pixels, got {width}")
+        self.reply(await self.run_blocking(chart, workspace=self.workspace.root, width=width, **given))
 
     def _required(self, name: str) -> str:
         value = self.get_argument(name, "")

@@ -14,13 +14,36 @@ export const VEGA_LITE = 'application/vnd.vegalite.v5+json';
 /** The registry the plugin was given; null where no renderer is available (the chart then says so). */
 export const RenderMime = createContext<IRenderMimeRegistry | null>(null);
 
-/** GET /charts/`kind`?`query`, drawn; drawn again when `version` changes (new runs, new requests). */
+/** The plotting width a chart gets in `host`: its width less the axes' labels, in steps of 20 px. */
+function plotWidth(host: HTMLElement | null): number {
+  return Math.max(120, Math.floor(((host?.clientWidth ?? 300) - 90) / 20) * 20);
+}
+
+/**
+ * GET /charts/`kind`?`query`, drawn as wide as the panel is (the server sizes the spec); drawn again when
+ * `version` changes (new runs, new requests) or the panel is resized.
+ */
 export function ChartView(props: { kind: string; query: Record<string, string>; version?: unknown }) {
   const rendermime = useContext(RenderMime);
+  const outer = useRef<HTMLDivElement>(null);
   const host = useRef<HTMLDivElement>(null);
   const [error, setError] = useState<string | null>(null);
-  const search = new URLSearchParams(props.query).toString();
+  const [width, setWidth] = useState<number | null>(null);
   useEffect(() => {
+    const box = outer.current;
+    if (!box) {
+      return;
+    }
+    setWidth(plotWidth(box));
+    const watcher = new ResizeObserver(() => setWidth(plotWidth(box)));
+    watcher.observe(box);
+    return () => watcher.disconnect();
+  }, []);
+  const search = new URLSearchParams({ ...props.query, ...(width ? { width: String(width) } : {}) }).toString();
+  useEffect(() => {
+    if (width === null) {
+      return;
+    }
     let alive = true;
     let renderer: IRenderMime.IRenderer | null = null;
     const draw = async () => {
@@ -48,9 +71,9 @@ export function ChartView(props: { kind: string; query: Record<string, string>; 
       alive = false;
       renderer?.dispose();
     };
-  }, [props.kind, search, rendermime, props.version]);
+  }, [props.kind, search, rendermime, props.version, width]);
   return (
-    <div className="mlops-chart" data-testid={`mlops-chart-${props.kind}`}>
+    <div className="mlops-chart" data-testid={`mlops-chart-${props.kind}`} ref={outer}>
       {error && <p className="mlops-form-error">{error}</p>}
       <div ref={host} />
     </div>

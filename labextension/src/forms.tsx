@@ -210,12 +210,13 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
     <div className="mlops-form">
       <div className="mlops-row">
         <Field label="Model">
-          <select value={name} onChange={e => setName(e.target.value)}>
+          <select value={name} onChange={e => setName(e.target.value)} data-testid="mlops-deploy-model">
             <option value="">(choose)</option>
             {props.models.map(m => <option key={m.name}>{m.name}</option>)}
           </select>
         </Field>
-        <Field label="Port"><input type="number" value={port} onChange={e => setPort(Number(e.target.value))} /></Field>
+        <Field label="Port"><input type="number" value={port} onChange={e => setPort(Number(e.target.value))}
+          data-testid="mlops-deploy-port" /></Field>
       </div>
       <p className="mlops-muted">primary: {model ? `version ${model.aliases.production ?? Math.max(...versions)}` +
         (model.aliases.production ? ' (production)' : ' (latest)') : '-'}</p>
@@ -236,7 +237,7 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
         </select>
       </Field>
       <FormError error={error} />
-      <button className="mlops-primary" onClick={() => guarded(() => {
+      <button className="mlops-primary" data-testid="mlops-deploy" onClick={() => guarded(() => {
         if (!name) {
           throw new Error('choose a registered model');
         }

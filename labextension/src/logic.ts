@@ -270,19 +270,20 @@ export function jobOutcome(job: Job): Outcome | null {
 
 /**
  * Example text for the run and sweep forms from the notebook's own first parameter (they showed the digits
- * example's `C = 10` for every notebook): its default for a run; for a sweep, values around it (whole numbers for an
- * int: `max_depth = 3, 6`; a decade either side for a float: `C = 0.5, 5, 50`).
+ * example's `C = 10` for every notebook): its default as written for a run; for a sweep, values around it (whole
+ * numbers for an int: `max_depth = 3, 6`; a decade either side for a float, even one written `5.0`: `C = 0.5, 5, 50`).
  */
-export function parameterExample(parameters: Record<string, { default: unknown }>, sweep: boolean): string {
+export function parameterExample(parameters: Record<string, { default: unknown; type?: string; source?: string }>,
+  sweep: boolean): string {
   const [name] = Object.keys(parameters);
   if (name === undefined) {
     return '';
   }
-  const value = parameters[name].default;
+  const { default: value, type, source } = parameters[name];
   if (!sweep || typeof value !== 'number' || !Number.isFinite(value)) {
-    return `${name} = ${typeof value === 'string' ? JSON.stringify(value) : formatValue(value)}`;
+    return `${name} = ${source ?? (typeof value === 'string' ? JSON.stringify(value) : formatValue(value))}`;
   }
-  if (Number.isInteger(value)) {
+  if (type === 'int' || (type === undefined && Number.isInteger(value))) {
     return `${name} = ${value}, ${value === 0 ? 1 : value * 2}`;
   }
   const around = [value / 10, value, value * 10].map(v => Number(v.toPrecision(3)));

@@ -174,12 +174,15 @@ export function ModelsTable(props: { models: Model[]; act: Act }) {
 
 export function DeploymentsTable(props: { deployments: Deployment[]; act: Act }) {
   const [charted, setCharted] = useState<string | null>(null);
+  const charts = useRef<HTMLDivElement>(null);
+  useEffect(() => charts.current?.scrollIntoView({ block: 'nearest' }), [charted]); // opened below: into view
   if (!props.deployments.length) {
     return <p className="mlops-muted">no deployments yet (actions, deploy)</p>;
   }
   const shown = props.deployments.find(d => d.name === charted);
   return (
     <>
+    <div className="mlops-table-scroll">
     <table className="mlops-table" data-testid="mlops-deployments">
       <thead><tr><th>model</th><th>server</th><th>variants</th><th>requests</th><th>drift</th><th /></tr></thead>
       <tbody>
@@ -205,8 +208,9 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
         ))}
       </tbody>
     </table>
-    {shown && (
-      <div data-testid="mlops-deployment-charts">
+    </div>
+    {shown && (  // below the table, scrolled into view: the charts need the panel's width
+      <div data-testid="mlops-deployment-charts" ref={charts}>
         <ChartView kind="traffic" query={{ name: shown.name }} version={shown.requests} />
         {!shown.monitor_error && <ChartView kind="monitor" query={{ name: shown.name }} version={shown.requests} />}
       </div>

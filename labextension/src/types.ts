@@ -18,6 +18,8 @@ export interface Step {
 export interface Parameter {
   default: unknown;
   help: string;
+  type?: string; // inferred from the parameters cell: int, float, str, bool, ...
+  source?: string; // the default as written in the cell
 }
 
 /** POST /validate */

@@ -144,10 +144,12 @@ test('the notice says how a run or a sweep it started ended', () => {
 });
 
 test("the forms' examples come from the notebook's own parameters", () => {
-  const params = { max_depth: { default: 3 }, lr: { default: 0.05 } };
+  const params = { max_depth: { default: 3, type: 'int', source: '3' }, lr: { default: 0.05 } };
   assert.equal(parameterExample(params, false), 'max_depth = 3');
   assert.equal(parameterExample(params, true), 'max_depth = 3, 6');
-  assert.equal(parameterExample({ C: { default: 5.0 } }, false), 'C = 5');
+  const digits = { C: { default: 5, type: 'float', source: '5.0' } }; // 5.0 arrives in JSON as 5
+  assert.equal(parameterExample(digits, false), 'C = 5.0');
+  assert.equal(parameterExample(digits, true), 'C = 0.5, 5, 50');
   assert.equal(parameterExample({ lr: { default: 0.05 } }, true), 'lr = 0.005, 0.05, 0.5');
   assert.equal(parameterExample({ kernel: { default: 'rbf' } }, true), 'kernel = "rbf"');
   assert.equal(parameterExample({}, true), '');
