@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import socket
 
+# set in a deployment's environment by the Jupyter server that starts it: that server's owner string, whose end
+# stops the deployment (serving/workers.py watches it)
+STOP_WITH = "MLOPS_STOP_WITH"
+
 
 def process_owner(pid: int | None = None) -> str:
     """host:pid:start-time of a process; the start time tells a live process from a later one with the same pid."""

@@ -239,7 +239,7 @@ def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
     failed = server.api("POST", "models", json={"run": finished_run, "name": "digits",
                                                 "require": ["accuracy>=1.01"]})
     assert failed.status_code == 400 and "accuracy" in failed.json()["message"]
-    assert server.api("GET", "models").json()["models"] == []
+    assert "digits" not in [m["name"] for m in server.api("GET", "models").json()["models"]]
     for _ in range(2):
         done = server.api("POST", "models", json={"run": finished_run, "name": "digits",
                                                   "require": ["accuracy>=0.9"]})
@@ -247,7 +247,7 @@ def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
     assert server.api("POST", "models/digits/promote", json={"version": 1}).json()["version"] == 1
     assert server.api("POST", "models/digits/promote", json={"version": 2}).json()["previous"] == 1
     assert server.api("POST", "models/digits/rollback", json={}).json()["version"] == 1
-    model = server.api("GET", "models").json()["models"][0]
+    model = next(m for m in server.api("GET", "models").json()["models"] if m["name"] == "digits")
     assert model["aliases"] == {"production": 1} and len(model["versions"]) == 2
     assert server.api("POST", "models/digits/promote", json={"version": 9}).status_code == 400
 
@@ -285,6 +285,50 @@ def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
         row = Workspace(server.root / ".mlops").store.get_deployment("digits")
         if row:  # the test failed before the Stop button: do not leave the server running
             os.kill(int(row["owner"].rsplit(":", 2)[1]), signal.SIGTERM)
+
+
+def test_deployments_the_server_started_stop_with_it_unless_kept(tmp_path):
+    """Issue 18, item 2: a deployment started from the panel kept serving after `jupyter lab` exited (re-parented
+    to PID 1). Now it stops with the Jupyter server that started it, unless the user chose to keep it; the table
+    then shows it down."""
+    import subprocess
+    import sys
+
+    import jupyter_mlops
+    from jupyter_mlops.owners import owner_is_gone
+    from jupyter_mlops.workspace import Workspace
+
+    from conftest import register_digits
+
+    root = tmp_path / "root"
+    root.mkdir()
+    [version] = register_digits(root)
+    jupyter_mlops.register(version["run_id"], "kept", workspace=root / ".mlops")
+    store = Workspace(root / ".mlops").store
+    running = JupyterServer(root).wait()
+    ports = {"digits": free_port(), "kept": free_port()}
+    try:
+        for name, keep in (("digits", False), ("kept", True)):
+            reply = running.api("POST", "deployments", json={"name": name, "port": ports[name], "keep": keep})
+            assert reply.status_code == 200 and reply.json()["status"] == "started", reply.text
+        assert all(d["up"] for d in running.api("GET", "deployments").json()["deployments"])
+    finally:
+        running.stop()
+    owners = {name: store.get_deployment(name)["owner"] for name in ports}
+    try:
+        deadline = time.time() + 30
+        while not owner_is_gone(owners["digits"]) and time.time() < deadline:
+            time.sleep(0.2)
+        assert owner_is_gone(owners["digits"]), "the deployment outlived the Jupyter server that started it"
+        assert not owner_is_gone(owners["kept"])
+        assert requests.get(f"http://127.0.0.1:{ports['kept']}/v2/health/live", timeout=5).status_code == 200
+        listed = {d["name"]: d["up"] for d in jupyter_mlops.deployments(workspace=root / ".mlops")}
+        assert listed == {"digits": False, "kept": True}
+    finally:
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "undeploy", "kept", "--workspace",
+                               str(root / ".mlops")], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert owner_is_gone(owners["kept"])
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------

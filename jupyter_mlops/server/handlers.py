@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 
 from ..errors import MlopsError, NotebookError, StoreError
 from ..names import check_name, check_path_text, check_run_id
+from ..owners import STOP_WITH, process_owner
 from ..search_space import MAX_TRIALS
 from ..workspace import new_run_id
 
@@ -397,7 +398,8 @@ class DeploymentsHandler(MlopsHandler):
     @web.authenticated
     async def post(self):
         """Start the deployment's server (a `jupyter-mlops deploy` process of its own, so serving never shares the
-        Jupyter server's event loop), or update the running one; answers once it is up or has said why not."""
+        Jupyter server's event loop), or update the running one; answers once it is up or has said why not. The
+        server stops when this Jupyter server does, unless `keep` is true."""
         data = self.body()
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
@@ -423,7 +425,10 @@ class DeploymentsHandler(MlopsHandler):
                                          f"{header[:40]!r}")
             command += [f"--sticky-header={header}"]
         command += ["--", name]  # never read as an option, whatever it is
-        self.reply(await self.run_blocking(_start_deployment, self.workspace, name, command))
+        if data.get("keep") not in (None, True, False):
+            raise web.HTTPError(400, f"`keep` must be true or false, got {data['keep']!r}")
+        stop_with = {} if data.get("keep") else {STOP_WITH: process_owner()}
+        self.reply(await self.run_blocking(_start_deployment, self.workspace, name, command, stop_with))
 
 
 class DeploymentHandler(MlopsHandler):
@@ -437,7 +442,7 @@ class DeploymentHandler(MlopsHandler):
         self.reply(await self.run_blocking(api.undeploy, name, workspace=self.workspace.root))
 
 
-def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> dict:
+def _start_deployment(ws, name: str, command: list[str], env: dict, wait: float = 60.0) -> dict:
     from ..serving.server import is_up
 
     log = ws.root / "logs" / name / "server.log"
@@ -446,7 +451,7 @@ def _start_deployment(ws, name: str, command: list[str], wait: float = 60.0) -> 
     start = log.stat().st_size if log.exists() else 0  # before the process starts: its first words are ours to show
     with open(log, "ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
     deadline = time.time() + wait
     while time.time() < deadline:
         code = process.poll()

@@ -59,6 +59,26 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _stop_with_owner() -> None:
+    """A deployment the Jupyter server started stops with it (unless the user chose to keep it): once the process
+    MLOPS_STOP_WITH names is gone, however it ended, this one gets the SIGTERM `undeploy` would send, and stops
+    cleanly (request log flushed, workers and shadows ended)."""
+    import signal
+
+    from ..owners import STOP_WITH, owner_is_gone
+
+    owner = os.environ.pop(STOP_WITH, "")
+    if not owner:
+        return
+
+    def watch() -> None:
+        while not owner_is_gone(owner):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mlops-stop-with", daemon=True).start()
+
+
 def _watch_parent(server, parent: int) -> None:
     """Stop this worker's server when the group's parent is gone (killed without the chance to stop us)."""
     while not server.should_exit:
@@ -203,6 +223,7 @@ def serve_recipe(recipe, host: str, port: int, workers: int = 1,
     once the port is bound."""
     from .server import serve_forever
 
+    _stop_with_owner()
     if workers == 1:
         app = recipe(target=target)
         if on_listening:

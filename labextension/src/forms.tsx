@@ -203,6 +203,7 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
   const [canary, setCanary] = useState('');
   const [weight, setWeight] = useState(10);
   const [shadow, setShadow] = useState('');
+  const [keep, setKeep] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const model = props.models.find(m => m.name === name);
   const versions: number[] = model ? model.versions.map(v => v.version) : [];
@@ -236,13 +237,16 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
           <option value="">(none)</option>{versions.map(v => <option key={v}>{v}</option>)}
         </select>
       </Field>
+      <label className="mlops-check" title="otherwise the server stops when this JupyterLab's server stops">
+        <input type="checkbox" checked={keep} onChange={e => setKeep(e.target.checked)}
+          data-testid="mlops-deploy-keep" /> keep serving after JupyterLab stops</label>
       <FormError error={error} />
       <button className="mlops-primary" data-testid="mlops-deploy" onClick={() => guarded(() => {
         if (!name) {
           throw new Error('choose a registered model');
         }
         setError(null);
-        props.onDeploy({ name, port, canary: canary || null, weight, shadow: shadow || null });
+        props.onDeploy({ name, port, canary: canary || null, weight, shadow: shadow || null, keep });
       }, e => setError((e as Error).message))}>Deploy</button>
     </div>
   );

@@ -174,6 +174,7 @@ export interface DeployBody {
   canary: string | null;
   weight: number;
   shadow: string | null;
+  keep: boolean; // serving on after the Jupyter server stops (else it stops with it)
 }
 
 export interface ScheduleBody {
