@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import MlopsError, StepFailed
 # the run verbs live with the rest of a run's life (orchestration.py); the API offers them as they are
-from .orchestration import describe_run, iso, resume, say_warnings, validate  # noqa: F401
+from .orchestration import check_resumable, describe_run, iso, resume, say_warnings, validate  # noqa: F401
 from .trials import plan_sweep  # noqa: F401 - the panel checks a sweep with it before starting one
 from .records import EngineAnswer, RunView, SweepView
 from .search_space import MAX_TRIALS

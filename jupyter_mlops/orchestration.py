@@ -195,6 +195,19 @@ def write_run_file(run_dir: Path, overrides: dict) -> None:
     write_atomic(run_dir / "run.json", json.dumps({"parameters": overrides}, indent=1, default=str))
 
 
+def check_resumable(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
+    """The run's record if it can be resumed (failed or cancelled, its notebook still there); else why not."""
+    record = Workspace.locate(workspace).store.get_run(run_id)
+    run_id = record["id"]
+    if record["status"] == RunStatus.SUCCEEDED:
+        raise MlopsError(f"run {run_id} succeeded: nothing to resume; start a new one with `jupyter-mlops run`")
+    if record["status"] == RunStatus.RUNNING:
+        raise MlopsError(f"run {run_id} is still running; wait for it, or interrupt it first")
+    if not Path(record["notebook"]).is_file():
+        raise MlopsError(f"run {run_id}'s notebook {record['notebook']} no longer exists; put it back to resume")
+    return record
+
+
 def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_parallel: int | None = None,
            timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None) -> dict:
     """Rerun a failed or cancelled run from its failed steps, reusing every upstream step whose code, parameters
@@ -203,14 +216,8 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
     from .parameters import coerce_parameters
 
     ws = Workspace.locate(workspace)
-    record = ws.store.get_run(run_id)
+    record = check_resumable(run_id, workspace=ws.root)
     run_id = record["id"]
-    if record["status"] == RunStatus.SUCCEEDED:
-        raise MlopsError(f"run {run_id} succeeded: nothing to resume; start a new one with `jupyter-mlops run`")
-    if record["status"] == RunStatus.RUNNING:
-        raise MlopsError(f"run {run_id} is still running; wait for it, or interrupt it first")
-    if not Path(record["notebook"]).is_file():
-        raise MlopsError(f"run {run_id}'s notebook {record['notebook']} no longer exists; put it back to resume")
     pipeline = validate(record["notebook"])
     run_dir = Path(record["run_dir"])
     given = json.loads((run_dir / "run.json").read_text())["parameters"] if (run_dir / "run.json").exists() else {}

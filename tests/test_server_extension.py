@@ -171,6 +171,32 @@ def test_the_run_list_is_paged_filtered_and_sorted_by_the_server(server, finishe
         assert reply.status_code == 400 and named in reply.json()["message"], (query, reply.text)
 
 
+def test_a_failed_run_is_resumed_from_the_panels_api(server, finished_run):
+    """Issue 18, item 5: resume from the panel. A step fails on a missing file; once it exists, resuming reruns the
+    failed step only and the run succeeds."""
+    from conftest import write_notebook
+
+    flag = server.root / "project" / "flag.txt"
+    write_notebook(server.root / "project" / "flaky.ipynb", [
+        ("rows = list(range(10))", "data"),
+        (f"total = sum(rows) * int(open({str(flag)!r}).read())", "train"),
+        ("from jupyter_mlops import log_metrics\nlog_metrics(total=total)", "evaluate")])
+    started = server.api("POST", "runs", json={"path": "project/flaky.ipynb"})
+    failed = wait_job(server, started.json()["job"])["result"]
+    assert failed["status"] == "failed" and "flag.txt" in failed["error"], failed
+    flag.write_text("2")
+    again = server.api("POST", f"runs/{failed['id']}/resume")
+    assert again.status_code == 202, again.text
+    resumed = wait_job(server, again.json()["job"])
+    assert resumed["kind"] == "run" and resumed["result"]["status"] == "succeeded", resumed
+    assert resumed["result"]["id"] == failed["id"] and resumed["result"]["metrics"] == {"total": 90.0}
+    for run_id, words in ((failed["id"], "nothing to resume"), (finished_run, "nothing to resume"),
+                          ("20990101-000000-000000", "no run")):
+        refused = server.api("POST", f"runs/{run_id}/resume")
+        assert refused.status_code == 400 and words in refused.json()["message"], refused.text
+    assert server.api("POST", "runs/..%2Fx/resume").status_code in (400, 404)
+
+
 def test_bad_parameters_are_refused_and_nothing_is_stored(server, finished_run):
     before = len(server.api("GET", "runs").json()["runs"])
     reply = server.api("POST", "runs", json={"path": "project/digits.ipynb", "parameters": {"C": "lots"}})

@@ -260,6 +260,21 @@ class RunHandler(MlopsHandler):
         self.reply(run)
 
 
+class ResumeHandler(MlopsHandler):
+    @web.authenticated
+    async def post(self, run_id: str):
+        """Resume a failed or cancelled run from its failed steps (the notebook read again, so a fix is picked up);
+        answers 202 with the job at once, or 400 saying why it cannot be resumed."""
+        from .. import api
+
+        with self.user_errors():
+            check_run_id(run_id)
+        await self.run_blocking(api.check_resumable, run_id, workspace=self.workspace.root)
+        job = self.mlops.jobs.start("run", lambda: api.resume(run_id, workspace=self.workspace.root),
+                                    run_id=run_id)
+        self.reply({"job": job.id, "run_id": run_id}, 202)
+
+
 class StepNotebookHandler(MlopsRequests, JupyterHandler):
     @web.authenticated
     async def get(self, run_id: str, step: str):
@@ -609,6 +624,7 @@ def routes(base_url: str) -> list[tuple]:
         (url_path_join(api, "validate"), ValidateHandler),
         (url_path_join(api, "runs"), RunsHandler),
         (url_path_join(api, "runs", name), RunHandler),
+        (url_path_join(api, "runs", name, "resume"), ResumeHandler),
         (url_path_join(api, "runs", name, "steps", name, "notebook"), StepNotebookHandler),
         (url_path_join(api, "jobs", name), JobHandler),
         (url_path_join(api, "sweeps"), SweepsHandler),

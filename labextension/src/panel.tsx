@@ -243,7 +243,9 @@ function PanelView({ tracker, openStepNotebook, rendermime }: PanelOptions): JSX
           ))}
         </nav>
         {tab === 'runs' && <RunsTable list={list} error={listError} query={query} setQuery={setQuery} path={path}
-          openStepNotebook={openStepNotebook} report={report} />}
+          openStepNotebook={openStepNotebook} report={report}
+          resume={id => act(`resuming ${id}`, () => request<{ job: string }>('POST', ['runs', id, 'resume']),
+            () => `run ${id} resumed`)} />}
         {tab === 'models' && <ModelsTable models={models}
           act={(what, call) => act(what, call)} />}
         {tab === 'deployments' && <DeploymentsTable deployments={deployments} act={(what, call) => act(what, call)} />}

@@ -15,7 +15,7 @@ import { Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './typ
 /** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
 export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
   setQuery: (query: RunQuery) => void; openStepNotebook: (run: string, step: string) => void;
-  report: (e: unknown) => void; path: string | null }) {
+  report: (e: unknown) => void; path: string | null; resume: (run: string) => void }) {
   const { query, setQuery } = props;
   const [open, setOpen] = useState<string | null>(null);
   const [chart, setChart] = useState(false);
@@ -78,7 +78,7 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
       {open && (  // below the table, not inside it: the steps need the panel's width, not a column's
         <div className="mlops-run-detail" data-testid="mlops-run-detail" ref={detail}>
           <RunDetail id={open} status={runs.find(r => r.id === open)?.status ?? ''}
-            open={props.openStepNotebook} report={props.report} />
+            open={props.openStepNotebook} report={props.report} resume={props.resume} />
           {compareWith && compareWith !== open ? (
             <>
               <button className="mlops-link" onClick={() => setCompareWith(null)}>stop comparing</button>
@@ -106,7 +106,7 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
 }
 
 export function RunDetail(props: { id: string; status: string; open: (run: string, step: string) => void;
-  report: (e: unknown) => void }) {
+  report: (e: unknown) => void; resume: (run: string) => void }) {
   const [run, setRun] = useState<RunDetails | null>(null);
   const { id, status, report } = props;
   const alive = useRef(true);
@@ -123,6 +123,11 @@ export function RunDetail(props: { id: string; status: string; open: (run: strin
       <div className="mlops-muted">run <code>{run.id}</code> · {run.path ?? run.notebook}
         {run.sweep_id ? ` · sweep ${run.sweep_id}` : ''}{run.schedule ? ` · schedule ${run.schedule}` : ''}</div>
       {run.error && <pre className="mlops-form-error">{run.error}</pre>}
+      {(run.status === 'failed' || run.status === 'cancelled') && (
+        <button className="mlops-link" data-testid="mlops-resume" onClick={() => props.resume(run.id)}
+          title="rerun the failed steps, reusing the unchanged ones upstream; the notebook is read again, fixes included">
+          resume from the failed step</button>
+      )}
       <ul className="mlops-run-steps">
         {run.steps.map(s => (
           <li key={s.name}>
