@@ -57,16 +57,22 @@ def browser():
         chromium.close()
 
 
-def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
+def open_panel(lab, browser, notebook: str):
+    """The notebook open in JupyterLab with the MLOps panel shown: (page, panel, the page's errors)."""
     SHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1500, "height": 950})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{lab.url}/lab/tree/project/digits.ipynb?reset&token={lab.token}")
+    page.goto(f"{lab.url}/lab/tree/project/{notebook}?reset&token={lab.token}")
     page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
     page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
     panel = page.locator("#jupyter-mlops-panel")
     panel.get_by_text("Tag the active cell").wait_for()
+    return page, panel, errors
+
+
+def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
+    page, panel, errors = open_panel(lab, browser, "digits.ipynb")
 
     # tag the four step cells through the panel's buttons; badges appear on the cells
     cells = page.locator(".jp-Notebook .jp-Cell")
@@ -233,14 +239,7 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
     from conftest import free_port
 
     shutil.copy(EXAMPLES / "digits.ipynb", lab.root / "project" / "charted.ipynb")  # tagged already
-    SHOTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1500, "height": 950})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{lab.url}/lab/tree/project/charted.ipynb?reset&token={lab.token}")
-    page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
-    page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
-    panel = page.locator("#jupyter-mlops-panel")
+    page, panel, errors = open_panel(lab, browser, "charted.ipynb")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
 
     def drawn(chart: str) -> None:  # JupyterLab's Vega renderer draws on a canvas (or an SVG)
@@ -289,6 +288,19 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
     drawn("traffic")
     drawn("monitor")
     page.screenshot(path=str(SHOTS / "panel-deployment-charts.png"))
+    # the charts follow the dark theme: drawn again with vega's dark colours (its background, not white)
+    page.keyboard.press("Control+Shift+C")
+    page.keyboard.type("JupyterLab Dark")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_function("""() => {  // the chart's own background: a dark pixel in its corner
+        const canvas = document.querySelector('[data-testid="mlops-chart-traffic"] canvas');
+        if (!canvas) { return false; }
+        const [r, g, b] = canvas.getContext('2d').getImageData(2, 2, 1, 1).data;
+        return r + g + b < 3 * 100;
+    }""", timeout=30_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / "panel-charts-dark.png"))
     panel.locator('[data-testid="mlops-undeploy-charted"]').click()
     panel.get_by_text("no deployments yet").wait_for(timeout=60_000)
     with pytest.raises(requests.ConnectionError):

@@ -14,6 +14,17 @@ export const VEGA_LITE = 'application/vnd.vegalite.v5+json';
 /** The registry the plugin was given; null where no renderer is available (the chart then says so). */
 export const RenderMime = createContext<IRenderMimeRegistry | null>(null);
 
+/** Whether JupyterLab shows a light theme; follows a change of theme (the renderer picks its theme per drawing). */
+function useLightTheme(): string | undefined {
+  const [light, setLight] = useState(document.body.dataset.jpThemeLight);
+  useEffect(() => {
+    const watcher = new MutationObserver(() => setLight(document.body.dataset.jpThemeLight));
+    watcher.observe(document.body, { attributes: true, attributeFilter: ['data-jp-theme-light'] });
+    return () => watcher.disconnect();
+  }, []);
+  return light;
+}
+
 /** The plotting width a chart gets in `host`: its width less the axes' labels, in steps of 20 px. */
 function plotWidth(host: HTMLElement | null): number {
   return Math.max(120, Math.floor(((host?.clientWidth ?? 300) - 90) / 20) * 20);
@@ -21,7 +32,7 @@ function plotWidth(host: HTMLElement | null): number {
 
 /**
  * GET /charts/`kind`?`query`, drawn as wide as the panel is (the server sizes the spec); drawn again when
- * `version` changes (new runs, new requests) or the panel is resized.
+ * `version` changes (new runs, new requests), the panel is resized or the theme changes.
  */
 export function ChartView(props: { kind: string; query: Record<string, string>; version?: unknown }) {
   const rendermime = useContext(RenderMime);
@@ -29,6 +40,7 @@ export function ChartView(props: { kind: string; query: Record<string, string>; 
   const host = useRef<HTMLDivElement>(null);
   const [error, setError] = useState<string | null>(null);
   const [width, setWidth] = useState<number | null>(null);
+  const light = useLightTheme();
   useEffect(() => {
     const box = outer.current;
     if (!box) {
@@ -71,7 +83,7 @@ export function ChartView(props: { kind: string; query: Record<string, string>; 
       alive = false;
       renderer?.dispose();
     };
-  }, [props.kind, search, rendermime, props.version, width]);
+  }, [props.kind, search, rendermime, props.version, width, light]);
   return (
     <div className="mlops-chart" data-testid={`mlops-chart-${props.kind}`} ref={outer}>
       {error && <p className="mlops-form-error">{error}</p>}
