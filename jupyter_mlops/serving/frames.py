@@ -86,11 +86,14 @@ def check_finite(model: ServedModel, array, columns: list[int] | None = None) ->
                           "number for every row (its training data had no missing values)")
 
 
+QUICK_READ_FROM = 32  # rows (or values); below, numpy's own reader is quicker (1 row of 13: 1.0 against 2.9 us)
+
+
 def float_array(values: list):
     """`values` as a float array, or None when some are not numbers (the caller then names the culprit)."""
     import numpy as np
 
-    if type(values) is list:
+    if type(values) is list and len(values) >= QUICK_READ_FROM:
         try:
             return _rows_array(values) if values and type(values[0]) is list else \
                 np.fromiter(values, float, count=len(values))
@@ -104,7 +107,8 @@ def float_array(values: list):
 
 def _rows_array(rows: list):
     """Rows of equal length as a 2-D float array, read value by value in C: numpy's reader on nested lists
-    checks every value's shape first and took 2.4 times as long on 1,000 rows of 13."""
+    checks every value's shape first and took 1.3-2.4 times as long on 1,000 rows of 13 here (0.77 against 0.61 ms,
+    0.81 against 0.34 ms, on a noisy machine)."""
     import itertools
 
     import numpy as np
