@@ -58,21 +58,24 @@ def browser():
 
 
 def open_panel(lab, browser, notebook: str):
-    """The notebook open in JupyterLab with the MLOps panel shown: (page, panel, the page's errors)."""
+    """The notebook open in JupyterLab with the MLOps panel shown: (page, panel, the page's uncaught errors, the
+    errors it logged: React logs a render's crash there, and the panel goes blank)."""
     SHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1500, "height": 950})
     errors: list[str] = []
+    logged: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: logged.append(m.text[:300]) if m.type == "error" else None)
     page.goto(f"{lab.url}/lab/tree/project/{notebook}?reset&token={lab.token}")
     page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
     page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
     panel = page.locator("#jupyter-mlops-panel")
     panel.get_by_text("Tag the active cell").wait_for()
-    return page, panel, errors
+    return page, panel, errors, logged
 
 
 def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
-    page, panel, errors = open_panel(lab, browser, "digits.ipynb")
+    page, panel, errors, _ = open_panel(lab, browser, "digits.ipynb")
 
     # tag the four step cells through the panel's buttons; badges appear on the cells
     cells = page.locator(".jp-Notebook .jp-Cell")
@@ -239,7 +242,7 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
     from conftest import free_port
 
     shutil.copy(EXAMPLES / "digits.ipynb", lab.root / "project" / "charted.ipynb")  # tagged already
-    page, panel, errors = open_panel(lab, browser, "charted.ipynb")
+    page, panel, errors, logged = open_panel(lab, browser, "charted.ipynb")
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 4")
 
     def drawn(chart: str) -> None:  # JupyterLab's Vega renderer draws on a canvas (or an SVG)
@@ -266,6 +269,13 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
                            ".startsWith('2 runs')")
     panel.locator('[data-testid="mlops-runs-chart-toggle"]').click()
     drawn("runs")
+    # two runs side by side: open one, "compare with another run", open the other (opening a second run crashed
+    # the panel: Chromium's scrollIntoView returns a promise, which React took for an effect's clean-up)
+    trials = panel.locator('[data-testid="mlops-runs"] tbody tr')
+    trials.nth(0).click(position={"x": 10, "y": 5})
+    panel.locator('[data-testid="mlops-compare"]').click()
+    trials.nth(1).click(position={"x": 10, "y": 5})
+    drawn("compare")
 
     # register the sweep's best, deploy it from the panel, send it traffic, look at its charts, stop it
     registered = lab.api("POST", "models", json={"run": "best", "metric": "accuracy", "name": "charted",
@@ -306,3 +316,4 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
     assert not [e for e in errors if "mlops" in e.lower() or "vega" in e.lower()], errors
+    assert not [e for e in logged if "TypeError" in e], logged

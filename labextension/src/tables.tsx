@@ -30,7 +30,9 @@ export function RunsTable(props: { list: RunList | null; error: string | null; q
     ...metrics.map(m => [`metrics.${m}`, m] as [string, string]),
     ...params.map(p => [`params.${p}`, p] as [string, string]), ['duration', 'duration']];
   const detail = useRef<HTMLDivElement>(null);
-  useEffect(() => detail.current?.scrollIntoView({ block: 'nearest' }), [open]); // opened below: into view
+  // opened below: into view. Braces, not an arrow's value: Chromium's scrollIntoView now returns a promise, which
+  // React then took for the effect's clean-up and crashed the panel on the next run opened
+  useEffect(() => { detail.current?.scrollIntoView({ block: 'nearest' }); }, [open]);
   const header = (key: string, label: string) => (
     <th key={key} aria-sort={query.sort === key ? (query.descending ? 'descending' : 'ascending') : 'none'}
       className={key.startsWith('metrics.') ? 'mlops-metric' : key.startsWith('params.') ? 'mlops-param' : ''}
@@ -180,7 +182,7 @@ export function ModelsTable(props: { models: Model[]; act: Act }) {
 export function DeploymentsTable(props: { deployments: Deployment[]; act: Act }) {
   const [charted, setCharted] = useState<string | null>(null);
   const charts = useRef<HTMLDivElement>(null);
-  useEffect(() => charts.current?.scrollIntoView({ block: 'nearest' }), [charted]); // opened below: into view
+  useEffect(() => { charts.current?.scrollIntoView({ block: 'nearest' }); }, [charted]); // opened below: into view
   if (!props.deployments.length) {
     return <p className="mlops-muted">no deployments yet (actions, deploy)</p>;
   }
