@@ -148,3 +148,28 @@ def test_a_broken_serializer_plugin_leaves_the_built_in_formats_working(plugin, 
     done = cli("run", str(notebook), "--json", cwd=tmp_path, site=plugin)
     run = json.loads(done.stdout)
     assert run["status"] == "succeeded" and [s["status"] for s in run["steps"]] == ["succeeded", "succeeded"]
+
+
+def test_a_dead_kernel_whose_zeromq_context_never_closes_does_not_hang_the_run(monkeypatch):
+    """Once in a full test run, zmq's context.term() waited forever while a timed-out run's killed kernel was
+    cleaned up, and the scheduler's run hung with it. The clean-up now has CLEANUP_WAIT seconds. The stand-in is a
+    kernel manager whose clean-up blocks, as term() did (the real hang cannot be provoked on purpose)."""
+    from jupyter_mlops.engines import kernels
+
+    release = threading.Event()
+
+    class StuckManager:
+        async def is_alive(self):
+            return False
+
+        async def cleanup_resources(self):
+            release.wait()  # blocks its thread, as zmq's term() does
+
+    monkeypatch.setattr(kernels, "CLEANUP_WAIT", 0.5, raising=False)
+    caller = threading.Thread(target=kernels.shutdown_kernel, args=(StuckManager(),), daemon=True)
+    caller.start()
+    caller.join(60)
+    try:
+        assert not caller.is_alive(), "shutdown_kernel hung on a context that never closes"
+    finally:
+        release.set()

@@ -310,15 +310,38 @@ def kill_kernel_process(km: Any) -> None:
         pass
 
 
+CLEANUP_WAIT = 10.0  # seconds a dead kernel's manager gets to close its ZeroMQ context
+
+
 def shutdown_kernel(km: Any) -> None:
     try:
         if _run_sync(km.is_alive)():
             _run_sync(km.shutdown_kernel)(now=True)
         else:
-            _run_sync(km.cleanup_resources)()
+            _cleanup_bounded(km)
     except Exception as exc:
         log.debug("kernel shutdown: %r", exc)
     _close_stderr(km)
+
+
+def _cleanup_bounded(km: Any) -> None:
+    """A killed kernel's manager closes its ZeroMQ context on a thread of its own, waited for CLEANUP_WAIT seconds:
+    zmq's context.term() can wait forever for a socket it cannot close (seen once, after a run's timeout killed its
+    step), and a run, a sweep or the scheduler must not hang on it. Left behind, it ends when it ends."""
+    def cleanup() -> None:
+        try:
+            _run_sync(km.cleanup_resources)()
+        except Exception as exc:
+            log.debug("kernel cleanup: %r", exc)
+        finally:
+            close_thread_loop()
+
+    worker = threading.Thread(target=cleanup, name="mlops-kernel-cleanup", daemon=True)
+    worker.start()
+    worker.join(CLEANUP_WAIT)
+    if worker.is_alive():
+        log.warning("a dead kernel's ZeroMQ context did not close within %g s; left to close by itself",
+                    CLEANUP_WAIT)
 
 
 def _shutdown_in_thread(km: Any) -> None:
