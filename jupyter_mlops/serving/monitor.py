@@ -354,14 +354,22 @@ def read_log(folder: str | Path, limit: int | None = None) -> list[dict]:
     return records[::-1]
 
 
-def _psi(reference: dict, values) -> float:
+def _live_fractions(edges: list, values):
+    """The share of `values` in each of the training data's bins (beyond the edges: in the outer bins)."""
+    import numpy as np
+
+    return np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0] / max(len(values), 1)
+
+
+def _psi(reference: dict, values, live=None) -> float:
+    """The population stability index of `values` (or of their bin shares `live`, when known) against the
+    training data's bins."""
     import numpy as np
 
     edges, expected = reference["bin_edges"], np.asarray(reference["bin_fractions"], dtype=float)
     if len(edges) < 2:
         return 0.0
-    clipped = np.clip(values, edges[0], edges[-1])
-    actual = np.histogram(clipped, bins=edges)[0] / max(len(values), 1)
+    actual = _live_fractions(edges, values) if live is None else live
     eps = 1e-4
     expected, actual = np.clip(expected, eps, None), np.clip(actual, eps, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
@@ -387,10 +395,11 @@ def drift(reference: dict, columns: list[str], rows: list[list]) -> dict:
             else:  # a constant feature: drift only if the constant moved
                 statistic = float(abs(values.mean() - (ref["mean"] or 0)) > 1e-12)
                 p_value = 0.0 if statistic else 1.0
-            psi = _psi(ref, values)
+            live = _live_fractions(ref["bin_edges"], values) if len(ref["bin_edges"]) >= 2 else None
+            psi = _psi(ref, values, live)
             report[name] = {"test": "ks", "statistic": float(statistic), "p_value": float(p_value), "psi": psi,
                             "drifted": bool(p_value < threshold or psi > PSI_DRIFT),
-                            "histogram": _numeric_histogram(ref, values)}
+                            "histogram": _numeric_histogram(ref, live)}
         else:
             freq = ref["frequencies"]
             categories = list(freq)
@@ -414,15 +423,11 @@ def drift_rule(features: int) -> str:
             f"(Bonferroni), or when its PSI against the training data's bins is above {PSI_DRIFT}")
 
 
-def _numeric_histogram(reference: dict, values) -> list[dict]:
-    """The training data's share of rows per bin beside the live share (values beyond the edges in the outer
-    bins, as the PSI counts them)."""
-    import numpy as np
-
+def _numeric_histogram(reference: dict, live) -> list[dict]:
+    """The training data's share of rows per bin beside the live share `live` (as the PSI counts them)."""
     edges = reference["bin_edges"]
-    if len(edges) < 2:
+    if live is None:
         return []
-    live = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0] / max(len(values), 1)
     return [{"bin": f"{edges[i]:.3g}-{edges[i + 1]:.3g}", "order": i, "training": float(reference["bin_fractions"][i]),
              "live": float(live[i])} for i in range(len(edges) - 1)]
 
