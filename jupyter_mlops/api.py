@@ -379,9 +379,7 @@ def monitor_chart(name: str, *, window: int = 1000, width: int | None = None,
     """Per feature, the training data's distribution against the live one, drifted features first."""
     from . import charts
 
-    found = monitor(name, window=window, workspace=workspace)
-    return charts.sized(charts.drift(found["features"], title=f"{name} v{found['version']}: drift over the "
-                                                              f"latest {found['window_rows']:,} rows"), width)
+    return charts.sized(charts.monitor_drift(name, monitor(name, window=window, workspace=workspace)), width)
 
 
 def traffic_chart(name: str, *, window: int = 5000, width: int | None = None,

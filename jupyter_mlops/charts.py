@@ -229,6 +229,12 @@ def traffic(series: list[dict], shadows: list[dict] | None = None, title: str = 
 
 
 # -- monitoring ---------------------------------------------------------------------------------------------------
+def monitor_drift(name: str, report: dict) -> dict:
+    """The drift chart of a monitor report (`api.monitor`), titled with the model, its version and the window."""
+    return drift(report["features"], title=f"{name} v{report['version']}: drift over the latest "
+                                           f"{report['window_rows']:,} rows")
+
+
 def drift(features: dict, title: str = "drift") -> dict:
     """Per feature, the training data's distribution against the live one (share of rows per bin, or per category),
     drifted features first, then by PSI; at most MAX_FEATURES, the others named in the subtitle."""

@@ -102,8 +102,10 @@ def _monitor_table(args) -> Any:
         return table
     from IPython.display import display
 
+    from .charts import monitor_drift
+
     display(_chart(api.traffic_chart(args.name, workspace=args.workspace)))
-    display(_chart(api.monitor_chart(args.name, window=args.window, workspace=args.workspace)))
+    display(_chart(monitor_drift(args.name, found)))  # from the report just read: the log is read once
     table = table.sort_values(["drifted", "psi"], ascending=[False, False])
     try:  # the drift plot: PSI as bars in the table (no plotting library needed)
         return table.style.bar(subset=["psi"], color="#d65f5f").format(precision=4)
@@ -231,22 +233,23 @@ def _runs(args):
     if args.plot is None:
         return api.runs(workspace=args.workspace, limit=args.limit, sweep_id=args.sweep, filter=args.filter,
                         sort=args.sort, descending=not args.ascending)
-    try:
-        notebook = current_notebook()  # this notebook's runs; every run when the kernel cannot tell which
-    except MlopsError:
-        notebook = None
-    return _chart(api.runs_chart(args.plot or None, notebook=notebook, filter=args.filter or "",
+    return _chart(api.runs_chart(args.plot or None, notebook=_kernel_notebook(), filter=args.filter or "",
                                  limit=args.limit or 500, workspace=args.workspace))
+
+
+def _kernel_notebook() -> str | None:
+    """This kernel's notebook, or None (every notebook's runs) when it cannot tell."""
+    try:
+        return current_notebook()
+    except MlopsError:
+        return None
 
 
 def _own_notebook(args) -> str | None:
     """Where `register best` looks: --notebook, else this kernel's notebook (when it can tell), unless `all`."""
     if args.best_of:
         return None if args.best_of == "all" else args.best_of
-    try:
-        return current_notebook()
-    except MlopsError:
-        return None
+    return _kernel_notebook()
 
 
 def _compare(args):
