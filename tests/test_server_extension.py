@@ -247,6 +247,7 @@ def test_charts_and_the_runs_of_one_notebook(server, finished_run):
                                ("charts/sweep", {"id": "nope"}, "no sweep `nope`"),
                                ("charts/compare", {"runs": finished_run}, "at least two runs"),
                                ("charts/compare", {"runs": "a/../b,c"}, "run id"),
+                               ("charts/compare", {"runs": ",".join([finished_run] * 21)}, "at most 20 runs"),
                                ("charts/monitor", {"name": "../etc"}, "deployment"),
                                ("charts/monitor", {"name": "nothing"}, "nothing"),
                                ("charts/traffic", {"name": "w", "window": "0"}, "`window`"),

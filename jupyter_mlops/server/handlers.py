@@ -487,6 +487,9 @@ def _deployment_row(ws, name: str) -> dict:
 
 
 # -- charts ---------------------------------------------------------------------------------------------------------
+MAX_COMPARED = 20  # runs in one compare chart: each is read from the store
+
+
 class ChartHandler(MlopsHandler):
     @web.authenticated
     async def get(self, kind: str):
@@ -504,6 +507,8 @@ class ChartHandler(MlopsHandler):
                 "notebook": self.notebook_path(notebook, must_exist=False) if notebook else None}
         elif kind == "compare":
             ids = [r for r in self._required("runs").split(",") if r]
+            if len(ids) > MAX_COMPARED:
+                raise web.HTTPError(400, f"`runs`: at most {MAX_COMPARED} runs side by side, got {len(ids)}")
             with self.user_errors():
                 for run_id in ids:
                     check_run_id(run_id)
