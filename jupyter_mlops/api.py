@@ -132,8 +132,9 @@ def get_run(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
 
 
 def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, all_rows: bool = False):
-    """Runs side by side (one column each): status, duration, notebook version, then `params.NAME` and
-    `metrics.NAME` rows; only the rows where they differ unless `all_rows`."""
+    """Runs side by side (one column each): status, duration, notebook version, then `params.NAME`,
+    `metrics.NAME` and `data.PATH` rows (the content digest of what each run read, `-` where it did not read it);
+    only the rows where they differ unless `all_rows`."""
     import pandas as pd
 
     if len(run_ids) < 2:
@@ -144,12 +145,22 @@ def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, a
     for kind in ("params", "metrics"):
         for name in dict.fromkeys(k for r in found for k in r[kind]):
             rows[f"{kind}.{name}"] = [r[kind].get(name) for r in found]
+    digests = [{d["path"]: data_digest(d) for d in r["data"]} for r in found]
+    for path in dict.fromkeys(p for d in digests for p in d):
+        rows[f"data.{path}"] = [d.get(path, "-") for d in digests]
     table = pd.DataFrame.from_dict(rows, orient="index", columns=[r["id"] for r in found])
     if not all_rows:
         differ = [name for name, values in rows.items() if name != "duration" and
                   len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1]
         table = table.loc[differ]
     return table
+
+
+def data_digest(entry: dict) -> str:
+    """What one data read looked like, in a few characters: the start of its digest and how it was taken."""
+    if not entry.get("digest"):
+        return entry.get("method") or "-"
+    return entry["digest"][:12] + ("" if entry.get("method") in ("sha256", "listing") else f" ({entry['method']})")
 
 
 def runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None, sweep_id: str | None = None,
@@ -401,12 +412,14 @@ def traffic_chart(name: str, *, window: int = 5000, width: int | None = None,
 
 
 # -- schedules ----------------------------------------------------------------------------------------------------
-def add_schedule(notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
+def add_schedule(notebook: str | os.PathLike, name: str, cron: str | None = None,
+                 parameters: dict[str, Any] | None = None, *,
                  timezone: str = "UTC", backend: str = "local", workspace: str | os.PathLike | None = None,
                  **options: Any) -> dict:
     """Schedule the notebook on engine `backend` (every argument checked first: cron, timezone, tags,
     parameters); returns it as `schedules` lists it, plus `lines` saying what was done. `options` are the
-    engine's: on `local` missed, retries, backoff, timeout; on `kubernetes` image, namespace, ..."""
+    engine's: on `local` missed, retries, backoff, timeout, and instead of a cron `on_data_change=True` (fires when
+    what the notebook reads changes; `every` "5m", `watch_paths`); on `kubernetes` image, namespace, ..."""
     from . import engines as registry
 
     engine, rest = _engine(backend, "schedule", workspace, options, None)

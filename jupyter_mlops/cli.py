@@ -120,6 +120,9 @@ def _pipeline_verbs(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the finished run as JSON")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="give every step a never-used kernel (default: warm kernels, wiped between steps)")
+    p.add_argument("--watch", action="append", default=None, metavar="PATH",
+                   help="data the run reads that is not found by itself (a file, a folder or an fsspec URL "
+                        "opened by native code): fingerprinted with what the steps read; repeatable")
     _engine_options(p, "run", "the run executes")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
     p.add_argument("--run-id-prefix", help=argparse.SUPPRESS)  # a sweep's pod: its run id is PREFIX-INDEX
@@ -320,7 +323,14 @@ def _scheduling_verbs(sub) -> None:
     a = actions.add_parser("add", help="schedule a notebook")
     a.add_argument("notebook")
     a.add_argument("--name", required=True)
-    a.add_argument("--cron", required=True, help='five fields, e.g. "0 3 * * *"')
+    a.add_argument("--cron", help='five fields, e.g. "0 3 * * *" (or fire on a change: --on-data-change)')
+    a.add_argument("--on-data-change", action="store_true",
+                   help="fire when the data the notebook's last run read changes (files, folders, URLs; the first "
+                        "check runs it once for a baseline)")
+    a.add_argument("--every", metavar="DURATION", help="with --on-data-change: how often to check, e.g. 30s, 5m "
+                                                       "(default 1m)")
+    a.add_argument("--watch", action="append", default=None, metavar="PATH",
+                   help="with --on-data-change: data the notebook reads that is not found by itself; repeatable")
     a.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     a.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
     a.add_argument("--missed", choices=["skip", "latest"],
@@ -404,6 +414,23 @@ def _print_run(run: dict) -> None:
     rows = [[s["name"], s["kind"], s["status"], _duration(s["duration"]), s["output_notebook"] or "-"]
             for s in run["steps"]]
     print(_table(rows, ["step", "kind", "status", "duration", "output notebook"]))
+    if run.get("data"):
+        from .api import data_digest
+
+        folder = os.path.dirname(run["notebook"])
+        rows = [[os.path.relpath(d["path"], folder) if d["path"].startswith(folder + os.sep) else d["path"],
+                 d["kind"], d["step"] or "--watch", "-" if d["size"] is None else _bytes(d["size"]), data_digest(d)]
+                for d in run["data"]]
+        print("\ndata read")
+        print(_table(rows, ["path", "kind", "step", "size", "digest"]))
+
+
+def _bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
 
 
 def _print_runs(runs: list[dict]) -> None:
@@ -537,7 +564,8 @@ def _schedule(args: argparse.Namespace) -> int:
         added = api.add_schedule(args.notebook, args.name, args.cron, _parameters(args.parameter),
                                  timezone=args.timezone, workspace=ws.root, **_backend(args, "schedule"),
                                  **_given(missed=args.missed, retries=args.retries, backoff=args.backoff,
-                                          timeout=args.timeout))
+                                          timeout=args.timeout, on_data_change=args.on_data_change,
+                                          every=args.every, watch_paths=args.watch))
         print("\n".join(added["lines"]))
     elif args.action == "list":
         rows = api.schedules(workspace=ws.root)
@@ -546,9 +574,9 @@ def _schedule(args: argparse.Namespace) -> int:
         elif not rows:
             print("no schedules; add one with `jupyter-mlops schedule add NOTEBOOK --name N --cron \"0 3 * * *\"`")
         else:
-            print(_table([[r["name"], r["status"], r["cron"], r["timezone"], r["next_tick"] or "-",
+            print(_table([[r["name"], r["status"], r["when"], r["timezone"], r["next_tick"] or "-",
                            os.path.basename(r["notebook"])] for r in rows],
-                         ["schedule", "status", "cron", "timezone", "next tick", "notebook"]))
+                         ["schedule", "status", "when", "timezone", "next tick or check", "notebook"]))
             if not schedule.schedulers_alive(ws.store):
                 print(f"warning: {schedule.NO_SCHEDULER}", file=sys.stderr)
     elif args.action in ("pause", "resume", "delete"):
@@ -564,8 +592,9 @@ def _schedule(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(ticks, indent=1))
         else:
-            print(_table([[t["tick"], t["status"], t["run_id"] or "-", t["attempts"], t["error"] or ""]
-                          for t in ticks], ["tick", "status", "run", "attempts", "error"]) if ticks
+            print(_table([[t["tick"], t["status"], t["run_id"] or "-", t["attempts"],
+                           "; ".join(x for x in (t.get("reason"), t["error"]) if x)]
+                          for t in ticks], ["tick", "status", "run", "attempts", "why / error"]) if ticks
                   else f"schedule {args.name} has not fired yet")
     return 0
 
@@ -703,7 +732,7 @@ def _run_or_resume(args: argparse.Namespace) -> int:
         result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
                          on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
                          **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
-                                                           fresh_kernels=args.fresh_kernels))
+                                                           fresh_kernels=args.fresh_kernels, watch_paths=args.watch))
         if args.publish:
             from .engines.kubernetes import publish
             from .workspace import Workspace

@@ -78,7 +78,7 @@ def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_par
     def update(result) -> None:
         values = {"status": result.status, "started": result.started, "finished": result.finished,
                   "duration": result.duration, "output_notebook": result.output_notebook,
-                  "error": result.error, "cell": result.cell}
+                  "error": result.error, "cell": result.cell, "data_reads": result.data_reads}
         if result.status == StepStatus.RUNNING:
             values["attempts"] = engine.attempts.get(result.name, 0) + 1
         if result.status != StepStatus.REUSED:
@@ -138,13 +138,15 @@ def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
         run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
-        check: bool = False, run_id: str | None = None, watch: Callable | None = None, **run_fields: Any) -> dict:
+        check: bool = False, run_id: str | None = None, watch: Callable | None = None,
+        watch_paths: list[str] | None = None, **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
     `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
     cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so). `run_id` is for callers
     that hand the id out before the run is recorded (the server extension answers with it at once). `watch` is
-    given the step executor before it starts (to cancel it from another thread)."""
+    given the step executor before it starts (to cancel it from another thread). `watch_paths` are data the run
+    reads that its steps' own record misses (relative to the notebook's folder): fingerprinted as it starts."""
     from .engines.steps import configure_pool, early_pool
     from .parameters import coerce_parameters
 
@@ -163,6 +165,8 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
         if watch:
             watch(engine)
+        if watch_paths:
+            run_fields["watched"] = watched_data(notebook, watch_paths)
         paths = record_run(ws, run_id, notebook, pipeline, overrides, **run_fields)
         result = execute(ws, run_id, pipeline, engine, paths, set(), run_timeout)
     finally:
@@ -186,6 +190,38 @@ def record_run(ws: Workspace, run_id: str, notebook, pipeline, overrides: dict, 
                      steps, **run_fields)
     write_run_file(run_dir, overrides)
     return paths
+
+
+def watched_data(notebook, paths: list[str]) -> list[dict]:
+    """Fingerprints of the paths a run was told to watch (relative ones from the notebook's folder)."""
+    from .data_reads import fingerprint
+
+    folder = Path(notebook).resolve().parent
+    entries = []
+    for path in paths:
+        if "://" in path:
+            entries.append(fingerprint(path, "url"))
+            continue
+        full = (folder / os.path.expanduser(path)).resolve()
+        if not full.exists():
+            raise MlopsError(f"--watch {path}: {full} does not exist; name a file, a folder or an fsspec URL the "
+                             "notebook reads")
+        entries.append(fingerprint(str(full), "folder" if full.is_dir() else "file"))
+    return entries
+
+
+def run_data(record: dict) -> list[dict]:
+    """What a run read, each once with the first step that read it (`step`; None for --watch paths), leaving out
+    what one of its own steps wrote (a file handed from step to step is not the run's input)."""
+    written = {p for s in record["steps"] for p in ((s.get("data_reads") or {}).get("writes") or [])}
+    found: dict[tuple, dict] = {}
+    for entry in record.get("watched") or []:
+        found.setdefault((entry["kind"], entry["path"]), {**entry, "step": None})
+    for step in record["steps"]:
+        for entry in (step.get("data_reads") or {}).get("reads") or []:
+            if entry["path"] not in written:
+                found.setdefault((entry["kind"], entry["path"]), {**entry, "step": step["name"]})
+    return list(found.values())
 
 
 def write_run_file(run_dir: Path, overrides: dict) -> None:
@@ -244,7 +280,7 @@ def resume(run_id: str, *, workspace: str | os.PathLike | None = None, max_paral
         rows.append({"name": step.name, "position": i, "kind": step.kind, "fingerprint": fingerprints[step.name],
                      "status": StepStatus.REUSED if kept else StepStatus.PENDING, "attempts": old.get("attempts") or 0,
                      **{k: old.get(k) if kept else None for k in ("started", "finished", "duration",
-                                                                  "output_notebook")}})
+                                                                  "output_notebook", "data_reads")}})
         if not kept and old.get("output_notebook") and Path(old["output_notebook"]).exists():
             superseded.append((Path(old["output_notebook"]), old.get("attempts") or 1))
     ws.store.replace_steps(run_id, rows)
@@ -273,4 +309,4 @@ def describe_run(record: dict) -> RunView:
             "started": iso(record["started"]), "finished": iso(record["finished"]),
             "duration": record["duration"], "error": record["error"], "run_dir": record["run_dir"],
             "sweep_id": record["sweep_id"], "schedule": record["schedule"],
-            "scheduled_for": record["scheduled_for"], "steps": steps}
+            "scheduled_for": record["scheduled_for"], "steps": steps, "data": run_data(record)}

@@ -66,6 +66,7 @@ class RunView(TypedDict):
     schedule: Optional[str]
     scheduled_for: Optional[float]
     steps: list[StepView]
+    data: list[dict[str, Any]]  # what it read: {path, kind, size, mtime, digest, method, step} (data_reads.py)
 
 
 class SweepView(TypedDict):

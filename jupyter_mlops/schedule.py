@@ -10,11 +10,18 @@ Policies: `timeout` (a run taking longer is stopped and fails); `missed` ticks (
 while no scheduler ran): `skip` them, or run the
 `latest` once; `overlap`: a tick is skipped while the previous run of the same schedule still runs; `retries` with
 exponential `backoff`. The clock is injectable, so tests move time instead of sleeping.
+
+Triggers: a schedule made with `on_data_change` has no cron. Every `every` seconds the scheduler compares what the
+schedule's latest finished run read (data_reads.py: files, folders, URLs, `--watch` paths, each fingerprinted)
+with what is there now, and fires when something changed. A change is claimed in the store under the key
+(that run, the new fingerprint), exactly like a cron tick: it fires once, however many schedulers look. A schedule
+that has not run yet fires once to set its baseline.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from datetime import datetime, timezone as dt_timezone
@@ -24,6 +31,21 @@ from typing import Any, Callable
 from .errors import MlopsError
 
 MISSED_POLICIES = ("skip", "latest")
+DEFAULT_EVERY = 60.0  # seconds between a trigger's checks
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str | float) -> float:
+    """`30s`, `5m`, `1h`, `2d` or a number of seconds; at least 10 s (each check reads file metadata)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if not match:
+        raise MlopsError(f"--every `{text}` is not a duration; write e.g. 30s, 5m, 1h or 1d")
+    seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if seconds < 10:
+        raise MlopsError(f"--every {text} is too often: check at most every 10 s (e.g. --every 30s)")
+    return seconds
 
 
 def timezone_of(name: str):
@@ -77,17 +99,39 @@ def iso(ts: float, zone: str = "UTC") -> str:
     return datetime.fromtimestamp(ts, timezone_of(zone)).isoformat(timespec="seconds")
 
 
-def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | None = None, *,
+def _trigger(notebook: Path, cron: str | None, on_data_change: bool, every, watch_paths) -> dict | None:
+    """What fires the schedule besides a clock, checked: {"on": "data-change", "every": s, "watch": [...]}."""
+    if bool(cron) == bool(on_data_change):
+        raise MlopsError("a schedule fires on a clock or on a change: give --cron \"0 3 * * *\" or "
+                         "--on-data-change, not both" if cron else
+                         "a schedule needs --cron \"0 3 * * *\" (a clock) or --on-data-change (when the data the "
+                         "notebook reads changes)")
+    if not on_data_change:
+        if every is not None or watch_paths:
+            raise MlopsError("--every and --watch go with --on-data-change")
+        return None
+    for path in watch_paths or []:
+        if "://" not in path and not (notebook.parent / os.path.expanduser(path)).exists():
+            raise MlopsError(f"--watch {path}: {notebook.parent / path} does not exist; name a file, a folder or "
+                             "an fsspec URL the notebook reads")
+    return {"on": "data-change", "every": parse_every(every if every is not None else DEFAULT_EVERY),
+            "watch": list(watch_paths or [])}
+
+
+def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, Any] | None = None, *,
         timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
-        timeout: float | None = None, clock: Callable[[], float] = time.time) -> dict:
-    """Check everything (cron, timezone, notebook, parameters, policies) and store the schedule."""
+        timeout: float | None = None, on_data_change: bool = False, every: str | float | None = None,
+        watch_paths: list[str] | None = None, clock: Callable[[], float] = time.time) -> dict:
+    """Check everything (cron or trigger, timezone, notebook, parameters, policies) and store the schedule."""
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
 
     from .names import check_name
 
     check_name(name, "schedule name")
-    check_cron(cron)
+    trigger = _trigger(Path(notebook).resolve(), cron, on_data_change, every, watch_paths)
+    if cron:
+        check_cron(cron)
     timezone_of(timezone)
     if missed not in MISSED_POLICIES:
         raise MlopsError(f"--missed must be one of {', '.join(MISSED_POLICIES)}, got `{missed}`")
@@ -96,20 +140,49 @@ def add(ws, notebook: str, name: str, cron: str, parameters: dict[str, Any] | No
     path = Path(notebook).resolve()
     pipeline = build_pipeline(path)  # unknown notebook or bad tags: an error now, not at 3 a.m.
     values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-    ws.store.add_schedule(name=name, notebook=str(path), cron=cron, timezone=timezone,
+    ws.store.add_schedule(name=name, notebook=str(path), cron=cron or "", timezone=timezone,
                           params=json.dumps(values, default=str), missed=missed, retries=retries, backoff=backoff,
-                          timeout=timeout, created=clock())
+                          timeout=timeout, created=clock(), trigger_spec=json.dumps(trigger) if trigger else None)
     return describe(ws.store.get_schedule(name), clock())
 
 
 def describe(row: dict, now: float | None = None) -> dict:
+    """A schedule as JSON: for a trigger, `next_tick` is its next check and `when` says what fires it."""
     after = max(row["last_tick"] or row["created"], now or 0)
     zone = row["timezone"]
-    return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"], "timezone": row["timezone"],
+    trigger = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else None
+    if trigger:
+        upcoming = max((row["last_tick"] or row["created"]) + trigger["every"], now or 0)
+        when = f"on data change (checked every {trigger['every']:g} s)"
+    else:
+        upcoming, when = next_ticks(row["cron"], zone, after)[0], row["cron"]
+    return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"] or None, "trigger": trigger,
+            "when": when, "timezone": row["timezone"],
             "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
             "retries": row["retries"], "backoff": row["backoff"], "timeout": row["timeout"],
             "last_tick": iso(row["last_tick"], zone) if row["last_tick"] else None,
-            "next_tick": iso(next_ticks(row["cron"], zone, after)[0], zone) if row["status"] == "active" else None}
+            "next_tick": iso(upcoming, zone) if row["status"] == "active" else None}
+
+
+def data_change(store, row: dict) -> tuple[str, str] | None:
+    """Whether what the schedule's latest finished run read has changed: (claim key, reason in words), or None.
+    A schedule with no finished run yet fires once for its baseline."""
+    from .data_reads import changed, combined
+    from .orchestration import run_data
+
+    last = store.last_schedule_run(row["name"])
+    if last is None:
+        return "baseline", "first run: it sets the data baseline"
+    entries = run_data(last)
+    differ = {(d["kind"], d["path"]): d for d in changed(entries)}
+    if not differ:
+        return None
+    now = [differ[(e["kind"], e["path"])]["now"] if (e["kind"], e["path"]) in differ else e for e in entries]
+    folder = os.path.dirname(row["notebook"])
+    names = [os.path.relpath(d["path"], folder) if d["path"].startswith(folder + os.sep) else d["path"]
+             for d in differ.values()]
+    what = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{last['id']}:{combined(now)}", f"data changed since run {last['id']}: {what}"
 
 
 NO_SCHEDULER = ("no scheduler is running on this workspace, so schedules will not fire: start one with "
@@ -148,6 +221,11 @@ class Scheduler:
         for row in store.schedules():
             if row["status"] != "active":
                 continue
+            if row.get("trigger_spec"):
+                fired = self._check_trigger(row, now)
+                if fired:
+                    claimed.append(fired)
+                continue
             # only the latest due tick matters: it fires if within the grace period (or `missed: latest`); the
             # ones before it were missed either way
             latest = latest_tick(row["cron"], row["timezone"], row["last_tick"] or row["created"], now)
@@ -172,6 +250,25 @@ class Scheduler:
             self.join()
         return claimed
 
+    def _check_trigger(self, row: dict, now: float) -> dict | None:
+        """One check of a triggered schedule, when its interval has passed; fires on a change not yet claimed."""
+        spec = json.loads(row["trigger_spec"])
+        if now - (row["last_tick"] or 0) < spec["every"]:
+            return None
+        store = self.ws.store
+        store.advance_schedule(row["name"], now)
+        change = data_change(store, row)
+        if change is None or not store.claim_tick(row["name"], now, now, trigger_key=change[0], reason=change[1]):
+            return None  # nothing changed, or another scheduler fired for this change
+        if store.schedule_is_running(row["name"]):
+            store.finish_tick(row["name"], now, "skipped", "the previous run of this schedule is still running")
+            return {"schedule": row["name"], "tick": iso(now), "status": "skipped", "reason": change[1]}
+        thread = threading.Thread(target=self._fire, args=(row, now), name=f"mlops-schedule-{row['name']}",
+                                  daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return {"schedule": row["name"], "tick": iso(now), "status": "fired", "reason": change[1]}
+
     def fire_now(self, name: str) -> dict:
         """Run a schedule once, now, outside its cron (`schedule run NAME`); waits for the run."""
         row = self.ws.store.get_schedule(name)
@@ -191,8 +288,10 @@ class Scheduler:
         attempt, result = 0, None
         while True:
             try:
+                watched = json.loads(row["trigger_spec"]).get("watch") if row.get("trigger_spec") else None
                 result = self.run(row["notebook"], json.loads(row["params"]), workspace=self.ws.root,
-                                  run_timeout=row["timeout"], schedule=row["name"], scheduled_for=iso(tick))
+                                  run_timeout=row["timeout"], schedule=row["name"], scheduled_for=iso(tick),
+                                  **({"watch_paths": watched} if watched else {}))
                 status, error = result["status"], result["error"]
             except Exception as exc:  # the notebook changed into something that no longer validates
                 status, error = "failed", str(exc)

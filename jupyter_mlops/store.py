@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .errors import MlopsError, StoreError
 from .records import USABLE_STEP, RunStatus
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -32,6 +32,12 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX IF NOT EXISTS ix_metrics_name_value ON metrics (name, value)"],
     # the panel offers the metrics a notebook's runs logged
     8: ["CREATE INDEX IF NOT EXISTS ix_runs_notebook ON runs (notebook, started)"],
+    # the data each step read (data_reads.py), and the paths a run was told to watch, with their fingerprints
+    9: ["ALTER TABLE steps ADD COLUMN data_reads TEXT", "ALTER TABLE runs ADD COLUMN watched TEXT",
+        # schedules fired by a change (data, drift) rather than a clock: what fires them, and why each fired
+        "ALTER TABLE schedules ADD COLUMN trigger_spec TEXT", "ALTER TABLE schedule_ticks ADD COLUMN trigger_key TEXT",
+        "ALTER TABLE schedule_ticks ADD COLUMN reason TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_ticks_trigger ON schedule_ticks (name, trigger_key)"],
 }
 
 
@@ -63,6 +69,7 @@ runs_table = sa.Table(
     sa.Column("schedule", sa.String(200), index=True),
     sa.Column("scheduled_for", sa.String(40)),
     sa.Column("owner", sa.String(300)),  # host:pid:start of the process executing it, to spot one that died
+    sa.Column("watched", sa.Text),  # JSON: fingerprints of the paths given with --watch, taken when it started
     sa.Index("ix_runs_started", "started", "id"),
     sa.Index("ix_runs_status", "status"),
     sa.Index("ix_runs_notebook", "notebook", "started"),
@@ -82,6 +89,7 @@ steps_table = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("cell", sa.Integer),  # source notebook cell of a failure, 1-based
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("data_reads", sa.Text),  # JSON: what the step read, fingerprinted (data_reads.py)
 )
 metrics_table = sa.Table(
     "metrics", metadata,
@@ -148,7 +156,8 @@ schedules_table = sa.Table(
     sa.Column("backoff", sa.Float, nullable=False),
     sa.Column("timeout", sa.Float),  # seconds a fired run may take
     sa.Column("created", sa.Float, nullable=False),
-    sa.Column("last_tick", sa.Float),  # the latest tick already considered
+    sa.Column("last_tick", sa.Float),  # the latest tick already considered (a trigger's: its latest check)
+    sa.Column("trigger_spec", sa.Text),  # JSON: fired by a change, not by `cron` (schedule.py's triggers)
 )
 schedule_ticks_table = sa.Table(
     "schedule_ticks", metadata,
@@ -161,6 +170,10 @@ schedule_ticks_table = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("run_id", sa.String(40)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # a triggered schedule fires once per change: the change's key is unique per schedule (NULL for cron ticks)
+    sa.Column("trigger_key", sa.Text),
+    sa.Column("reason", sa.Text),  # why a trigger fired, in words
+    sa.Index("ix_ticks_trigger", "name", "trigger_key", unique=True),
 )
 deployments_table = sa.Table(
     "deployments", metadata,
@@ -304,6 +317,8 @@ class Store:
     def create_run(self, run_id: str, notebook: str, notebook_hash: str, params: dict, run_dir: str,
                    steps: list[dict], **extra: Any) -> None:
         """A new run in state `running` with its steps `pending`, in one transaction."""
+        if extra.get("watched") is not None:
+            extra["watched"] = json.dumps(extra["watched"])
         with self.engine.begin() as conn:
             conn.execute(runs_table.insert().values(
                 id=run_id, notebook=notebook, notebook_hash=notebook_hash, params=json.dumps(params),
@@ -313,8 +328,9 @@ class Store:
                                                     for s in steps])
 
     def update_run(self, run_id: str, **values: Any) -> None:
-        if "params" in values:
-            values["params"] = json.dumps(values["params"])
+        for key in ("params", "watched"):
+            if key in values:
+                values[key] = json.dumps(values[key])
         with self.engine.begin() as conn:
             conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
 
@@ -331,7 +347,9 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(steps_table.delete().where(steps_table.c.run_id == run_id))
             if steps:
-                conn.execute(steps_table.insert(), [{"run_id": run_id, **s} for s in steps])
+                conn.execute(steps_table.insert(), [
+                    {"run_id": run_id, **s, "data_reads": json.dumps(s["data_reads"]) if s.get("data_reads") else None}
+                    for s in steps])
 
     def running_runs(self) -> list[dict]:
         with self.engine.begin() as conn:
@@ -351,6 +369,8 @@ class Store:
             return bool(done.rowcount)
 
     def update_step(self, run_id: str, name: str, **values: Any) -> None:
+        if values.get("data_reads") is not None:
+            values["data_reads"] = json.dumps(values["data_reads"])
         with self.engine.begin() as conn:
             conn.execute(steps_table.update().where(
                 (steps_table.c.run_id == run_id) & (steps_table.c.name == name)).values(**values))
@@ -487,14 +507,17 @@ class Store:
                 ((schedules_table.c.last_tick.is_(None)) | (schedules_table.c.last_tick < tick)))
                 .values(last_tick=tick))
 
-    def claim_tick(self, name: str, tick: float, now: float) -> bool:
-        """True for exactly one caller per (schedule, tick), whatever the number of schedulers."""
+    def claim_tick(self, name: str, tick: float, now: float, trigger_key: str | None = None,
+                   reason: str | None = None) -> bool:
+        """True for exactly one caller per (schedule, tick), and per (schedule, trigger_key) when one is given,
+        whatever the number of schedulers."""
         from .owners import process_owner
 
         try:
             with self.engine.begin() as conn:
                 conn.execute(schedule_ticks_table.insert().values(
-                    name=name, tick=tick, claimed_by=process_owner(), claimed_at=now, status="running", attempts=0))
+                    name=name, tick=tick, claimed_by=process_owner(), claimed_at=now, status="running", attempts=0,
+                    trigger_key=trigger_key, reason=reason))
             return True
         except sa.exc.IntegrityError:
             return False
@@ -510,6 +533,11 @@ class Store:
             conn.execute(schedule_ticks_table.update().where(
                 (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick))
                 .values(status=status, error=error))
+
+    def last_schedule_run(self, name: str) -> dict | None:
+        """The schedule's latest finished run, with its steps (what it read), or None."""
+        found = self._runs((runs_table.c.schedule == name) & (runs_table.c.status != "running"), limit=1)
+        return found[0] if found else None
 
     def schedule_is_running(self, name: str) -> bool:
         with self.engine.begin() as conn:
@@ -575,12 +603,15 @@ class Store:
                 if steps:
                     for s in conn.execute(sa.select(steps_table).where(steps_table.c.run_id.in_(chunk))
                                           .order_by(steps_table.c.position)):
-                        found[s.run_id].append({k: v for k, v in s._mapping.items() if k != "run_id"})
+                        step = {k: v for k, v in s._mapping.items() if k != "run_id"}
+                        step["data_reads"] = json.loads(step["data_reads"]) if step["data_reads"] else None
+                        found[s.run_id].append(step)
                 for m in conn.execute(sa.select(metrics_table.c.run_id, metrics_table.c.name, metrics_table.c.value)
                                       .where(metrics_table.c.run_id.in_(chunk)).order_by(metrics_table.c.name)):
                     metrics[m.run_id][m.name] = m.value
         for row in rows:
             row["params"] = json.loads(row["params"] or "{}")
+            row["watched"] = json.loads(row["watched"]) if row.get("watched") else []
             row["metrics"] = metrics[row["id"]]
             row["steps"] = found[row["id"]]
         return rows

@@ -39,14 +39,15 @@ class LocalEngine(Engine):
     def run(self, notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
             run_id: str | None = None, on_update: Callable | None = None, on_log: Callable | None = None,
             max_parallel: int | None = None, timeout: float | None = None, run_timeout: float | None = None,
-            fresh_kernels: bool = False) -> dict:
+            fresh_kernels: bool = False, watch_paths: list[str] | None = None) -> dict:
         """`max_parallel` steps at once (default: the CPUs), `timeout` per cell, `run_timeout` for the whole run;
-        `fresh_kernels`: every step on a never-used kernel. (Step output goes to the step notebooks, not on_log.)"""
+        `fresh_kernels`: every step on a never-used kernel; `watch_paths`: data read that the steps' own record
+        misses (data_reads.py). (Step output goes to the step notebooks, not on_log.)"""
         from ..orchestration import run
 
         return run(notebook, parameters, workspace=self.workspace, max_parallel=max_parallel, timeout=timeout,
                    run_timeout=run_timeout, fresh_kernels=fresh_kernels, on_update=on_update, run_id=run_id,
-                   watch=self._watch)
+                   watch=self._watch, watch_paths=watch_paths)
 
     def sweep(self, notebook: str | os.PathLike, plan, *, on_trial: Callable | None = None,
               timeout: float | None = None, fresh_kernels: bool = False) -> dict:
@@ -126,19 +127,23 @@ class LocalEngine(Engine):
         lines.append(f"removed the deployment {name}; its request logs stay in {ws.root / 'logs' / name}")
         return {"name": name, "status": "stopped", "url": row["url"], "lines": lines}
 
-    def schedule(self, notebook: str | os.PathLike, name: str, cron: str, parameters: dict[str, Any] | None = None,
-                 *, timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
-                 timeout: float | None = None) -> dict:
-        """A row in the store that the scheduler fires once per tick; every argument checked first."""
+    def schedule(self, notebook: str | os.PathLike, name: str, cron: str | None,
+                 parameters: dict[str, Any] | None = None, *, timezone: str = "UTC", missed: str = "skip",
+                 retries: int = 0, backoff: float = 60.0, timeout: float | None = None, on_data_change: bool = False,
+                 every: str | float | None = None, watch_paths: list[str] | None = None) -> dict:
+        """A row in the store that the scheduler fires once per tick, or once per change of the data the
+        notebook reads (`on_data_change`, checked `every`); every argument checked first."""
         from ..schedule import NO_SCHEDULER, add, schedulers_alive
         from ..workspace import Workspace
 
         ws = Workspace.locate(self.workspace, notebook)
-        added = add(ws, notebook, name, cron, parameters,
-                    timezone=timezone, missed=missed, retries=retries, backoff=backoff, timeout=timeout)
+        added = add(ws, notebook, name, cron, parameters, timezone=timezone, missed=missed, retries=retries,
+                    backoff=backoff, timeout=timeout, on_data_change=on_data_change, every=every,
+                    watch_paths=watch_paths)
         warning = None if schedulers_alive(ws.store) else NO_SCHEDULER
+        when = added["when"] if added["trigger"] else f"{added['cron']} ({added['timezone']})"
         return {**added, "warning": warning,
-                "lines": [f"schedule {added['name']}: {added['cron']} ({added['timezone']}), next "
+                "lines": [f"schedule {added['name']}: {when}, next {'check' if added['trigger'] else 'tick'} "
                           f"{added['next_tick']}"] + ([f"warning: {warning}"] if warning else [])}
 
 

@@ -41,6 +41,7 @@ class StepResult:
     error: str | None = None
     cell: int | None = None  # 1-based cell of the source notebook where it failed
     metrics: dict[str, float] = field(default_factory=dict)
+    data_reads: dict | None = None  # {"reads": [...], "writes": [...]} the step reported (data_reads.py)
 
     @property
     def duration(self) -> float | None:
@@ -338,11 +339,15 @@ class StepExecutor:
         if (self._cancelled or self.pool.closed) and status == StepStatus.FAILED:
             status, error = StepStatus.CANCELLED, StepStatus.CANCELLED
         metrics: dict[str, float] = {}
+        reads = None
         if status == StepStatus.SUCCEEDED and executed is not None:
+            from ..data_reads import reads_in
             from ..metrics import metrics_in
 
             metrics = metrics_in(executed)  # the notebook papermill just wrote, not read back from disk
-        self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics)
+            reads = reads_in(executed)
+        self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics,
+                  data_reads=reads)
         return healthy
 
     @staticmethod
