@@ -467,3 +467,44 @@ def schedule_history(name: str, *, workspace: str | os.PathLike | None = None) -
 
 def alias_history(name: str, *, workspace: str | os.PathLike | None = None) -> list[dict]:
     return [{**h, "at": iso(h["at"])} for h in Workspace.locate(workspace).store.alias_history(name)]
+
+
+# -- notifications ------------------------------------------------------------------------------------------------
+def add_notification(*, webhook: str | None = None, email: str | None = None, smtp: str | None = None,
+                     events: list[str] | None = None, workspace: str | os.PathLike | None = None) -> dict:
+    """Notify a webhook (POST, JSON with a Slack-compatible `text`) or an email address (through `smtp`,
+    "HOST:PORT") of `events` (notify.EVENTS; default all but run.succeeded)."""
+    from . import notify
+
+    return notify.add(Workspace.locate(workspace).store, webhook=webhook, email=email, smtp=smtp, events=events)
+
+
+def notifications(*, workspace: str | os.PathLike | None = None) -> dict:
+    """{"notifications": [...] (webhook URLs masked), "sent": the latest deliveries, newest first}."""
+    from . import notify
+
+    store = Workspace.locate(workspace).store
+    sent = [{k: r[k] for k in ("id", "notification_id", "event", "status", "attempts", "error")} |
+            {"delivered": iso(r["delivered"])} for r in store.notification_outbox()]
+    return {"notifications": [notify.describe(n) for n in store.notifications()], "sent": sent}
+
+
+def remove_notification(notification_id: int, *, workspace: str | os.PathLike | None = None) -> None:
+    if not Workspace.locate(workspace).store.remove_notification(notification_id):
+        raise MlopsError(f"no notification {notification_id}; `jupyter-mlops notify list` shows them")
+
+
+def test_notification(notification_id: int, *, workspace: str | os.PathLike | None = None) -> None:
+    """Send one notification a test message now, in this thread; raises saying why it was not delivered."""
+    from . import notify
+
+    store = Workspace.locate(workspace).store
+    found = [n for n in store.notifications() if n["id"] == notification_id]
+    if not found:
+        raise MlopsError(f"no notification {notification_id}; `jupyter-mlops notify list` shows them")
+    payload = {"event": "test", "text": f"jupyter-mlops test message for notification {notification_id}",
+               "workspace": str(Workspace.locate(workspace).root)}
+    try:
+        notify.send({**found[0], "payload": json.dumps(payload)})
+    except Exception as exc:
+        raise MlopsError(f"notification {notification_id} was not delivered: {exc}") from None

@@ -97,6 +97,7 @@ def _full_parser(prog: str) -> argparse.ArgumentParser:
     _serving_verbs(sub)
     _packaging_verbs(sub)
     _scheduling_verbs(sub)
+    _notify_verbs(sub)
     return parser
 
 
@@ -355,6 +356,59 @@ def _scheduling_verbs(sub) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
     p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
     _workspace_option(p)
+
+
+def _notify_verbs(sub) -> None:
+    """Who hears of failures, registrations, drift: notify add, list, remove, test."""
+    from .notify import DEFAULT_EVENTS, EVENTS
+
+    p = sub.add_parser("notify", help="webhooks and emails told of events (a run failed, a model registered, ...)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = actions.add_parser("add", help="notify a webhook (Slack, Teams, any HTTP receiver) or an email address")
+    a.add_argument("--webhook", metavar="URL", help="POSTed a JSON payload with a Slack-compatible `text`")
+    a.add_argument("--email", metavar="ADDRESS")
+    a.add_argument("--smtp", metavar="HOST:PORT", help="with --email: the mail server that takes it")
+    a.add_argument("--events", metavar="E1,E2", help=f"of {', '.join(EVENTS)} (default: all but run.succeeded: "
+                                                     f"{len(DEFAULT_EVENTS)} events)")
+    _workspace_option(a)
+    a = actions.add_parser("list", help="the notifications and what was sent lately")
+    a.add_argument("--json", action="store_true")
+    _workspace_option(a)
+    for action, text in (("remove", "stop notifying one (by its id)"), ("test", "send one a test message now")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("id", type=int)
+        _workspace_option(a)
+
+
+def _notify(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.action == "add":
+        events = [e.strip() for e in args.events.split(",") if e.strip()] if args.events else None
+        added = api.add_notification(webhook=args.webhook, email=args.email, smtp=args.smtp, events=events,
+                                     workspace=args.workspace)
+        print(f"notification {added['id']}: {added['kind']} {added['target']} on {', '.join(added['events'])}")
+    elif args.action == "list":
+        found = api.notifications(workspace=args.workspace)
+        if args.json:
+            print(json.dumps(found, indent=1))
+        elif not found["notifications"]:
+            print("no notifications; add one with `jupyter-mlops notify add --webhook URL`")
+        else:
+            print(_table([[n["id"], n["kind"], n["target"] + (f" via {n['smtp']}" if n["smtp"] else ""),
+                           ", ".join(n["events"])] for n in found["notifications"]],
+                         ["id", "kind", "to", "events"]))
+            if found["sent"]:
+                print("\nlately")
+                print(_table([[s["event"], s["notification_id"], s["status"], s["attempts"], s["error"] or ""]
+                              for s in found["sent"][:20]], ["event", "to id", "status", "attempts", "error"]))
+    elif args.action == "remove":
+        api.remove_notification(args.id, workspace=args.workspace)
+        print(f"notification {args.id} removed")
+    else:
+        api.test_notification(args.id, workspace=args.workspace)
+        print(f"notification {args.id}: the test message was delivered")
+    return 0
 
 
 def _parameters(pairs: list[list[str]]) -> dict[str, str]:
@@ -970,7 +1024,7 @@ COMMANDS = {"validate": _validate, "compile": _compile, "run": _run_or_resume, "
             "sweep": _sweep, "runs": _runs, "show": _show, "compare": _compare, "register": _register,
             "models": _models, "promote": _alias, "rollback": _alias, "serve": _serve, "deploy": _deploy,
             "undeploy": _undeploy, "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule,
-            "build": _build, "export": _export}
+            "build": _build, "export": _export, "notify": _notify}
 
 if __name__ == "__main__":
     sys.exit(main())

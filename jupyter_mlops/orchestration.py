@@ -122,7 +122,7 @@ def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]
     if expired.is_set():
         store.finish_run(run_id, RunStatus.FAILED,
                          f"timed out after {run_timeout:g} s; steps still running were stopped")
-        return describe_run(store.get_run(run_id))
+        return announce(store, describe_run(store.get_run(run_id)))
     failed = [r for r in results.values() if r.status == StepStatus.FAILED]
     if failed:
         first = failed[0]
@@ -132,7 +132,19 @@ def execute(ws: Workspace, run_id: str, pipeline, engine, paths, reuse: set[str]
         store.finish_run(run_id, RunStatus.CANCELLED, "cancelled")
     else:
         store.finish_run(run_id, RunStatus.SUCCEEDED)
-    return describe_run(store.get_run(run_id))
+    return announce(store, describe_run(store.get_run(run_id)))
+
+
+def announce(store, run: RunView) -> RunView:
+    """Tell the notifications (notify.py) how a run ended: run.failed, or run.succeeded for those that asked."""
+    from .notify import emit
+
+    if run["status"] in (RunStatus.FAILED, RunStatus.SUCCEEDED):
+        name = os.path.basename(run["notebook"])
+        text = f"run {run['id']} of {name} {run['status']}" + (f": {run['error']}" if run["error"] else "")
+        emit(store, f"run.{run['status']}", text, run={k: run[k] for k in (
+            "id", "notebook", "status", "error", "params", "metrics", "schedule", "sweep_id", "run_dir")})
+    return run
 
 
 def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,

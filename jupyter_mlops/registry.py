@@ -207,6 +207,10 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
         raise MlopsError(f"run {run['id']} {run['status']}; only a succeeded run can be registered")
     failures = check_gates(run, gates)
     if failures:
+        from .notify import emit
+
+        emit(ws.store, "gate.failed", f"run {run['id']} did not pass the quality gate for {name}: "
+                                      + "; ".join(failures), run=run["id"], model=name, failures=failures)
         raise GateFailed(f"run {run['id']} did not pass the quality gate, nothing was registered:\n  " +
                          "\n  ".join(failures))
     if not Path(run["run_dir"], "bundle").exists():
@@ -281,6 +285,11 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
     # registering a run again is allowed (a new version, the same model), but never silently
     warning = (f"run {run['id']} was already {name} version {', '.join(map(str, earlier))}; version {version} is "
                "the same model again") if earlier else None
+    from .notify import emit
+
+    scores = ", ".join(f"{k}={v:.4g}" for k, v in run["metrics"].items()) or "no metrics"
+    emit(ws.store, "model.registered", f"{name} version {version} registered from run {run['id']} ({scores})",
+         model=name, version=version, run=run["id"], metrics=run["metrics"])
     return {**lineage, "version": version, "package": package, "schema": schema, "warning": warning}
 
 

@@ -301,8 +301,14 @@ class Scheduler:
             self.sleep(row["backoff"] * (2 ** attempt))
             attempt += 1
         store.finish_tick(row["name"], tick, status, error)
+        if status != "succeeded":
+            from .notify import emit
+
+            emit(store, "schedule.failed", f"schedule {row['name']} failed after {attempt + 1} attempt(s): {error}",
+                 schedule=row["name"], tick=iso(tick), run=result["id"] if result else None, error=error)
 
     def run_forever(self, interval: float = 5.0, stop: threading.Event | None = None) -> None:
+        from .notify import deliver_due
         from .owners import process_owner
 
         stop = stop or threading.Event()
@@ -311,5 +317,6 @@ class Scheduler:
             # said in the store, so `schedule add` and the panel can tell whether schedules will fire
             self.ws.store.beat("scheduler", owner, {"last_pass": self.clock(), "interval": interval})
             self.tick()
+            deliver_due(self.ws.store)  # notifications a process that ended could not send
             self.threads = [t for t in self.threads if t.is_alive()]
             stop.wait(interval)

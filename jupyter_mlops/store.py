@@ -183,6 +183,29 @@ deployments_table = sa.Table(
     sa.Column("owner", sa.String(300)),  # the serving process
     sa.Column("updated", sa.Float, nullable=False),
 )
+notifications_table = sa.Table(
+    "notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # webhook | email
+    sa.Column("target", sa.Text, nullable=False),  # the URL (a secret: shown masked) or the address
+    sa.Column("smtp", sa.String(300)),  # HOST:PORT for email
+    sa.Column("events", sa.Text, nullable=False),  # JSON list
+    sa.Column("created", sa.Float, nullable=False),
+)
+# what is to be sent: a row per (event, notification); notify.py sends and retries them
+outbox_table = sa.Table(
+    "notification_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("notification_id", sa.Integer, nullable=False, index=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_try", sa.Float),  # when it is due (moved forward by whoever takes it)
+    sa.Column("error", sa.Text),
+    sa.Column("delivered", sa.Float),
+    sa.Index("ix_outbox_due", "status", "next_try"),
+)
 meta_table = sa.Table(
     "meta", metadata,
     sa.Column("key", sa.String(64), primary_key=True),
@@ -548,6 +571,77 @@ class Store:
         with self.engine.begin() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(schedule_ticks_table).where(
                 schedule_ticks_table.c.name == name).order_by(schedule_ticks_table.c.tick))]
+
+    # -- notifications (notify.py) ---------------------------------------------------------------------------------
+    def add_notification(self, kind: str, target: str, smtp: str | None, events: list[str]) -> dict:
+        with self.engine.begin() as conn:
+            new_id = conn.execute(notifications_table.insert().values(
+                kind=kind, target=target, smtp=smtp, events=json.dumps(events),
+                created=time.time())).inserted_primary_key[0]
+        return next(n for n in self.notifications() if n["id"] == new_id)
+
+    def notifications(self) -> list[dict]:
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(notifications_table)
+                                                           .order_by(notifications_table.c.id))]
+        for row in rows:
+            row["events"] = json.loads(row["events"])
+        return rows
+
+    def remove_notification(self, notification_id: int) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(outbox_table.delete().where(outbox_table.c.notification_id == notification_id))
+            return bool(conn.execute(notifications_table.delete().where(
+                notifications_table.c.id == notification_id)).rowcount)
+
+    def enqueue_notifications(self, event: str, payload: str, now: float) -> int:
+        """An outbox row for each notification that wants `event`; how many."""
+        with self.engine.begin() as conn:
+            wanted = [r.id for r in conn.execute(sa.select(notifications_table.c.id, notifications_table.c.events))
+                      if event in json.loads(r.events)]
+            if wanted:
+                conn.execute(outbox_table.insert(), [
+                    {"notification_id": i, "event": event, "payload": payload, "status": "pending", "attempts": 0,
+                     "next_try": now} for i in wanted])
+            return len(wanted)
+
+    def due_notifications(self, now: float, limit: int) -> list[dict]:
+        query = (sa.select(outbox_table, notifications_table.c.kind, notifications_table.c.target,
+                           notifications_table.c.smtp)
+                 .join(notifications_table, notifications_table.c.id == outbox_table.c.notification_id)
+                 .where((outbox_table.c.status == "pending") & (outbox_table.c.next_try <= now))
+                 .order_by(outbox_table.c.next_try, outbox_table.c.id).limit(limit))
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def take_notification(self, row_id: int, due: float, until: float) -> bool:
+        """True for the one process that moves the row's next try from `due` to `until` (its lease)."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(outbox_table.update().where(
+                (outbox_table.c.id == row_id) & (outbox_table.c.status == "pending") &
+                (outbox_table.c.next_try == due)).values(next_try=until)).rowcount)
+
+    def notification_delivered(self, row_id: int, attempts: int, at: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox_table.update().where(outbox_table.c.id == row_id).values(
+                status="delivered", attempts=attempts, delivered=at, error=None))
+
+    def notification_failed(self, row_id: int, attempts: int, next_try: float | None, error: str) -> None:
+        """Tried again at `next_try`, or given up (None)."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox_table.update().where(outbox_table.c.id == row_id).values(
+                status="pending" if next_try else "failed", attempts=attempts, next_try=next_try, error=error))
+
+    def pending_notifications(self) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(outbox_table)
+                                .where(outbox_table.c.status == "pending")).scalar()
+
+    def notification_outbox(self, limit: int = 100) -> list[dict]:
+        """The latest rows of the outbox, newest first (what `notify list --sent` shows)."""
+        with self.engine.begin() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(outbox_table).order_by(outbox_table.c.id.desc()).limit(limit))]
 
     # -- deployments -------------------------------------------------------------------------------------------------
     def save_deployment(self, name: str, spec: dict, url: str | None = None, owner: str | None = None) -> None:
