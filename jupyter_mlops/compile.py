@@ -18,8 +18,6 @@ from .files import write_atomic, write_notebook
 from .pipeline import Pipeline, Step, _source
 
 ARTIFACTS_PARAMETER = "mlops_artifacts"
-# the data a step reads is noted from its first generated cell to its last (data_reads.py)
-_DATA_READS = "# the data this step reads, noted by jupyter-mlops\nimport jupyter_mlops.data_reads as _mlops_data_reads"
 
 
 _OWN_MAGIC = re.compile(r"^(\s*)(%mlops\b|%load_ext\s+jupyter_mlops\b|%reload_ext\s+jupyter_mlops\b)",
@@ -60,7 +58,6 @@ def step_notebook(pipeline: Pipeline, step: Step) -> Any:
     params = (params.rstrip() + "\n" if params.strip() else "") + \
         f'{ARTIFACTS_PARAMETER} = "artifacts"  # where steps save and load values: a folder or an fsspec URL\n'
     nb_cells.append(_cell("code", params, pipeline.parameters_cell, ["parameters"]))
-    nb_cells.append(_cell("code", f"{_DATA_READS}\n_mlops_data_reads.watch({ARTIFACTS_PARAMETER})"))
     nb_cells += [_cell("code", _code(_source(cells[i])), i) for i in pipeline.setup_cells]
     load = list(dict.fromkeys(step.imports.values()))
     if step.inputs:
@@ -78,7 +75,6 @@ def step_notebook(pipeline: Pipeline, step: Step) -> Any:
         nb_cells.append(_cell("code", "# outputs for downstream steps\nfrom jupyter_mlops.artifacts import "
                                       f"save_outputs\nsave_outputs({ARTIFACTS_PARAMETER}, \"{step.name}\", "
                                       f"{{{values}}})"))
-    nb_cells.append(_cell("code", f"{_DATA_READS}\n_mlops_data_reads.report()"))
     for position, cell in enumerate(nb_cells):
         cell["id"] = f"{step.name[:50]}-{position}"  # stable: the same notebook compiles to the same bytes
     kernelspec = {"name": pipeline.kernel_name, "display_name": pipeline.kernel_name, "language": "python"}

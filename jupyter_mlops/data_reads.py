@@ -1,12 +1,13 @@
 """What data a step read, and whether it has changed since.
 
-Inside a step kernel the compiled notebook calls `watch()` first and `report()` last. Between the two, three
-things are recorded:
+The step executor (engines/steps.py) asks the step's kernel to `watch()` before the step's first cell and for
+`report_json()` with the wipe after its last one. Both are silent requests, so they add no cell to the step
+notebook and no round trip of their own at the end. Between the two, three things are recorded:
 - the files the step's code opens for reading and the folders it lists, through Python's audit hooks (`open`,
   `os.listdir`, `os.scandir`; this also covers pandas, numpy, pickle and anything else that opens through Python);
 - the fsspec URLs it opens for reading (s3://, gs://, memory://, ...), through a wrapper on fsspec's `open`;
-`report()` then fingerprints each one and leaves the list in the output notebook as a scrapbook scrap. Paths
-declared with `--watch` are fingerprinted by the run itself when it starts (orchestration.watched_data).
+`report()` then fingerprints each one. Paths declared with `--watch` are fingerprinted by the run itself when it
+starts (orchestration.watched_data).
 
 What is left out: imports and package metadata lookups (their opens and folder listings; the folders on
 `sys.path`, the notebook's own among them, are never taken as data folders), Python's own files, Jupyter's and
@@ -32,11 +33,10 @@ import os
 import sys
 from typing import Any, Iterable
 
-SCRAP = "mlops.data_reads"
 HASH_WHOLE_UP_TO = 256 << 20
 SAMPLES, BLOCK = 8, 4 << 20  # a sampled fingerprint reads 32 MiB, whatever the size
 MAX_ENTRIES = 500  # per step: a step that opens more files (an image folder) is better watched as its folder
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "import"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT
 _CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".pyd", ".pth", ".dll", ".dylib")
 
@@ -53,6 +53,7 @@ class _Recorder:
 
 _recorder = _Recorder()
 _installed = False
+_fsspec_wrapped = False
 
 
 _IMPORT_SYSTEM = ("<frozen importlib", os.sep + "importlib" + os.sep, os.sep + "pkgutil.py",
@@ -73,7 +74,13 @@ def _in_import() -> bool:
 
 
 def _hook(event: str, args: tuple) -> None:
-    if event not in _EVENTS or not _recorder.active:
+    if event not in _EVENTS:
+        return
+    if event == "import":  # fsspec is wrapped as soon as a step imports it (pandas does, to read a URL)
+        if not _fsspec_wrapped and "fsspec.spec" in sys.modules:
+            _wrap_fsspec()
+        return
+    if not _recorder.active:
         return
     target = args[0]
     if isinstance(target, int) or target is None:  # an open file descriptor: its path was seen when it was opened
@@ -94,12 +101,14 @@ def _hook(event: str, args: tuple) -> None:
 
 
 def _wrap_fsspec() -> None:
-    """fsspec's remote filesystems read through the network, not through `open`: note the URLs they open."""
-    try:
-        import fsspec.spec
-    except ImportError:
+    """fsspec's remote filesystems read through the network, not through `open`: note the URLs they open. Called
+    once fsspec is imported (not importing it here: most steps never need it)."""
+    global _fsspec_wrapped
+    base = getattr(sys.modules.get("fsspec.spec"), "AbstractFileSystem", None)
+    original = getattr(base, "open", None)
+    if original is None:  # fsspec.spec is still being imported: the next import event tries again
         return
-    original = fsspec.spec.AbstractFileSystem.open
+    _fsspec_wrapped = True
     if getattr(original, "mlops_wrapped", False):
         return
 
@@ -116,7 +125,7 @@ def _wrap_fsspec() -> None:
         return original(self, path, mode, *args, **kwargs)
 
     open.mlops_wrapped = True
-    fsspec.spec.AbstractFileSystem.open = open
+    base.open = open
 
 
 def _local(fs: Any) -> bool:
@@ -129,9 +138,10 @@ def watch(artifacts: str = "") -> None:
     per kernel process; a warm kernel's later steps only clear the record."""
     global _installed
     if not _installed:
-        _wrap_fsspec()
         sys.addaudithook(_hook)
         _installed = True
+    if not _fsspec_wrapped and "fsspec.spec" in sys.modules:
+        _wrap_fsspec()
     _recorder.__init__()
     _recorder.artifacts = artifacts
     _recorder.active = True
@@ -182,19 +192,21 @@ def recorded(declared: Iterable[str] = ()) -> list[tuple[str, str]]:
 
 
 def report(declared: Iterable[str] = ()) -> dict:
-    """Stop recording, fingerprint what the step read and leave it in the output notebook with the paths it wrote
-    (the last generated cell of every step notebook): {"reads": [...], "writes": [...]}. A step that read more
-    than MAX_ENTRIES things keeps the first ones and says how many more."""
-    from .metrics import glue
-
+    """Stop recording and fingerprint what the step read: {"reads": [...], "writes": [the paths it wrote]}. A step
+    that read more than MAX_ENTRIES things keeps the first ones and says how many more."""
     reads = recorded(declared)
     entries = [fingerprint(path, kind) for kind, path in reads[:MAX_ENTRIES]]
     if len(reads) > MAX_ENTRIES:
         entries.append({"path": f"... {len(reads) - MAX_ENTRIES} more", "kind": "omitted", "method": "omitted",
                         "digest": None, "size": None, "mtime": None})
-    found = {"reads": entries, "writes": sorted(_recorder.written)[:MAX_ENTRIES]}
-    glue(SCRAP, found)
-    return found
+    return {"reads": entries, "writes": sorted(_recorder.written)[:MAX_ENTRIES]}
+
+
+def report_json() -> str:
+    """`report()` as JSON text, for the executor's silent request (its answer carries a repr of this string)."""
+    import json
+
+    return json.dumps(report(), default=str)
 
 
 def _file_digest(path: str, size: int) -> tuple[str, str]:
@@ -247,19 +259,6 @@ def fingerprint(path: str, kind: str) -> dict:
     except Exception as exc:  # unreadable now (permissions, network): said, and compared as such
         entry.update(digest=None, method="unreadable", error=f"{type(exc).__name__}: {exc}"[:300])
     return entry
-
-
-def reads_in(notebook: Any) -> dict | None:
-    """What a step reported in its executed notebook (a NotebookNode or its JSON): {"reads", "writes"}; None if it
-    reported nothing."""
-    from .metrics import SCRAP_MIME
-
-    for cell in reversed(notebook.get("cells", [])):
-        for output in cell.get("outputs", []) or []:
-            scrap = (output.get("data") or {}).get(SCRAP_MIME)
-            if isinstance(scrap, dict) and scrap.get("name") == SCRAP and isinstance(scrap.get("data"), dict):
-                return scrap["data"]
-    return None
 
 
 def changed(entries: list[dict]) -> list[dict]:

@@ -22,11 +22,11 @@ def log_metrics(**metrics: Any) -> dict[str, float]:
     """Record metrics of the current step, e.g. `log_metrics(accuracy=0.93, f1=0.91)`."""
     values = {name: _number(name, value) for name, value in metrics.items()}
     for name, value in values.items():
-        glue(SCRAP_PREFIX + name, value)
+        _glue(SCRAP_PREFIX + name, value)
     return values
 
 
-def glue(name: str, value: Any) -> None:
+def _glue(name: str, value: float) -> None:
     """The display output `scrapbook.glue(name, value, encoder="json")` writes, without importing scrapbook
     (2-3 s in every kernel that logs a metric); `scrapbook.read_notebook` reads it back as a scrap."""
     from IPython.display import display

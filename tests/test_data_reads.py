@@ -122,6 +122,22 @@ def test_fingerprints_of_urls_large_files_and_what_changed(tmp_path, monkeypatch
     assert gone["now"]["method"] == "missing"
 
 
+def test_urls_are_noted_when_fsspec_is_imported_after_the_step_began(tmp_path):
+    """pandas imports fsspec only when it reads a URL: the wrapper goes on at that import."""
+    code = ("from jupyter_mlops import data_reads\n"
+            "import sys\nassert 'fsspec' not in sys.modules\n"
+            "data_reads.watch('')\n"
+            "import fsspec\n"
+            "assert data_reads._fsspec_wrapped\n"  # by the import itself
+            "fsspec.filesystem('memory').pipe('/b/x.csv', b'a')\n"  # written by this step: not its input
+            "fsspec.filesystem('memory').pipe('/b/y.csv', b'a')\n"
+            "data_reads.watch('')\n"  # the next step
+            "fsspec.open('memory://b/x.csv').open().read()\n"
+            "print([e['path'] for e in data_reads.report()['reads']])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "['memory:///b/x.csv']", done
+
+
 @pytest.fixture
 def triggered(reader):
     ws = Workspace(reader.parent / ".mlops")

@@ -55,7 +55,7 @@ def notebook_modules(pipeline: Pipeline) -> list[str]:
         modules += imported_modules(_source(pipeline.cells[i]))
     if any(s.inputs or s.outputs for s in pipeline.steps):
         modules.append("jupyter_mlops.artifacts")
-    return modules
+    return modules + ["jupyter_mlops.data_reads"]  # every step notes the data it reads
 
 
 def dag_width(pipeline: Pipeline) -> int:
@@ -161,12 +161,34 @@ def papermill_engine() -> str:
     return _PAPERMILL_ENGINE
 
 
+# silent requests to the step's kernel (a kernel without jupyter-mlops installed simply records nothing)
+WATCH = "__import__('jupyter_mlops.data_reads', fromlist=['watch']).watch({artifacts!r})"
+REPORT = "__import__('jupyter_mlops.data_reads', fromlist=['report_json']).report_json()"
+
+
+def _data_reads(reply: dict | None) -> dict | None:
+    """The step's data reads from the wipe's reply: its user expression's value is the repr of a JSON text."""
+    import ast
+    import json
+
+    found = ((reply or {}).get("content", {}).get("user_expressions") or {}).get("data") or {}
+    if found.get("status") != "ok":
+        return None
+    try:
+        return json.loads(ast.literal_eval(found["data"]["text/plain"]))
+    except (KeyError, ValueError, SyntaxError):
+        return None
+
+
 def step_client(nb_man: Any, **kwargs: Any) -> Any:
-    """papermill's notebook client for one step on a pooled kernel, with three differences:
+    """papermill's notebook client for one step on a pooled kernel, with four differences:
     - its channels are closed when the step ends: given a kernel manager, nbclient leaves them open for good (ten
       sockets and a heartbeat thread leaked per step, thousands over a sweep);
     - the kernel is wiped for the next step over this client, not over a new one (kernels.reset_namespace);
-    - the kernel's language_info is asked for once per kernel, not once per step."""
+    - the kernel's language_info is asked for once per kernel, not once per step;
+    - the data the step reads is noted (data_reads.py): a silent request before its first cell starts the record
+      (its reply is not waited for: the kernel answers requests in order), and the wipe's request brings the
+      report back (`km.mlops_data_reads`)."""
     from papermill.clientwrap import PapermillNotebookClient
 
     class StepClient(PapermillNotebookClient):
@@ -174,6 +196,8 @@ def step_client(nb_man: Any, **kwargs: Any) -> Any:
             self.reset_execution_trackers()
             with self.setup_kernel(**kwargs):
                 try:
+                    self.kc.execute(WATCH.format(artifacts=getattr(self.km, "mlops_artifacts", "")), silent=True,
+                                    store_history=False, allow_stdin=False)
                     self.papermill_execute_cells()
                     if getattr(self.km, "mlops_language_info", None) is None:
                         info = self.wait_for_reply(self.kc.kernel_info())
@@ -189,8 +213,9 @@ def step_client(nb_man: Any, **kwargs: Any) -> Any:
             """Reached only when every cell ran or one raised: after a timeout nbclient's readers may still be on
             this client, and that kernel is replaced anyway."""
             reply = self.wait_for_reply(self.kc.execute(RESET, silent=True, store_history=False,
-                                                        allow_stdin=False))
+                                                        allow_stdin=False, user_expressions={"data": REPORT}))
             self.km.mlops_wiped = bool(reply) and reply["content"]["status"] == "ok"
+            self.km.mlops_data_reads = _data_reads(reply)
 
     return StepClient(nb_man, **kwargs)
 
@@ -320,6 +345,7 @@ class StepExecutor:
         output.parent.mkdir(parents=True, exist_ok=True)
         self._set(step.name, status=StepStatus.RUNNING, started=time.time(), output_notebook=str(output))
         params = {**self.parameters, ARTIFACTS_PARAMETER: self.artifacts}
+        km.mlops_artifacts, km.mlops_data_reads = self.artifacts, None  # for StepClient (data_reads.py)
         status, error, cell, healthy = StepStatus.SUCCEEDED, None, None, True
         executed = None
         try:
@@ -339,15 +365,12 @@ class StepExecutor:
         if (self._cancelled or self.pool.closed) and status == StepStatus.FAILED:
             status, error = StepStatus.CANCELLED, StepStatus.CANCELLED
         metrics: dict[str, float] = {}
-        reads = None
         if status == StepStatus.SUCCEEDED and executed is not None:
-            from ..data_reads import reads_in
             from ..metrics import metrics_in
 
             metrics = metrics_in(executed)  # the notebook papermill just wrote, not read back from disk
-            reads = reads_in(executed)
         self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics,
-                  data_reads=reads)
+                  data_reads=getattr(km, "mlops_data_reads", None))
         return healthy
 
     @staticmethod
