@@ -11,7 +11,8 @@ from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only whe
 _API = {"run", "list_engines", "deploy", "undeploy", "resume", "runs", "iter_runs",
         "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models", "promote", "rollback",
         "alias_history", "monitor", "deployments", "add_schedule", "schedules", "set_schedule", "fire_schedule",
-        "schedule_history"}
+        "schedule_history", "baseline", "set_baseline", "add_notification", "notifications",
+        "remove_notification"}
 __all__ = ["log_metrics", *sorted(_API)]
 
 

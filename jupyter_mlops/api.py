@@ -156,6 +156,24 @@ def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, a
     return table
 
 
+def baseline(notebook: str | os.PathLike, *, workspace: str | os.PathLike | None = None) -> str | None:
+    """The run the notebook's data checks compare with (data_checks.py): set by hand, else its first succeeded."""
+    return Workspace.locate(workspace, notebook).store.baseline_run(str(Path(notebook).resolve()))
+
+
+def set_baseline(notebook: str | os.PathLike, run_id: str, *, workspace: str | os.PathLike | None = None) -> str:
+    """Make a succeeded run of the notebook its data-check baseline; returns the run's full id."""
+    store = Workspace.locate(workspace, notebook).store
+    chosen = store.get_run(run_id)
+    path = str(Path(notebook).resolve())
+    if chosen["notebook"] != path:
+        raise MlopsError(f"run {chosen['id']} is a run of {chosen['notebook']}, not of {path}")
+    if chosen["status"] != "succeeded":
+        raise MlopsError(f"run {chosen['id']} {chosen['status']}; a baseline must be a succeeded run")
+    store.set_baseline(path, chosen["id"])
+    return chosen["id"]
+
+
 def data_digest(entry: dict) -> str:
     """What one data read looked like, in a few characters: the start of its digest and how it was taken."""
     if not entry.get("digest"):

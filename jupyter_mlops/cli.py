@@ -124,6 +124,11 @@ def _pipeline_verbs(sub) -> None:
     p.add_argument("--watch", action="append", default=None, metavar="PATH",
                    help="data the run reads that is not found by itself (a file, a folder or an fsspec URL "
                         "opened by native code): fingerprinted with what the steps read; repeatable")
+    p.add_argument("--data-checks", choices=["warn", "strict", "off"], default=None,
+                   help="check each step's output tables against the notebook's baseline run: findings are warnings "
+                        "(warn, the default), fail the step (strict), or are not looked for (off)")
+    p.add_argument("--data-threshold", action="append", default=None, metavar="NAME=SHARE",
+                   help="null_increase (default 0.05), out_of_range (0.01), row_change (0.5); repeatable")
     _engine_options(p, "run", "the run executes")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
     p.add_argument("--run-id-prefix", help=argparse.SUPPRESS)  # a sweep's pod: its run id is PREFIX-INDEX
@@ -188,6 +193,12 @@ def _tracking_verbs(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", action="store_true",
                    help="the runs' metrics as bar charts, printed as a Vega-Lite spec (JSON); %%mlops draws it")
+    _workspace_option(p)
+
+    p = sub.add_parser("baseline", help="the run a notebook's data checks compare with (default: its first "
+                                        "succeeded run)")
+    p.add_argument("notebook")
+    p.add_argument("run_id", nargs="?", help="the new baseline run (left out: show the current one)")
     _workspace_option(p)
 
     p = sub.add_parser("show", help="one run with its steps, metrics and output notebooks")
@@ -477,6 +488,11 @@ def _print_run(run: dict) -> None:
                 for d in run["data"]]
         print("\ndata read")
         print(_table(rows, ["path", "kind", "step", "size", "digest"]))
+    checks = run.get("data_checks") or {}
+    if checks.get("findings"):
+        print(f"\ndata checks against run {checks['baseline']}:")
+        for finding in checks["findings"]:
+            print(f"  {finding['message']}")
 
 
 def _bytes(size: int) -> str:
@@ -582,6 +598,20 @@ def _sweep_options(args: argparse.Namespace) -> dict:
 def _given(**keywords: Any) -> dict:
     """The verb's own options the user set (a flag left out is not passed, so another engine can do without it)."""
     return {k: v for k, v in keywords.items() if v is not None and v is not False}
+
+
+def _thresholds(pairs: list[str] | None) -> dict[str, str] | None:
+    from .errors import MlopsError
+
+    if not pairs:
+        return None
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise MlopsError(f"--data-threshold `{pair}`: write NAME=SHARE, e.g. null_increase=0.1")
+        found[name.strip()] = value.strip()
+    return found
 
 
 def _trial(path: str) -> dict:
@@ -786,7 +816,9 @@ def _run_or_resume(args: argparse.Namespace) -> int:
         result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
                          on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
                          **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
-                                                           fresh_kernels=args.fresh_kernels, watch_paths=args.watch))
+                                                           fresh_kernels=args.fresh_kernels, watch_paths=args.watch,
+                                                           data_checks=args.data_checks,
+                                                           data_thresholds=_thresholds(args.data_threshold)))
         if args.publish:
             from .engines.kubernetes import publish
             from .workspace import Workspace
@@ -1011,6 +1043,19 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    from . import api
+
+    if args.run_id:
+        chosen = api.set_baseline(args.notebook, args.run_id, workspace=args.workspace)
+        print(f"{os.path.basename(args.notebook)}: data checks now compare with run {chosen}")
+    else:
+        chosen = api.baseline(args.notebook, workspace=args.workspace)
+        print(f"{os.path.basename(args.notebook)}: data checks compare with run {chosen}" if chosen else
+              f"{os.path.basename(args.notebook)} has no succeeded run yet: its first one becomes the baseline")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     from . import api
 
@@ -1021,7 +1066,8 @@ def _show(args: argparse.Namespace) -> int:
 
 # each verb of the command line: a function that parses nothing (argparse did), calls the API and prints
 COMMANDS = {"validate": _validate, "compile": _compile, "run": _run_or_resume, "resume": _run_or_resume,
-            "sweep": _sweep, "runs": _runs, "show": _show, "compare": _compare, "register": _register,
+            "sweep": _sweep, "runs": _runs, "show": _show, "baseline": _baseline, "compare": _compare,
+            "register": _register,
             "models": _models, "promote": _alias, "rollback": _alias, "serve": _serve, "deploy": _deploy,
             "undeploy": _undeploy, "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule,
             "build": _build, "export": _export, "notify": _notify}

@@ -1,7 +1,8 @@
 """What data a step read, and whether it has changed since.
 
-The step executor (engines/steps.py) asks the step's kernel to `watch()` before the step's first cell and for
-`report_json()` with the wipe after its last one. Both are silent requests, so they add no cell to the step
+The step executor (engines/steps.py) asks the step's kernel to `watch()` before the step's first cell, and to
+`finish()` (the report, and the profiles of the step's outputs for the data checks) with the wipe after its last
+one. Both are silent requests, so they add no cell to the step
 notebook and no round trip of their own at the end. Between the two, three things are recorded:
 - the files the step's code opens for reading and the folders it lists, through Python's audit hooks (`open`,
   `os.listdir`, `os.scandir`; this also covers pandas, numpy, pickle and anything else that opens through Python);
@@ -202,11 +203,30 @@ def report(declared: Iterable[str] = ()) -> dict:
     return {"reads": entries, "writes": sorted(_recorder.written)[:MAX_ENTRIES]}
 
 
-def report_json() -> str:
-    """`report()` as JSON text, for the executor's silent request (its answer carries a repr of this string)."""
+_last: str | None = None
+
+
+def finish(namespace: dict, spec: str) -> None:
+    """The step's end, in its kernel before the wipe: its reads (`report`) and the profiles of the output values
+    later steps read (data_checks.py), kept for `last_json`. `spec` is JSON: {"outputs": [names], "ranges": the
+    baseline's ranges per output and column}."""
+    global _last
     import json
 
-    return json.dumps(report(), default=str)
+    wanted = json.loads(spec)
+    found = report()
+    if wanted.get("outputs"):
+        from .data_checks import profiles
+
+        found["profiles"] = profiles(namespace, wanted["outputs"], wanted.get("ranges"))
+    _last = json.dumps(found, default=str)
+
+
+def last_json() -> str | None:
+    """What `finish` found, once (the executor's request after the wipe reads it)."""
+    global _last
+    found, _last = _last, None
+    return found
 
 
 def _file_digest(path: str, size: int) -> tuple[str, str]:

@@ -68,12 +68,31 @@ def prepare(pipeline, run_dir: Path):
     return paths, code
 
 
+def data_baseline(store, pipeline, run_id: str) -> tuple[str | None, dict]:
+    """The notebook's data-check baseline run (data_checks.py) and its steps' output profiles, {} without one."""
+    chosen = store.baseline_run(str(Path(pipeline.notebook).resolve()))
+    if not chosen or chosen == run_id:
+        return None, {}
+    try:
+        record = store.get_run(chosen)
+    except MlopsError:  # the baseline run was deleted since
+        return None, {}
+    return chosen, {s["name"]: (s.get("data_reads") or {}).get("profiles") or {} for s in record["steps"]}
+
+
 def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_parallel: int | None,
-                  timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None):
-    """What runs a run's steps on this machine, reporting into the store; its kernels start warming up at once."""
+                  timeout: float | None, fresh_kernels: bool, on_update: Callable | None, pool=None,
+                  data_checks: tuple[str, dict] | None = None):
+    """What runs a run's steps on this machine, reporting into the store; its kernels start warming up at once.
+    `data_checks` = (mode, thresholds) as data_checks.check_settings gives them (default: the notebook's own
+    `mlops` metadata, else warn)."""
+    from .data_checks import check_settings
     from .engines.steps import StepExecutor
 
     store = ws.store
+    if data_checks is None:
+        data_checks = check_settings(pipeline.settings.get("data_checks"), pipeline.settings.get("data_thresholds"))
+    baseline_run, baseline = data_baseline(store, pipeline, run_id) if data_checks[0] != "off" else (None, {})
 
     def update(result) -> None:
         values = {"status": result.status, "started": result.started, "finished": result.finished,
@@ -91,7 +110,8 @@ def step_executor(ws: Workspace, run_id: str, pipeline, overrides: dict, max_par
 
     engine = StepExecutor(pipeline, ws.run_dir(run_id) / "steps", ws.artifacts(run_id), overrides,
                          max_parallel=max_parallel, timeout=timeout, fresh_kernels=fresh_kernels,
-                         on_update=update, pool=pool)
+                         on_update=update, pool=pool, baseline=baseline, baseline_run=baseline_run,
+                         data_checks=data_checks)
     return engine
 
 
@@ -142,8 +162,14 @@ def announce(store, run: RunView) -> RunView:
     if run["status"] in (RunStatus.FAILED, RunStatus.SUCCEEDED):
         name = os.path.basename(run["notebook"])
         text = f"run {run['id']} of {name} {run['status']}" + (f": {run['error']}" if run["error"] else "")
-        emit(store, f"run.{run['status']}", text, run={k: run[k] for k in (
-            "id", "notebook", "status", "error", "params", "metrics", "schedule", "sweep_id", "run_dir")})
+        subject = {k: run[k] for k in ("id", "notebook", "status", "error", "params", "metrics", "schedule",
+                                       "sweep_id", "run_dir")}
+        emit(store, f"run.{run['status']}", text, run=subject)
+        findings = run["data_checks"]["findings"]
+        if findings:
+            more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+            emit(store, "data_check.failed", f"run {run['id']} of {name}: {findings[0]['message']}{more}",
+                 run=subject, baseline=run["data_checks"]["baseline"], findings=findings)
     return run
 
 
@@ -151,14 +177,19 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
         workspace: str | os.PathLike | None = None, max_parallel: int | None = None, timeout: float | None = None,
         run_timeout: float | None = None, fresh_kernels: bool = False, on_update: Callable | None = None,
         check: bool = False, run_id: str | None = None, watch: Callable | None = None,
-        watch_paths: list[str] | None = None, **run_fields: Any) -> dict:
+        watch_paths: list[str] | None = None, data_checks: str | None = None,
+        data_thresholds: dict[str, float] | None = None, **run_fields: Any) -> dict:
     """Run a tagged notebook as a pipeline; returns the run (see `describe_run`). Bad tags or parameters raise
     before anything runs; a failed step gives a run with status `failed` (or raises StepFailed with check=True).
     `fresh_kernels=True` gives every step a never-used kernel instead of a wiped, warm one. `timeout` limits each
     cell, `run_timeout` the whole run (its steps are stopped and the run fails, saying so). `run_id` is for callers
     that hand the id out before the run is recorded (the server extension answers with it at once). `watch` is
     given the step executor before it starts (to cancel it from another thread). `watch_paths` are data the run
-    reads that its steps' own record misses (relative to the notebook's folder): fingerprinted as it starts."""
+    reads that its steps' own record misses (relative to the notebook's folder): fingerprinted as it starts.
+    `data_checks` ("warn", "strict", "off") and `data_thresholds` ({name: share}) set how the steps' output values
+    are checked against the notebook's baseline run (data_checks.py); the notebook's `mlops` metadata may set both."""
+    from .data_checks import check_settings
+
     from .engines.steps import configure_pool, early_pool
     from .parameters import coerce_parameters
 
@@ -170,11 +201,14 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
     try:
         pipeline = validate(notebook)
         overrides = coerce_parameters(pipeline.parameters, dict(parameters or {}))
+        checks = check_settings(data_checks or pipeline.settings.get("data_checks"),
+                                {**(pipeline.settings.get("data_thresholds") or {}), **(data_thresholds or {})})
         say_warnings(pipeline)
         configure_pool(pool, pipeline, max_parallel)
         ws = Workspace.locate(workspace, notebook)
         run_id = run_id or new_run_id()
-        engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool)
+        engine = step_executor(ws, run_id, pipeline, overrides, max_parallel, timeout, fresh_kernels, on_update, pool,
+                               checks)
         if watch:
             watch(engine)
         if watch_paths:
@@ -321,4 +355,13 @@ def describe_run(record: dict) -> RunView:
             "started": iso(record["started"]), "finished": iso(record["finished"]),
             "duration": record["duration"], "error": record["error"], "run_dir": record["run_dir"],
             "sweep_id": record["sweep_id"], "schedule": record["schedule"],
-            "scheduled_for": record["scheduled_for"], "steps": steps, "data": run_data(record)}
+            "scheduled_for": record["scheduled_for"], "steps": steps, "data": run_data(record),
+            "data_checks": data_findings(record)}
+
+
+def data_findings(record: dict) -> dict:
+    """The data checks of a run: {"baseline": run id or None, "findings": [...]} (each naming step, variable and
+    column)."""
+    steps = [s.get("data_reads") or {} for s in record["steps"]]
+    return {"baseline": next((s["baseline"] for s in steps if s.get("baseline")), None),
+            "findings": [f for s in steps for f in s.get("findings") or []]}

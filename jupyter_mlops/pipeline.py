@@ -55,6 +55,7 @@ class Pipeline:
     setup_parameters: list[str]  # parameters the setup code reads: they reach every step
     steps: list[Step]  # in a valid execution order
     warnings: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # the notebook's own `mlops` metadata (e.g. data_checks: strict)
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -302,8 +303,9 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     if problems:
         raise NotebookError(nb_path, problems)
     kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    settings = nb.metadata.get("mlops") if isinstance(nb.metadata.get("mlops"), dict) else {}
     return Pipeline(nb_path, notebook_hash(cells), kernel, list(cells), parameters, parameters_cell, setup_cells,
-                    sorted(setup_parameters), ordered, warnings)
+                    sorted(setup_parameters), ordered, warnings, dict(settings))
 
 
 def _code_lines(source: str) -> list[str]:

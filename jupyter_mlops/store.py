@@ -183,6 +183,13 @@ deployments_table = sa.Table(
     sa.Column("owner", sa.String(300)),  # the serving process
     sa.Column("updated", sa.Float, nullable=False),
 )
+# a notebook's data-check baseline chosen by hand (`jupyter-mlops baseline`); else its first succeeded run
+baselines_table = sa.Table(
+    "baselines", metadata,
+    sa.Column("notebook", sa.String(1000), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
 notifications_table = sa.Table(
     "notifications", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -571,6 +578,23 @@ class Store:
         with self.engine.begin() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(schedule_ticks_table).where(
                 schedule_ticks_table.c.name == name).order_by(schedule_ticks_table.c.tick))]
+
+    # -- data-check baselines ----------------------------------------------------------------------------------------
+    def set_baseline(self, notebook: str, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(baselines_table.delete().where(baselines_table.c.notebook == notebook))
+            conn.execute(baselines_table.insert().values(notebook=notebook, run_id=run_id, updated=time.time()))
+
+    def baseline_run(self, notebook: str) -> str | None:
+        """The id of the notebook's baseline run: the one set by hand, else its first succeeded run."""
+        with self.engine.begin() as conn:
+            chosen = conn.execute(sa.select(baselines_table.c.run_id)
+                                  .where(baselines_table.c.notebook == notebook)).scalar()
+            if chosen:
+                return chosen
+            return conn.execute(sa.select(runs_table.c.id).where(
+                (runs_table.c.notebook == notebook) & (runs_table.c.status == RunStatus.SUCCEEDED.value))
+                .order_by(runs_table.c.started, runs_table.c.id).limit(1)).scalar()
 
     # -- notifications (notify.py) ---------------------------------------------------------------------------------
     def add_notification(self, kind: str, target: str, smtp: str | None, events: list[str]) -> dict:

@@ -39,15 +39,18 @@ class LocalEngine(Engine):
     def run(self, notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *,
             run_id: str | None = None, on_update: Callable | None = None, on_log: Callable | None = None,
             max_parallel: int | None = None, timeout: float | None = None, run_timeout: float | None = None,
-            fresh_kernels: bool = False, watch_paths: list[str] | None = None) -> dict:
+            fresh_kernels: bool = False, watch_paths: list[str] | None = None, data_checks: str | None = None,
+            data_thresholds: dict[str, float] | None = None) -> dict:
         """`max_parallel` steps at once (default: the CPUs), `timeout` per cell, `run_timeout` for the whole run;
         `fresh_kernels`: every step on a never-used kernel; `watch_paths`: data read that the steps' own record
-        misses (data_reads.py). (Step output goes to the step notebooks, not on_log.)"""
+        misses (data_reads.py); `data_checks` warn|strict|off with `data_thresholds` (data_checks.py). (Step output
+        goes to the step notebooks, not on_log.)"""
         from ..orchestration import run
 
         return run(notebook, parameters, workspace=self.workspace, max_parallel=max_parallel, timeout=timeout,
                    run_timeout=run_timeout, fresh_kernels=fresh_kernels, on_update=on_update, run_id=run_id,
-                   watch=self._watch, watch_paths=watch_paths)
+                   watch=self._watch, watch_paths=watch_paths, data_checks=data_checks,
+                   data_thresholds=data_thresholds)
 
     def sweep(self, notebook: str | os.PathLike, plan, *, on_trial: Callable | None = None,
               timeout: float | None = None, fresh_kernels: bool = False) -> dict:

@@ -12,6 +12,7 @@ failure, is always written.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from ..analysis import imported_modules
 from ..compile import ARTIFACTS_PARAMETER
+from ..data_checks import THRESHOLDS, compare, ranges_of
 from ..files import papermill_writes_atomically, write_notebook
 from ..pipeline import Pipeline, Step, _source
 from ..records import FINISHED_STEP, USABLE_STEP, StepStatus
@@ -161,9 +163,13 @@ def papermill_engine() -> str:
     return _PAPERMILL_ENGINE
 
 
-# silent requests to the step's kernel (a kernel without jupyter-mlops installed simply records nothing)
+# silent requests to the step's kernel (a kernel without jupyter-mlops installed simply records nothing): the
+# record of what the step reads starts before its first cell; the end, with the profiles of its outputs, is taken
+# before the wipe, and read back by the wipe's user expression
 WATCH = "__import__('jupyter_mlops.data_reads', fromlist=['watch']).watch({artifacts!r})"
-REPORT = "__import__('jupyter_mlops.data_reads', fromlist=['report_json']).report_json()"
+FINISH = ("try:\n    __import__('jupyter_mlops.data_reads', fromlist=['finish'])"
+          ".finish(get_ipython().user_ns, {spec!r})\nexcept Exception:\n    pass\n")
+REPORT = "__import__('jupyter_mlops.data_reads', fromlist=['last_json']).last_json()"
 
 
 def _data_reads(reply: dict | None) -> dict | None:
@@ -196,7 +202,7 @@ def step_client(nb_man: Any, **kwargs: Any) -> Any:
             self.reset_execution_trackers()
             with self.setup_kernel(**kwargs):
                 try:
-                    self.kc.execute(WATCH.format(artifacts=getattr(self.km, "mlops_artifacts", "")), silent=True,
+                    self.kc.execute(WATCH.format(artifacts=self.km.mlops_step_io["artifacts"]), silent=True,
                                     store_history=False, allow_stdin=False)
                     self.papermill_execute_cells()
                     if getattr(self.km, "mlops_language_info", None) is None:
@@ -212,7 +218,8 @@ def step_client(nb_man: Any, **kwargs: Any) -> Any:
         def _wipe(self) -> None:
             """Reached only when every cell ran or one raised: after a timeout nbclient's readers may still be on
             this client, and that kernel is replaced anyway."""
-            reply = self.wait_for_reply(self.kc.execute(RESET, silent=True, store_history=False,
+            finish = FINISH.format(spec=json.dumps(self.km.mlops_step_io["finish"]))
+            reply = self.wait_for_reply(self.kc.execute(finish + RESET, silent=True, store_history=False,
                                                         allow_stdin=False, user_expressions={"data": REPORT}))
             self.km.mlops_wiped = bool(reply) and reply["content"]["status"] == "ok"
             self.km.mlops_data_reads = _data_reads(reply)
@@ -225,7 +232,11 @@ class StepExecutor:
 
     def __init__(self, pipeline: Pipeline, output_dir: Path, artifacts: str, parameters: dict[str, Any],
                  max_parallel: int | None = None, timeout: float | None = None, fresh_kernels: bool = False,
-                 on_update: Callable[[StepResult], None] = lambda r: None, pool: KernelPool | None = None):
+                 on_update: Callable[[StepResult], None] = lambda r: None, pool: KernelPool | None = None,
+                 baseline: dict | None = None, baseline_run: str | None = None,
+                 data_checks: tuple[str, dict] = ("warn", THRESHOLDS)):
+        """`baseline`: {step: {output: profile}} of the notebook's baseline run `baseline_run`, which the
+        outputs' profiles are checked against (data_checks.py) in mode `data_checks` (mode, thresholds)."""
         self.pipeline = pipeline
         self.output_dir = Path(output_dir)
         self.artifacts = artifacts
@@ -236,6 +247,7 @@ class StepExecutor:
         self.cwd = str(Path(pipeline.notebook).resolve().parent)
         self.results: dict[str, StepResult] = {s.name: StepResult(s.name) for s in pipeline.steps}
         self.attempts: dict[str, int] = {}  # earlier attempts per step (resume), for the store's count
+        self.baseline, self.baseline_run, self.data_checks = baseline or {}, baseline_run, data_checks
         self._state = threading.Condition()
         self._cancelled = False
         self._owns_pool = pool is None
@@ -345,7 +357,10 @@ class StepExecutor:
         output.parent.mkdir(parents=True, exist_ok=True)
         self._set(step.name, status=StepStatus.RUNNING, started=time.time(), output_notebook=str(output))
         params = {**self.parameters, ARTIFACTS_PARAMETER: self.artifacts}
-        km.mlops_artifacts, km.mlops_data_reads = self.artifacts, None  # for StepClient (data_reads.py)
+        baseline = self.baseline.get(step.name) or {}
+        km.mlops_data_reads = None  # what StepClient hears of the step's data (data_reads.py, data_checks.py)
+        km.mlops_step_io = {"artifacts": self.artifacts,
+                            "finish": {"outputs": list(step.outputs), "ranges": ranges_of(baseline)}}
         status, error, cell, healthy = StepStatus.SUCCEEDED, None, None, True
         executed = None
         try:
@@ -364,13 +379,23 @@ class StepExecutor:
             self._note_in_notebook(output, error)
         if (self._cancelled or self.pool.closed) and status == StepStatus.FAILED:
             status, error = StepStatus.CANCELLED, StepStatus.CANCELLED
+        reads = getattr(km, "mlops_data_reads", None)
+        if reads is not None and status == StepStatus.SUCCEEDED and baseline and self.data_checks[0] != "off":
+            reads["findings"] = compare(step.name, baseline, reads.get("profiles") or {}, self.data_checks[1])
+            reads["baseline"] = self.baseline_run
+            if reads["findings"] and self.data_checks[0] == "strict":
+                more = len(reads["findings"]) - 1
+                status = StepStatus.FAILED
+                error = f"data check failed: {reads['findings'][0]['message']}" + (
+                    f" (and {more} more finding{'s' * (more > 1)})" if more else "")
+                self._note_in_notebook(output, error)
         metrics: dict[str, float] = {}
         if status == StepStatus.SUCCEEDED and executed is not None:
             from ..metrics import metrics_in
 
             metrics = metrics_in(executed)  # the notebook papermill just wrote, not read back from disk
         self._set(step.name, status=status, finished=time.time(), error=error, cell=cell, metrics=metrics,
-                  data_reads=getattr(km, "mlops_data_reads", None))
+                  data_reads=reads)
         return healthy
 
     @staticmethod
