@@ -128,7 +128,7 @@ def _pipeline_verbs(sub) -> None:
                    help="check each step's output tables against the notebook's baseline run: findings are warnings "
                         "(warn, the default), fail the step (strict), or are not looked for (off)")
     p.add_argument("--data-threshold", action="append", default=None, metavar="NAME=SHARE",
-                   help="null_increase (default 0.05), out_of_range (0.01), row_change (0.5); repeatable")
+                   help="null_increase (default 0.05), out_of_range (0.05), row_change (0.5); repeatable")
     _engine_options(p, "run", "the run executes")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # given by the Kubernetes engine to the run in its pod
     p.add_argument("--run-id-prefix", help=argparse.SUPPRESS)  # a sweep's pod: its run id is PREFIX-INDEX

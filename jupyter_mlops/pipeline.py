@@ -303,9 +303,14 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     if problems:
         raise NotebookError(nb_path, problems)
     kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
-    settings = nb.metadata.get("mlops") if isinstance(nb.metadata.get("mlops"), dict) else {}
     return Pipeline(nb_path, notebook_hash(cells), kernel, list(cells), parameters, parameters_cell, setup_cells,
-                    sorted(setup_parameters), ordered, warnings, dict(settings))
+                    sorted(setup_parameters), ordered, warnings, _settings(nb))
+
+
+def _settings(nb) -> dict:
+    """The notebook's own `mlops` metadata: settings it asks for itself (e.g. {"data_checks": "strict"})."""
+    found = nb.metadata.get("mlops")
+    return dict(found) if isinstance(found, dict) else {}
 
 
 def _code_lines(source: str) -> list[str]:

@@ -134,3 +134,22 @@ def test_profiles_of_arrays_and_large_frames():
     found = data_checks.profile(big)
     assert found["sampled"] and found["rows"] == data_checks.SAMPLE_ROWS + 10
     assert found["columns"]["v"]["max"] == data_checks.SAMPLE_ROWS + 9  # the range covers every row
+
+
+def test_the_worked_example_retrains_on_a_new_export_and_tells_the_webhook(tmp_path):
+    """README, "Continuous training": example_notebooks/retrain_on_data_change.py as a user runs it."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "example_notebooks" / "retrain_on_data_change.py"
+    done = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path / "ct")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "first run: it sets the data baseline" in lines[1] and "succeeded" in lines[1] and "orders.csv" in lines[1]
+    assert lines[2].endswith("the data unchanged: 0 runs fired")
+    assert "data changed since run" in lines[3] and "failed: step `data` failed: data check failed" in lines[3]
+    assert "`raw` column `country` has categories the baseline never had: 'PL'" in done.stdout
+    assert "column `country_PL` is new" in done.stdout
+    heard = next(line for line in lines if line.startswith("5. the webhook heard"))
+    assert "run.failed" in heard and "data_check.failed" in heard and "schedule.failed" in heard
+    assert lines[-1].startswith("6. 10 s later: 0 runs fired")
