@@ -343,6 +343,16 @@ def _scheduling_verbs(sub) -> None:
                                                        "(default 1m)")
     a.add_argument("--watch", action="append", default=None, metavar="PATH",
                    help="with --on-data-change: data the notebook reads that is not found by itself; repeatable")
+    a.add_argument("--on-drift", metavar="MODEL",
+                   help="fire when the deployed MODEL's latest requests drift from its training data")
+    a.add_argument("--threshold", type=float, metavar="SHARE",
+                   help="with --on-drift: the share of features that must drift (default 0: any one)")
+    a.add_argument("--drift-window", metavar="DURATION", help="with --on-drift: fire at most once per DURATION "
+                                                              "(default 1h)")
+    a.add_argument("--register", metavar="NAME",
+                   help="register each succeeded run's model as a new version of NAME (behind --require gates)")
+    a.add_argument("--require", action="append", default=None, metavar="GATE",
+                   help='with --register: a gate such as "accuracy>=0.9"; repeatable')
     a.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     a.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
     a.add_argument("--missed", choices=["skip", "latest"],
@@ -649,7 +659,9 @@ def _schedule(args: argparse.Namespace) -> int:
                                  timezone=args.timezone, workspace=ws.root, **_backend(args, "schedule"),
                                  **_given(missed=args.missed, retries=args.retries, backoff=args.backoff,
                                           timeout=args.timeout, on_data_change=args.on_data_change,
-                                          every=args.every, watch_paths=args.watch))
+                                          every=args.every, watch_paths=args.watch, on_drift=args.on_drift,
+                                          threshold=args.threshold, drift_window=args.drift_window,
+                                          register=args.register, require=args.require))
         print("\n".join(added["lines"]))
     elif args.action == "list":
         rows = api.schedules(workspace=ws.root)

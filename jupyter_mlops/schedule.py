@@ -20,6 +20,7 @@ that has not run yet fires once to set its baseline.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -31,7 +32,9 @@ from typing import Any, Callable
 from .errors import MlopsError
 
 MISSED_POLICIES = ("skip", "latest")
+log = logging.getLogger(__name__)
 DEFAULT_EVERY = 60.0  # seconds between a trigger's checks
+DEFAULT_DRIFT_WINDOW = 3600.0  # a drift trigger fires at most once in this many seconds
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -99,37 +102,73 @@ def iso(ts: float, zone: str = "UTC") -> str:
     return datetime.fromtimestamp(ts, timezone_of(zone)).isoformat(timespec="seconds")
 
 
-def _trigger(notebook: Path, cron: str | None, on_data_change: bool, every, watch_paths) -> dict | None:
-    """What fires the schedule besides a clock, checked: {"on": "data-change", "every": s, "watch": [...]}."""
-    if bool(cron) == bool(on_data_change):
-        raise MlopsError("a schedule fires on a clock or on a change: give --cron \"0 3 * * *\" or "
-                         "--on-data-change, not both" if cron else
-                         "a schedule needs --cron \"0 3 * * *\" (a clock) or --on-data-change (when the data the "
-                         "notebook reads changes)")
-    if not on_data_change:
-        if every is not None or watch_paths:
-            raise MlopsError("--every and --watch go with --on-data-change")
-        return None
+def _trigger(notebook: Path, cron: str | None, on_data_change: bool, every, watch_paths, on_drift: str | None,
+             threshold: float | None, drift_window) -> dict:
+    """What fires the schedule besides a clock, checked: {"on": "data-change", "every": s, "watch": [...]} or
+    {"on": "drift", "model": NAME, "threshold": share, "window": s, "every": s}; {} for a cron schedule."""
+    chosen = [flag for flag, given in (("--cron", cron), ("--on-data-change", on_data_change),
+                                        ("--on-drift", on_drift)) if given]
+    if len(chosen) != 1:
+        raise MlopsError(f"a schedule fires on one thing; give one of {', '.join(chosen)}, not both" if chosen else
+                         "a schedule needs --cron \"0 3 * * *\" (a clock), --on-data-change (when the data the "
+                         "notebook reads changes) or --on-drift MODEL (when a deployed model's inputs drift)")
+    if (every is not None or watch_paths) and cron:
+        raise MlopsError("--every and --watch go with --on-data-change or --on-drift, not --cron")
+    if (threshold is not None or drift_window is not None) and not on_drift:
+        raise MlopsError("--threshold and --drift-window go with --on-drift MODEL")
     for path in watch_paths or []:
         if "://" not in path and not (notebook.parent / os.path.expanduser(path)).exists():
             raise MlopsError(f"--watch {path}: {notebook.parent / path} does not exist; name a file, a folder or "
                              "an fsspec URL the notebook reads")
-    return {"on": "data-change", "every": parse_every(every if every is not None else DEFAULT_EVERY),
-            "watch": list(watch_paths or [])}
+    if cron:
+        return {}
+    interval = parse_every(every if every is not None else DEFAULT_EVERY)
+    if on_data_change:
+        return {"on": "data-change", "every": interval, "watch": list(watch_paths or [])}
+    from .names import check_name
+
+    if threshold is not None and not 0 <= float(threshold) < 1:
+        raise MlopsError(f"--threshold {threshold}: the share of features that must drift, from 0 (any one) to "
+                         "below 1")
+    return {"on": "drift", "model": check_name(on_drift, "model name"), "threshold": float(threshold or 0.0),
+            "window": parse_every(drift_window if drift_window is not None else DEFAULT_DRIFT_WINDOW),
+            "every": interval, "watch": list(watch_paths or [])}
+
+
+def _then(register: str | None, require: list[str] | None) -> dict:
+    """What follows a succeeded run: registration of its model as a new version of `register`, behind gates."""
+    if not register:
+        if require:
+            raise MlopsError("--require goes with --register NAME (the gates a retrained model must pass)")
+        return {}
+    from .names import check_name
+    from .registry import parse_gate
+
+    for gate in require or []:
+        parse_gate(gate)
+    return {"register": check_name(register), "require": list(require or [])}
 
 
 def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, Any] | None = None, *,
         timezone: str = "UTC", missed: str = "skip", retries: int = 0, backoff: float = 60.0,
         timeout: float | None = None, on_data_change: bool = False, every: str | float | None = None,
-        watch_paths: list[str] | None = None, clock: Callable[[], float] = time.time) -> dict:
-    """Check everything (cron or trigger, timezone, notebook, parameters, policies) and store the schedule."""
+        watch_paths: list[str] | None = None, on_drift: str | None = None, threshold: float | None = None,
+        drift_window: str | float | None = None, register: str | None = None, require: list[str] | None = None,
+        clock: Callable[[], float] = time.time) -> dict:
+    """Check everything (cron or trigger, timezone, notebook, parameters, policies, what follows a run) and store
+    the schedule. `register`/`require`: a succeeded run's model becomes a new version of `register` when it
+    passes the gates."""
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
 
     from .names import check_name
 
     check_name(name, "schedule name")
-    trigger = _trigger(Path(notebook).resolve(), cron, on_data_change, every, watch_paths)
+    trigger = {**_trigger(Path(notebook).resolve(), cron, on_data_change, every, watch_paths, on_drift, threshold,
+                          drift_window), **_then(register, require)}
+    if on_drift and not ws.store.model_versions(on_drift):
+        raise MlopsError(f"--on-drift {on_drift}: no model `{on_drift}` is registered; `jupyter-mlops models` lists "
+                         "them")
     if cron:
         check_cron(cron)
     timezone_of(timezone)
@@ -150,18 +189,45 @@ def describe(row: dict, now: float | None = None) -> dict:
     """A schedule as JSON: for a trigger, `next_tick` is its next check and `when` says what fires it."""
     after = max(row["last_tick"] or row["created"], now or 0)
     zone = row["timezone"]
-    trigger = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else None
-    if trigger:
-        upcoming = max((row["last_tick"] or row["created"]) + trigger["every"], now or 0)
-        when = f"on data change (checked every {trigger['every']:g} s)"
+    spec = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else {}
+    if spec.get("on") == "data-change":
+        when = f"on data change (checked every {spec['every']:g} s)"
+    elif spec.get("on") == "drift":
+        share = f"more than {spec['threshold']:.0%} of" if spec["threshold"] else "any of"
+        when = (f"on drift of {spec['model']} ({share} its features; checked every {spec['every']:g} s, at most "
+                f"once per {spec['window']:g} s)")
     else:
-        upcoming, when = next_ticks(row["cron"], zone, after)[0], row["cron"]
-    return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"] or None, "trigger": trigger,
+        when = row["cron"]
+    if spec.get("register"):
+        when += f", then register {spec['register']}" + (f" if {' and '.join(spec['require'])}"
+                                                         if spec["require"] else "")
+    upcoming = (max((row["last_tick"] or row["created"]) + spec["every"], now or 0) if spec.get("on")
+                else next_ticks(row["cron"], zone, after)[0])
+    return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"] or None,
+            "trigger": spec if spec.get("on") else None, "then": {k: spec[k] for k in ("register", "require")
+                                                                  if k in spec} or None,
             "when": when, "timezone": row["timezone"],
             "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
             "retries": row["retries"], "backoff": row["backoff"], "timeout": row["timeout"],
             "last_tick": iso(row["last_tick"], zone) if row["last_tick"] else None,
             "next_tick": iso(upcoming, zone) if row["status"] == "active" else None}
+
+
+def drift_change(ws, spec: dict, now: float) -> tuple[str, str, dict] | None:
+    """Whether the deployed model's latest requests drifted past the trigger's threshold: (claim key for this
+    window of time, reason, the monitor's report), or None (too few requests yet counts as no drift)."""
+    from .registry import fetch_package, primary_version
+    from .serving.monitor import DRIFT_MIN_ROWS, report
+
+    version = primary_version(ws.store, spec["model"])
+    found = report(fetch_package(ws, version), ws.root / "logs" / spec["model"])
+    drifted, total = found["drifted_features"], len(found["features"])
+    if found["window_rows"] < DRIFT_MIN_ROWS or not drifted or len(drifted) / total <= spec["threshold"]:
+        return None
+    names = ", ".join(drifted[:5]) + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else "")
+    reason = (f"{spec['model']} version {version['version']}: {len(drifted)} of {total} features drifted ({names}) "
+              f"over its latest {found['window_rows']} requests")
+    return f"drift:{int(now // spec['window'])}", reason, {**found, "version": version["version"]}
 
 
 def data_change(store, row: dict) -> tuple[str, str] | None:
@@ -221,8 +287,9 @@ class Scheduler:
         for row in store.schedules():
             if row["status"] != "active":
                 continue
-            if row.get("trigger_spec"):
-                fired = self._check_trigger(row, now)
+            spec = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else {}
+            if spec.get("on"):
+                fired = self._check_trigger(row, spec, now)
                 if fired:
                     claimed.append(fired)
                 continue
@@ -250,16 +317,30 @@ class Scheduler:
             self.join()
         return claimed
 
-    def _check_trigger(self, row: dict, now: float) -> dict | None:
+    def _check_trigger(self, row: dict, spec: dict, now: float) -> dict | None:
         """One check of a triggered schedule, when its interval has passed; fires on a change not yet claimed."""
-        spec = json.loads(row["trigger_spec"])
         if now - (row["last_tick"] or 0) < spec["every"]:
             return None
         store = self.ws.store
         store.advance_schedule(row["name"], now)
-        change = data_change(store, row)
+        drift = None
+        if spec["on"] == "drift":
+            try:
+                drift = drift_change(self.ws, spec, now)
+            except (MlopsError, OSError, ValueError, KeyError) as exc:  # no deployment or log yet: nothing to judge
+                log.info("schedule %s: drift of %s not judged: %s", row["name"], spec["model"], exc)
+            change = drift[:2] if drift else None
+        else:
+            change = data_change(store, row)
         if change is None or not store.claim_tick(row["name"], now, now, trigger_key=change[0], reason=change[1]):
             return None  # nothing changed, or another scheduler fired for this change
+        if drift:
+            from .notify import emit
+
+            report = drift[2]
+            emit(store, "drift.detected", change[1], model=spec["model"], version=report["version"],
+                 drifted_features=report["drifted_features"], schedule=row["name"],
+                 psi={n: f["psi"] for n, f in report["features"].items() if f["drifted"]})
         if store.schedule_is_running(row["name"]):
             store.finish_tick(row["name"], now, "skipped", "the previous run of this schedule is still running")
             return {"schedule": row["name"], "tick": iso(now), "status": "skipped", "reason": change[1]}
@@ -288,7 +369,7 @@ class Scheduler:
         attempt, result = 0, None
         while True:
             try:
-                watched = json.loads(row["trigger_spec"]).get("watch") if row.get("trigger_spec") else None
+                watched = (json.loads(row["trigger_spec"]) if row.get("trigger_spec") else {}).get("watch")
                 result = self.run(row["notebook"], json.loads(row["params"]), workspace=self.ws.root,
                                   run_timeout=row["timeout"], schedule=row["name"], scheduled_for=iso(tick),
                                   **({"watch_paths": watched} if watched else {}))
@@ -300,12 +381,27 @@ class Scheduler:
                 break
             self.sleep(row["backoff"] * (2 ** attempt))
             attempt += 1
-        store.finish_tick(row["name"], tick, status, error)
+        spec = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else {}
+        outcome = self._register(spec, result["id"]) if status == "succeeded" and spec.get("register") else None
+        store.finish_tick(row["name"], tick, status, error, outcome)
         if status != "succeeded":
             from .notify import emit
 
             emit(store, "schedule.failed", f"schedule {row['name']} failed after {attempt + 1} attempt(s): {error}",
                  schedule=row["name"], tick=iso(tick), run=result["id"] if result else None, error=error)
+
+    def _register(self, spec: dict, run_id: str) -> str:
+        """A retrained model registered behind the schedule's gates; what happened, in words (a failed gate is
+        notified as gate.failed by the registry)."""
+        from .orchestration import describe_run
+        from .registry import register
+
+        try:
+            version = register(self.ws, describe_run(self.ws.store.get_run(run_id)), spec["register"],
+                               spec["require"])
+        except MlopsError as exc:
+            return f"not registered: {str(exc).splitlines()[-1].strip()}"
+        return f"registered {spec['register']} version {version['version']}"
 
     def run_forever(self, interval: float = 5.0, stop: threading.Event | None = None) -> None:
         from .notify import deliver_due

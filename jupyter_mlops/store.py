@@ -558,11 +558,15 @@ class Store:
                 (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick))
                 .values(run_id=run_id, attempts=attempts))
 
-    def finish_tick(self, name: str, tick: float, status: str, error: str | None) -> None:
+    def finish_tick(self, name: str, tick: float, status: str, error: str | None, outcome: str | None = None) -> None:
+        """A fired tick's end; `outcome` (what followed the run, e.g. a registration) is added to its reason."""
+        where = (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick)
         with self.engine.begin() as conn:
-            conn.execute(schedule_ticks_table.update().where(
-                (schedule_ticks_table.c.name == name) & (schedule_ticks_table.c.tick == tick))
-                .values(status=status, error=error))
+            values: dict[str, Any] = {"status": status, "error": error}
+            if outcome:
+                reason = conn.execute(sa.select(schedule_ticks_table.c.reason).where(where)).scalar()
+                values["reason"] = f"{reason}; {outcome}" if reason else outcome
+            conn.execute(schedule_ticks_table.update().where(where).values(**values))
 
     def last_schedule_run(self, name: str) -> dict | None:
         """The schedule's latest finished run, with its steps (what it read), or None."""

@@ -186,7 +186,7 @@ def test_two_schedulers_fire_a_data_change_exactly_once(triggered):
 
 def test_triggered_schedules_refuse_bad_input_naming_the_option(reader):
     ws = Workspace(reader.parent / ".mlops")
-    with pytest.raises(MlopsError, match="needs --cron .* or --on-data-change"):
+    with pytest.raises(MlopsError, match="needs --cron .*--on-data-change"):
         schedule.add(ws, reader, "s", None)
     with pytest.raises(MlopsError, match="not both"):
         schedule.add(ws, reader, "s", "0 3 * * *", on_data_change=True)
