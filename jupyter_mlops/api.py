@@ -249,10 +249,11 @@ def sweep(notebook: str | os.PathLike, space: dict[str, Any], *, samples: int | 
 # -- the model registry -------------------------------------------------------------------------------------------
 def register(run: str, name: str, *, metric: str | None = None, maximize: bool = True,  # noqa: F811 - `run` the id
              require: list[str] | None = None, sweep_id: str | None = None,
-             notebook: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None) -> dict:
+             notebook: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None,
+             max_age: str | float | None = None) -> dict:
     """Register a run's model (`run` is a run id, or "best": the succeeded run with the best `metric`, within
     `sweep_id` and among `notebook`'s runs if given) as the next version of `name`, if it passes every `require`
-    gate ("accuracy>=0.9").
+    gate ("accuracy>=0.9"). `max_age` ("30d"; default $MLOPS_MAX_MODEL_AGE, else none): when it becomes stale.
     Raises GateFailed, registering nothing, when a gate fails."""
     from .names import check_name
     from .registry import parse_gate
@@ -261,6 +262,13 @@ def register(run: str, name: str, *, metric: str | None = None, maximize: bool =
     check_name(name)
     for gate in require or []:
         parse_gate(gate)  # a malformed gate is an error before anything else
+    if max_age is None and os.environ.get("MLOPS_MAX_MODEL_AGE"):
+        max_age = os.environ["MLOPS_MAX_MODEL_AGE"]
+    if max_age is not None:
+        from .durations import parse_duration
+
+        max_age = parse_duration(max_age, "--max-age" if "MLOPS_MAX_MODEL_AGE" not in os.environ
+                                 else "--max-age (or $MLOPS_MAX_MODEL_AGE)", at_least=60.0)
     ws = Workspace.locate(workspace)
     if run == "best":
         if not metric:
@@ -274,7 +282,7 @@ def register(run: str, name: str, *, metric: str | None = None, maximize: bool =
         chosen = get_run(best, workspace=ws.root)
     else:
         chosen = get_run(run, workspace=ws.root)
-    return register_version(ws, chosen, name, list(require or []))
+    return register_version(ws, chosen, name, list(require or []), max_age)
 
 
 def models(*, workspace: str | os.PathLike | None = None) -> list[dict]:
@@ -332,10 +340,13 @@ def monitor(name: str, *, window: int = 1000, workspace: str | os.PathLike | Non
     from .serving.monitor import report
     from .serving.server import shadow_report
 
+    from .registry import age
+
     ws = Workspace.locate(workspace)
     version = primary_version(ws.store, name)
     found = report(fetch_package(ws, version), ws.root / "logs" / name, window)
-    return {**found, "version": version["version"], "shadow": shadow_report(ws.store.get_deployment(name))}
+    return {**found, "version": version["version"], "shadow": shadow_report(ws.store.get_deployment(name)),
+            "age": age(version)}
 
 
 def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500) -> list[dict]:

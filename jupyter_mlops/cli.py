@@ -219,6 +219,9 @@ def _registry_verbs(sub) -> None:
     p.add_argument("--require", action="append", default=[], metavar="GATE",
                    help='a quality gate, e.g. "accuracy>=0.9"; repeatable; a failed gate registers nothing')
     p.add_argument("--sweep", metavar="ID", help="choose `best` among this sweep's trials")
+    p.add_argument("--max-age", metavar="DURATION",
+                   help="the version is stale this long after it is registered, e.g. 30d: model.stale is notified, "
+                        "/metrics and monitor show its age (default $MLOPS_MAX_MODEL_AGE, else never)")
     # not `notebook`: %mlops fills an unset `notebook` with the kernel's own and fails where it cannot tell
     p.add_argument("--notebook", metavar="NB", dest="best_of",
                    help="choose `best` among this notebook's runs (%%mlops: this notebook's, unless --notebook all)")
@@ -920,7 +923,8 @@ def _register(args: argparse.Namespace) -> int:
     try:
         version = api.register(args.run_id, args.name, metric=args.metric, maximize=not args.minimize,
                                require=args.require, sweep_id=args.sweep,
-                               notebook=args.best_of if args.best_of != "all" else None, workspace=args.workspace)
+                               notebook=args.best_of if args.best_of != "all" else None, workspace=args.workspace,
+                               max_age=args.max_age)
     except GateFailed as exc:
         print(f"gate failed: {exc}", file=sys.stderr)
         return 1
@@ -1033,11 +1037,21 @@ def _monitor(args: argparse.Namespace) -> int:
             print(f"{args.top} of {len(rows)} features shown, drifted first, then by PSI (--top N for more)")
     print(f"rule: {found['drift_rule']}")
     print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
+    print(_age_line(found["age"]))
     shadow = found["shadow"]
     if shadow and shadow["rows"]:
         print(f"shadow: {shadow['rows']} rows mirrored, agreement {shadow['agreement']:.1%}, latency delta "
               f"{shadow['mean_latency_delta_ms']:+.3f} ms")
     return 0
+
+
+def _age_line(age: dict) -> str:
+    def days(seconds: float | None) -> str:
+        return "unknown" if seconds is None else f"{seconds / 86400:.1f} days"
+
+    limit = f", limit {days(age['max_age_seconds'])}" if age["max_age_seconds"] else " (no --max-age)"
+    return (f"age: model {days(age['model_age_seconds'])}, its training data {days(age['data_age_seconds'])}{limit}"
+            + ("; STALE: retrain it" if age["stale"] else ""))
 
 
 def _compare(args: argparse.Namespace) -> int:

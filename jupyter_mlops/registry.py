@@ -15,6 +15,7 @@ import operator
 import re
 import secrets
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,9 @@ def _fingerprint(artifacts: str, steps: set[str]) -> str:
     return digest.hexdigest()
 
 
-def register(ws, run: dict, name: str, gates: list[str]) -> dict:
-    """Gate, package and record a run's model as the next version of `name`."""
+def register(ws, run: dict, name: str, gates: list[str], max_age: float | None = None) -> dict:
+    """Gate, package and record a run's model as the next version of `name`; stale `max_age` seconds after it
+    is registered (model.stale, `mlops_model_age_seconds`)."""
     from .artifacts import load_inputs, read_manifest
 
     check_name(name)
@@ -241,7 +243,9 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
     lineage = {"name": name, "run_id": run["id"], "notebook": run["notebook"],
                "notebook_hash": run["notebook_hash"], "params": run["params"], "metrics": run["metrics"],
                "data_fingerprint": _fingerprint(artifacts, data_steps) if data_steps else None,
-               "training_input": training[0] if training else None, "serve_step": serve.name}
+               "training_input": training[0] if training else None, "serve_step": serve.name,
+               "created": time.time(), "max_age": max_age,
+               "data_time": max((d["mtime"] for d in run.get("data") or [] if d.get("mtime")), default=None)}
     root = ws.root / "models" / name
     built: dict = {}
 
@@ -273,7 +277,8 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
     try:
         version, package = ws.store.add_model_version(
             name, build, run_id=run["id"], notebook=run["notebook"], notebook_hash=run["notebook_hash"],
-            params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"])
+            params=run["params"], metrics=run["metrics"], data_fingerprint=lineage["data_fingerprint"],
+            max_age=max_age, data_time=lineage["data_time"])
     except BaseException:
         # published, then the commit failed (or never came): the package has no row, so no reader can reach it;
         # take it away now rather than at the next registration of the name
@@ -291,6 +296,38 @@ def register(ws, run: dict, name: str, gates: list[str]) -> dict:
     emit(ws.store, "model.registered", f"{name} version {version} registered from run {run['id']} ({scores})",
          model=name, version=version, run=run["id"], metrics=run["metrics"])
     return {**lineage, "version": version, "package": package, "schema": schema, "warning": warning}
+
+
+def age(version: dict, now: float | None = None) -> dict:
+    """How old a registered version is: {model_age_seconds, data_age_seconds (None when its run's data reads
+    were not recorded), max_age_seconds, stale}."""
+    now = time.time() if now is None else now
+    model_age = now - version["created"]
+    return {"model_age_seconds": model_age,
+            "data_age_seconds": now - version["data_time"] if version.get("data_time") else None,
+            "max_age_seconds": version.get("max_age"),
+            "stale": bool(version.get("max_age") and model_age > version["max_age"])}
+
+
+def announce_stale(ws, now: float | None = None) -> list[str]:
+    """Each served version (production, else the latest) past its max age is notified once as model.stale;
+    returns what was announced (the scheduler's passes call this)."""
+    from .notify import emit
+
+    said = []
+    for name in sorted({v["name"] for v in ws.store.model_versions()}):
+        version = primary_version(ws.store, name)
+        found = age(version, now)
+        if not found["stale"]:
+            continue
+        key = "stale:" + hashlib.sha1(f"{name}:{version['version']}".encode()).hexdigest()
+        if ws.store.claim_once(key):
+            days = found["model_age_seconds"] / 86400
+            text = (f"{name} version {version['version']} is stale: registered {days:.1f} days ago, its limit is "
+                    f"{found['max_age_seconds'] / 86400:.1f} days; retrain it")
+            emit(ws.store, "model.stale", text, model=name, version=version["version"], **found)
+            said.append(text)
+    return said
 
 
 def _remove_leftovers(root: Path, version: int) -> None:

@@ -35,20 +35,13 @@ MISSED_POLICIES = ("skip", "latest")
 log = logging.getLogger(__name__)
 DEFAULT_EVERY = 60.0  # seconds between a trigger's checks
 DEFAULT_DRIFT_WINDOW = 3600.0  # a drift trigger fires at most once in this many seconds
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_every(text: str | float) -> float:
     """`30s`, `5m`, `1h`, `2d` or a number of seconds; at least 10 s (each check reads file metadata)."""
-    import re
+    from .durations import parse_duration
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
-    if not match:
-        raise MlopsError(f"--every `{text}` is not a duration; write e.g. 30s, 5m, 1h or 1d")
-    seconds = float(match[1]) * _UNITS[match[2] or "s"]
-    if seconds < 10:
-        raise MlopsError(f"--every {text} is too often: check at most every 10 s (e.g. --every 30s)")
-    return seconds
+    return parse_duration(text, "--every", at_least=10.0)
 
 
 def timezone_of(name: str):
@@ -125,13 +118,15 @@ def _trigger(notebook: Path, cron: str | None, on_data_change: bool, every, watc
     interval = parse_every(every if every is not None else DEFAULT_EVERY)
     if on_data_change:
         return {"on": "data-change", "every": interval, "watch": list(watch_paths or [])}
+    from .durations import parse_duration
     from .names import check_name
 
     if threshold is not None and not 0 <= float(threshold) < 1:
         raise MlopsError(f"--threshold {threshold}: the share of features that must drift, from 0 (any one) to "
                          "below 1")
     return {"on": "drift", "model": check_name(on_drift, "model name"), "threshold": float(threshold or 0.0),
-            "window": parse_every(drift_window if drift_window is not None else DEFAULT_DRIFT_WINDOW),
+            "window": parse_duration(drift_window if drift_window is not None else DEFAULT_DRIFT_WINDOW,
+                                     "--drift-window", at_least=60.0),
             "every": interval, "watch": list(watch_paths or [])}
 
 
@@ -313,6 +308,12 @@ class Scheduler:
             self.threads.append(thread)
             thread.start()
             claimed.append({"schedule": row["name"], "tick": iso(chosen), "status": "fired"})
+        try:
+            from .registry import announce_stale
+
+            announce_stale(self.ws, now)  # model.stale, once per version past its max age
+        except Exception as exc:  # a damaged package must not stop the schedules
+            log.warning("checking models' ages: %s", exc)
         if wait:
             self.join()
         return claimed

@@ -37,7 +37,9 @@ MIGRATIONS: dict[int, list[str]] = {
         # schedules fired by a change (data, drift) rather than a clock: what fires them, and why each fired
         "ALTER TABLE schedules ADD COLUMN trigger_spec TEXT", "ALTER TABLE schedule_ticks ADD COLUMN trigger_key TEXT",
         "ALTER TABLE schedule_ticks ADD COLUMN reason TEXT",
-        "CREATE UNIQUE INDEX IF NOT EXISTS ix_ticks_trigger ON schedule_ticks (name, trigger_key)"],
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_ticks_trigger ON schedule_ticks (name, trigger_key)",
+        # staleness: how old a version may get, and when the newest data it was trained on was written
+        "ALTER TABLE model_versions ADD COLUMN max_age FLOAT", "ALTER TABLE model_versions ADD COLUMN data_time FLOAT"],
 }
 
 
@@ -125,6 +127,8 @@ model_versions_table = sa.Table(
     sa.Column("package", sa.Text, nullable=False),  # folder with predict.pkl, schema.json, reference.json
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("files", sa.Text),  # JSON: {file in the package: sha256}, checked before it is loaded
+    sa.Column("max_age", sa.Float),  # seconds after `created` when it is stale (model.stale)
+    sa.Column("data_time", sa.Float),  # the newest modification time of the data its run read
 )
 aliases_table = sa.Table(
     "aliases", metadata,
@@ -849,6 +853,15 @@ class Store:
                      if json.loads(v).get("last_pass", 0) < value.get("last_pass", 0) - forget_after]
             conn.execute(meta_table.delete().where(meta_table.c.key.in_([key, *stale])))
             conn.execute(meta_table.insert().values(key=key, value=json.dumps({**value, "owner": owner})))
+
+    def claim_once(self, key: str) -> bool:
+        """True for exactly one caller per `key` (at most 64 characters), ever: a notice sent once."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(meta_table.insert().values(key=key, value=json.dumps({"at": time.time()})))
+            return True
+        except sa.exc.IntegrityError:
+            return False
 
     def beats(self, kind: str) -> list[dict]:
         with self.engine.begin() as conn:

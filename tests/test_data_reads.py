@@ -190,7 +190,7 @@ def test_triggered_schedules_refuse_bad_input_naming_the_option(reader):
         schedule.add(ws, reader, "s", None)
     with pytest.raises(MlopsError, match="not both"):
         schedule.add(ws, reader, "s", "0 3 * * *", on_data_change=True)
-    with pytest.raises(MlopsError, match="--every 5s is too often"):
+    with pytest.raises(MlopsError, match="--every 5s is too short: at least 10 s"):
         schedule.add(ws, reader, "s", None, on_data_change=True, every="5s")
     with pytest.raises(MlopsError, match="--every `soon` is not a duration"):
         schedule.add(ws, reader, "s", None, on_data_change=True, every="soon")

@@ -179,6 +179,8 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
 
     metrics = registry_metrics or ServerMetrics(shared=worker.shared if worker else None)
     server = ModelServer(target, metrics, limits or ServerLimits(), worker=worker)
+    metrics.watch_ages(lambda: [server.live.current.primary, *(m for m, _ in server.live.current.canaries),
+                                *server.live.current.shadows])
     if log_folder is not None:
         from .monitor import DriftWatch, RequestLog, log_name
 

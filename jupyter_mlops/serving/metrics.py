@@ -16,6 +16,31 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class _Ages:
+    """The served versions' ages, computed when /metrics is read (a value that grows by itself is not stored)."""
+
+    def __init__(self, served):
+        self.served = served
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        labels = ["model", "version", "variant"]
+        families = {key: GaugeMetricFamily(name, text, labels=labels) for key, name, text in (
+            ("created", "mlops_model_age_seconds", "Seconds since the served version was registered"),
+            ("data_time", "mlops_model_data_age_seconds",
+             "Seconds since the newest data the version's training run read was written"),
+            ("max_age", "mlops_model_max_age_seconds", "How old the version may get before it is stale"))}
+        now = time.time()
+        for model in self.served():
+            values = (model.name, str(model.version), model.variant)
+            for key, family in families.items():
+                found = model.lineage.get(key)
+                if found:
+                    family.add_metric(values, found if key == "max_age" else now - found)
+        yield from families.values()
+
+
 class ServerMetrics:
     def __init__(self, shared: str | None = None):
         """`shared`: the worker group's folder, when this process is one of several serving the same port."""
@@ -50,6 +75,7 @@ class ServerMetrics:
                                           ["model", "version", "outcome"], registry=self.registry)
         self.last_inference = Gauge("mlops_last_inference_timestamp_seconds", "When the last inference was answered",
                                     ["model", "version"], registry=self.registry, multiprocess_mode="max")
+        self._ages: _Ages | None = None
         self._children: dict = {}
         self._predict: dict = {}
         self._inference: dict = {}
@@ -119,6 +145,14 @@ class ServerMetrics:
                 "batch_stats": []})
         return stats
 
+    def watch_ages(self, served) -> None:
+        """`served()` gives the ServedModels whose ages /metrics shows (mlops_model_age_seconds, ...)."""
+        if self._ages is None:
+            self._ages = _Ages(served)
+            if self.shared is None:
+                self.registry.register(self._ages)
+        self._ages.served = served
+
     def _collector(self):
         if self.shared is None:
             return self.registry
@@ -126,6 +160,8 @@ class ServerMetrics:
 
         every_worker = CollectorRegistry()
         multiprocess.MultiProcessCollector(every_worker, path=self.shared)
+        if self._ages is not None:
+            every_worker.register(self._ages)
         return every_worker
 
     def predict_timer(self, model: str, version: str):

@@ -29,6 +29,7 @@ class ServedModel:
     reference: dict | None = None  # statistics of the training inputs, for drift and outliers
     package: str | None = None  # where it was loaded from: a shadow is loaded again there, in its own process
     digest: str | None = None  # predict.pkl's sha256 as registered: checked again wherever it is loaded
+    lineage: dict = field(default_factory=dict)  # model.json: created, max_age, data_time (its age in /metrics)
     columns: list[str] = field(init=False)
     numeric_only: bool = field(init=False)
     nullable: Any = field(init=False)  # per column: may it be null/NaN (the training data had missing values)
@@ -55,7 +56,10 @@ class ServedModel:
         schema = json.loads((Path(package) / "schema.json").read_text())
         reference_file = Path(package) / "reference.json"
         reference = json.loads(reference_file.read_text()) if reference_file.exists() else None
-        return cls(name, version, load_predict(package, digest), schema, variant, reference, str(package), digest)
+        lineage_file = Path(package) / "model.json"
+        lineage = json.loads(lineage_file.read_text()) if lineage_file.exists() else {}
+        return cls(name, version, load_predict(package, digest), schema, variant, reference, str(package), digest,
+                   {k: lineage.get(k) for k in ("created", "max_age", "data_time")})
 
 
 @dataclass
