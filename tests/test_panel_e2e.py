@@ -317,3 +317,48 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
         requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
     assert not [e for e in errors if "mlops" in e.lower() or "vega" in e.lower()], errors
     assert not [e for e in logged if "TypeError" in e], logged
+
+
+def test_data_checks_and_a_data_change_schedule_in_the_panel(lab, browser):
+    """Issue 19: a run's data-check findings and the data it read in its details; a schedule fired on data change
+    added from the form and listed as such."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    from retrain_on_data_change import write_orders
+
+    import jupyter_mlops
+
+    project = lab.root / "project"
+    shutil.copy(EXAMPLES / "orders.ipynb", project / "orders.ipynb")
+    write_orders(project / "orders.csv", ("DE", "FR", "NL"), seed=1)
+    jupyter_mlops.run(project / "orders.ipynb", workspace=lab.root / ".mlops", check=True)
+    write_orders(project / "orders.csv", ("DE", "FR", "NL", "PL"), seed=2)  # a new export: a new country
+    failed = jupyter_mlops.run(project / "orders.ipynb", workspace=lab.root / ".mlops")
+    assert failed["status"] == "failed"  # the notebook asks for strict checks
+
+    page, panel, errors, logged = open_panel(lab, browser, "orders.ipynb")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 3")
+    panel.locator('[data-testid="mlops-this-notebook"]').check()
+    row = panel.locator('[data-testid="mlops-runs"] tbody tr.mlops-status-failed').first
+    row.wait_for(timeout=60_000)
+    row.click(position={"x": 10, "y": 5})
+    findings = panel.locator('[data-testid="mlops-data-findings"]')
+    findings.get_by_text("`raw` column `country` has categories the baseline never had: 'PL'").wait_for()
+    panel.locator('[data-testid="mlops-run-data"] summary').click()
+    panel.locator('[data-testid="mlops-run-data"]').get_by_text("project/orders.csv").wait_for()
+    findings.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "panel-data-checks.png"))
+
+    panel.locator('[data-testid="mlops-action-schedule"]').click()
+    form = panel.locator(".mlops-form")
+    form.locator("input").first.fill("retrain")
+    panel.locator('[data-testid="mlops-schedule-trigger"]').select_option("data-change")
+    assert not panel.locator('[data-testid="mlops-cron-preview"]').count()  # no cron to preview
+    form.get_by_role("button", name="Add schedule").click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("on data change (checked every 300 s)") \
+        .wait_for(timeout=30_000)
+    panel.locator('[data-testid="mlops-tab-schedules"]').click()
+    panel.locator('[data-testid="mlops-schedules"]').get_by_text("on data change").wait_for(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "panel-data-change-schedule.png"))
+    assert not errors and not [e for e in logged if "mlops" in e.lower() or "TypeError" in e], (errors, logged)

@@ -255,6 +255,8 @@ class RunHandler(MlopsHandler):
 
         run = await self.run_blocking(api.get_run, run_id, workspace=self.workspace.root)
         run["path"] = self.relative(run["notebook"])
+        for read in run["data"]:  # the browser's names for what lies inside the root
+            read["path"] = self.relative(read["path"]) or read["path"] if read["kind"] != "url" else read["path"]
         for step in run["steps"]:
             step["has_notebook"] = bool(step["output_notebook"] and Path(step["output_notebook"]).is_file())
         self.reply(run)
@@ -554,14 +556,29 @@ class SchedulesHandler(MlopsHandler):
 
         data = self.body()
         path = self.notebook_path(data.get("path"))
-        for field in ("name", "cron"):
-            if not isinstance(data.get(field), str) or not data[field].strip():
+        trigger = data.get("trigger") or "cron"
+        if trigger not in ("cron", "data-change", "drift"):
+            raise web.HTTPError(400, f"`trigger` must be cron, data-change or drift, got {trigger!r}")
+        for field in ("name", {"cron": "cron", "drift": "model"}.get(trigger)):
+            if field and (not isinstance(data.get(field), str) or not data[field].strip()):
                 raise web.HTTPError(400, f"`{field}` is required")
+        for field in ("every", "register"):
+            if data.get(field) is not None and not isinstance(data[field], str):
+                raise web.HTTPError(400, f"`{field}` must be text, e.g. " + ("\"5m\"" if field == "every" else
+                                                                               "a model name"))
+        require = data.get("require") or []
+        if not isinstance(require, list) or not all(isinstance(g, str) for g in require):
+            raise web.HTTPError(400, "`require` must be a list of gates such as \"accuracy>=0.9\"")
         added = await self.run_blocking(
-            api.add_schedule, str(path), data["name"].strip(), data["cron"].strip(), _parameters(data),
-            timezone=data.get("timezone") or "UTC", missed=data.get("missed") or "skip",
+            api.add_schedule, str(path), data["name"].strip(), data["cron"].strip() if trigger == "cron" else None,
+            _parameters(data), timezone=data.get("timezone") or "UTC", missed=data.get("missed") or "skip",
             retries=_number(data, "retries", int, 0, minimum=0), backoff=_number(data, "backoff", float, 60.0, 0),
-            timeout=_number(data, "timeout", float), workspace=self.workspace.root)
+            timeout=_number(data, "timeout", float), workspace=self.workspace.root,
+            **{k: v for k, v in (("on_data_change", trigger == "data-change"),
+                                 ("on_drift", data["model"].strip() if trigger == "drift" else None),
+                                 ("threshold", _number(data, "threshold", float)),
+                                 ("every", data.get("every") or None), ("register", data.get("register") or None),
+                                 ("require", require or None)) if v})
         self.reply(added, 201)
 
 
