@@ -94,8 +94,8 @@ def main() -> None:
     for finding in run["data_checks"]["findings"]:
         print(f"     {finding['message']}")
 
-    deadline = time.time() + 30
-    while len(received) < 2 and time.time() < deadline:
+    deadline = time.time() + 30  # run.failed, data_check.failed, schedule.failed: sent on the sender's thread
+    while len(received) < 3 and time.time() < deadline:
         time.sleep(0.1)
     print("5. the webhook heard: " + "; ".join(f"{m['event']}: {m['text'][:90]}" for m in received))
     time.sleep(EVERY)

@@ -57,7 +57,7 @@ def browser():
         chromium.close()
 
 
-def open_panel(lab, browser, notebook: str):
+def open_panel(lab, browser, notebook: str, last_cell: int = 12):
     """The notebook open in JupyterLab with the MLOps panel shown: (page, panel, the page's uncaught errors, the
     errors it logged: React logs a render's crash there, and the panel goes blank)."""
     SHOTS.mkdir(exist_ok=True)
@@ -67,7 +67,7 @@ def open_panel(lab, browser, notebook: str):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda m: logged.append(m.text[:300]) if m.type == "error" else None)
     page.goto(f"{lab.url}/lab/tree/project/{notebook}?reset&token={lab.token}")
-    page.locator(".jp-Notebook .jp-Cell").nth(12).wait_for(timeout=60_000)
+    page.locator(".jp-Notebook .jp-Cell").nth(last_cell).wait_for(timeout=60_000)
     page.locator('.jp-SideBar li[data-id="jupyter-mlops-panel"]').click()
     panel = page.locator("#jupyter-mlops-panel")
     panel.get_by_text("Tag the active cell").wait_for()
@@ -337,7 +337,7 @@ def test_data_checks_and_a_data_change_schedule_in_the_panel(lab, browser):
     failed = jupyter_mlops.run(project / "orders.ipynb", workspace=lab.root / ".mlops")
     assert failed["status"] == "failed"  # the notebook asks for strict checks
 
-    page, panel, errors, logged = open_panel(lab, browser, "orders.ipynb")
+    page, panel, errors, logged = open_panel(lab, browser, "orders.ipynb", last_cell=8)
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"mlops-steps\"] li').length === 3")
     panel.locator('[data-testid="mlops-this-notebook"]').check()
     row = panel.locator('[data-testid="mlops-runs"] tbody tr.mlops-status-failed').first

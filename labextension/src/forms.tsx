@@ -252,46 +252,110 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
   );
 }
 
-export function ScheduleForm(props: { disabled: boolean; onSchedule: (body: ScheduleBody) => void }) {
+const TRIGGERS: { value: ScheduleBody['trigger']; label: string }[] = [
+  { value: 'cron', label: 'on a clock (cron)' },
+  { value: 'data-change', label: 'when the data it reads changes' },
+  { value: 'drift', label: "when a deployed model's inputs drift" }
+];
+
+export function ScheduleForm(props: { disabled: boolean; onSchedule: (body: ScheduleBody) => void;
+  models?: string[] }) {
   const [name, setName] = useState('');
+  const [trigger, setTrigger] = useState<ScheduleBody['trigger']>('cron');
   const [cron, setCron] = useState('0 3 * * *');
+  const [every, setEvery] = useState('5m');
+  const [model, setModel] = useState('');
+  const [register, setRegister] = useState('');
+  const [gate, setGate] = useState('');
   const [timezone, setTimezone] = useState(Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC');
   const [params, setParams] = useState('');
   const [preview, setPreview] = useState<{ next?: string[]; error?: string }>({});
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
+    if (trigger !== 'cron') {
+      setPreview({});
+      return;
+    }
     const timer = window.setTimeout(() => {
       request<{ next: string[] }>('POST', ['cron'], { cron, timezone })
         .then(d => setPreview({ next: d.next }))
         .catch(e => setPreview({ error: (e as Error).message }));
     }, 300);
     return () => window.clearTimeout(timer);
-  }, [cron, timezone]);
+  }, [cron, timezone, trigger]);
   return (
     <div className="mlops-form">
       <Field label="Name"><input value={name} onChange={e => setName(e.target.value)} placeholder="nightly" /></Field>
+      <Field label="Fire">
+        <select value={trigger} data-testid="mlops-schedule-trigger"
+          onChange={e => setTrigger(e.target.value as ScheduleBody['trigger'])}>
+          {TRIGGERS.map(t => <option key={t.value} value={t.value}>{t.label}</option>)}
+        </select>
+      </Field>
+      {trigger === 'cron' ? (
+        <>
+          <div className="mlops-row">
+            <Field label="Cron"><input value={cron} onChange={e => setCron(e.target.value)} /></Field>
+            <Field label="Preset">
+              <select value="" onChange={e => e.target.value && setCron(e.target.value)}>
+                <option value="">(choose)</option>
+                {CRON_PRESETS.map(p => <option key={p.cron} value={p.cron}>{p.label}</option>)}
+              </select>
+            </Field>
+          </div>
+          <Field label="Timezone"><input value={timezone} onChange={e => setTimezone(e.target.value)} /></Field>
+          <p className={preview.error ? 'mlops-form-error' : 'mlops-muted'} data-testid="mlops-cron-preview">
+            {preview.error ?? (preview.next ? `next (${timezone}): ${preview.next.slice(0, 3).map(wallClock)
+              .join(' · ')}` : '')}
+          </p>
+        </>
+      ) : (
+        <div className="mlops-row">
+          {trigger === 'drift' && (
+            <Field label="Model">
+              <input value={model} list="mlops-schedule-models" onChange={e => setModel(e.target.value)}
+                placeholder={props.models?.[0] ?? 'wine'} />
+              <datalist id="mlops-schedule-models">{(props.models ?? []).map(m => <option key={m} value={m} />)}</datalist>
+            </Field>
+          )}
+          <Field label="Check every"><input value={every} onChange={e => setEvery(e.target.value)}
+            placeholder="5m" /></Field>
+        </div>
+      )}
+      {trigger === 'data-change' && (
+        <p className="mlops-muted">The files, folders and URLs its last run read are compared every check; the first
+          check runs it once to set the baseline.</p>
+      )}
       <div className="mlops-row">
-        <Field label="Cron"><input value={cron} onChange={e => setCron(e.target.value)} /></Field>
-        <Field label="Preset">
-          <select value="" onChange={e => e.target.value && setCron(e.target.value)}>
-            <option value="">(choose)</option>
-            {CRON_PRESETS.map(p => <option key={p.cron} value={p.cron}>{p.label}</option>)}
-          </select>
-        </Field>
+        <Field label="Then register as"><input value={register} onChange={e => setRegister(e.target.value)}
+          placeholder="(optional) model name" /></Field>
+        <Field label="If"><input value={gate} onChange={e => setGate(e.target.value)}
+          placeholder="accuracy>=0.9" disabled={!register.trim()} /></Field>
       </div>
-      <Field label="Timezone"><input value={timezone} onChange={e => setTimezone(e.target.value)} /></Field>
-      <p className={preview.error ? 'mlops-form-error' : 'mlops-muted'} data-testid="mlops-cron-preview">
-        {preview.error ?? (preview.next ? `next (${timezone}): ${preview.next.slice(0, 3).map(wallClock)
-          .join(' · ')}` : '')}
-      </p>
       <Field label="Parameters"><textarea rows={2} value={params} onChange={e => setParams(e.target.value)} /></Field>
       <FormError error={error} />
       <button className="mlops-primary" disabled={props.disabled} onClick={() => guarded(() => {
         if (!name.trim()) {
           throw new Error('give the schedule a name, e.g. "nightly"');
         }
+        if (trigger === 'drift' && !model.trim()) {
+          throw new Error('name the deployed model whose drift fires this schedule');
+        }
         setError(null);
-        props.onSchedule({ name: name.trim(), cron, timezone, parameters: parseAssignments(params) });
+        const body: ScheduleBody = { name: name.trim(), trigger, timezone, parameters: parseAssignments(params) };
+        if (trigger === 'cron') {
+          body.cron = cron;
+        } else {
+          body.every = every.trim() || undefined;
+        }
+        if (trigger === 'drift') {
+          body.model = model.trim();
+        }
+        if (register.trim()) {
+          body.register = register.trim();
+          body.require = gate.trim() ? [gate.trim()] : [];
+        }
+        props.onSchedule(body);
       }, e => setError((e as Error).message))}>Add schedule</button>
     </div>
   );

@@ -189,6 +189,18 @@ export function wallClock(iso: string | null | undefined): string {
   return iso ? iso.slice(0, 16).replace('T', ' ') : '-';
 }
 
+/** A size in bytes as people read it: 812 B, 12.0 KiB, 3.4 MiB. */
+export function formatBytes(size: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = size;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined) {
     return '';

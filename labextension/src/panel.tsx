@@ -226,11 +226,11 @@ function PanelView({ tracker, openStepNotebook, rendermime }: PanelOptions): JSX
               d => `${d.name}: ${d.status} at ${d.url}`)} />
         )}
         {action === 'schedule' && (
-          <ScheduleForm disabled={!path || !validation?.ok}
+          <ScheduleForm disabled={!path || !validation?.ok} models={models.map(m => m.name)}
             onSchedule={body => act('adding the schedule', () => request<Schedule>('POST', ['schedules'],
               { path, ...body }),
-              d => `schedule ${d.name}: next run ${wallClock(d.next_tick)} (${d.timezone})` +
-                (d.warning ? `; warning: ${d.warning}` : ''))} />
+              d => `schedule ${d.name}: ${d.cron ? `next run ${wallClock(d.next_tick)} (${d.timezone})`
+                : `${d.when}, next check ${wallClock(d.next_tick)}`}` + (d.warning ? `; warning: ${d.warning}` : ''))} />
         )}
       </section>
 

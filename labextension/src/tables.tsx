@@ -8,7 +8,7 @@ import { request } from './api';
 import { ChartView } from './chart';
 import { PAGE_SIZE } from './hooks';
 import {
-  cellValue, formatDuration, formatValue, pageCount, runColumns, runsChartQuery, RunQuery, shortRunId, wallClock
+  cellValue, formatBytes, formatDuration, formatValue, pageCount, runColumns, runsChartQuery, RunQuery, shortRunId, wallClock
 } from './logic';
 import { Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
 
@@ -142,6 +142,35 @@ export function RunDetail(props: { id: string; status: string; open: (run: strin
           </li>
         ))}
       </ul>
+      <DataChecks run={run} />
+    </div>
+  );
+}
+
+/** What a run read and what its data checks found (each finding names step, variable and column). */
+function DataChecks(props: { run: RunDetails }) {
+  const { data, data_checks: checks } = props.run;
+  return (
+    <div data-testid="mlops-run-data">
+      {checks.findings.length > 0 && (
+        <div className="mlops-findings" data-testid="mlops-data-findings">
+          <b>data checks</b> <span className="mlops-muted">against run <code>{checks.baseline}</code></span>
+          <ul>{checks.findings.map((f, i) => <li key={i}>{f.message}</li>)}</ul>
+        </div>
+      )}
+      {data.length > 0 && (
+        <details>
+          <summary className="mlops-muted">data read: {data.length} {data.length === 1 ? 'item' : 'items'}</summary>
+          <ul className="mlops-data-reads">
+            {data.map(d => (
+              <li key={`${d.kind}:${d.path}`} title={`${d.method} ${d.digest ?? ''}`}>
+                <code>{d.path}</code> <span className="mlops-muted">{d.kind}{d.size !== null ? `, ${formatBytes(d.size)}`
+                  : ''}{d.step ? `, step ${d.step}` : ', --watch'} · {d.digest ? d.digest.slice(0, 12) : d.method}</span>
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
     </div>
   );
 }
@@ -254,11 +283,11 @@ export function SchedulesTable(props: { schedules: ScheduleList | null; act: Act
   return (
     <>{state}
     <table className="mlops-table" data-testid="mlops-schedules">
-      <thead><tr><th>schedule</th><th>cron</th><th>next</th><th>status</th><th /></tr></thead>
+      <thead><tr><th>schedule</th><th>when</th><th>next</th><th>status</th><th /></tr></thead>
       <tbody>
         {props.schedules.schedules.map(s => (
           <tr key={s.name}>
-            <td title={s.path ?? s.notebook}>{s.name}</td><td>{s.cron} <small>{s.timezone}</small></td>
+            <td title={s.path ?? s.notebook}>{s.name}</td><td>{s.when}{s.cron ? <small> {s.timezone}</small> : null}</td>
             <td>{s.next_tick ? wallClock(s.next_tick) : '-'}</td><td>{s.status}</td>
             <td>
               <button className="mlops-link" onClick={() => action(s.name, s.status === 'active' ? 'pause' : 'resume')}>

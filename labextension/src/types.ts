@@ -67,9 +67,30 @@ export interface RunStep {
   has_notebook: boolean;
 }
 
+/** One thing a run read (GET /runs/ID `data`): a file, a folder or a URL, fingerprinted */
+export interface DataRead {
+  path: string; // relative to the server's root when inside it
+  kind: 'file' | 'folder' | 'url' | 'omitted';
+  size: number | null;
+  digest: string | null;
+  method: string; // sha256 | sampled | listing | fsspec-checksum | missing | unreadable | omitted
+  step: string | null; // null: named with --watch
+}
+
+/** A data check's finding: it names the step, the variable and the column */
+export interface DataFinding {
+  step: string;
+  variable: string;
+  column: string | null;
+  check: string;
+  message: string;
+}
+
 /** GET /runs/ID */
 export interface RunDetails extends Run {
   steps: RunStep[];
+  data: DataRead[];
+  data_checks: { baseline: string | null; findings: DataFinding[] };
 }
 
 export interface ModelVersion {
@@ -112,7 +133,9 @@ export interface Schedule {
   name: string;
   notebook: string;
   path?: string | null;
-  cron: string;
+  cron: string | null;
+  /** what fires it, in words: the cron, "on data change (checked every 60 s)", "on drift of wine (...)" */
+  when: string;
   timezone: string;
   status: 'active' | 'paused';
   next_tick: string | null;
@@ -179,7 +202,14 @@ export interface DeployBody {
 
 export interface ScheduleBody {
   name: string;
-  cron: string;
+  /** what fires it: a cron (`cron`), a change of the data it reads, or drift of a deployed model (`model`) */
+  trigger: 'cron' | 'data-change' | 'drift';
+  cron?: string;
+  every?: string; // how often a trigger is checked, e.g. "5m"
+  model?: string;
+  threshold?: number;
+  register?: string; // a succeeded run's model becomes a new version of it, behind `require`
+  require?: string[];
   timezone: string;
   parameters: Record<string, string>;
 }
