@@ -379,6 +379,8 @@ def _scheduling_verbs(sub) -> None:
     p = sub.add_parser("scheduler", help="the scheduler daemon: fires due schedules, exactly once per tick")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
     p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
+    p.add_argument("--only", metavar="NAME", help="with --once: that schedule alone, its trigger checked now (what "
+                                                  "a Kubernetes CronJob's pod runs)")
     _workspace_option(p)
 
 
@@ -649,7 +651,7 @@ def _schedule(args: argparse.Namespace) -> int:
     if args.command == "scheduler":
         scheduler = schedule.Scheduler(ws)
         if args.once:
-            for fired in scheduler.tick(wait=True):
+            for fired in scheduler.tick(wait=True, only=args.only):
                 print(f"{fired['schedule']} {fired['tick']} {fired['status']}")
         else:
             print(f"scheduler on {ws.root}: a pass every {args.interval:g} s; Ctrl-C stops it", file=sys.stderr)

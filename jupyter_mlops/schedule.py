@@ -149,10 +149,11 @@ def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, An
         timeout: float | None = None, on_data_change: bool = False, every: str | float | None = None,
         watch_paths: list[str] | None = None, on_drift: str | None = None, threshold: float | None = None,
         drift_window: str | float | None = None, register: str | None = None, require: list[str] | None = None,
-        clock: Callable[[], float] = time.time) -> dict:
+        stored_notebook: str | None = None, clock: Callable[[], float] = time.time) -> dict:
     """Check everything (cron or trigger, timezone, notebook, parameters, policies, what follows a run) and store
     the schedule. `register`/`require`: a succeeded run's model becomes a new version of `register` when it
-    passes the gates."""
+    passes the gates. `stored_notebook`: where the scheduler that fires it finds the notebook, when that is not
+    here (the notebook's path inside an image, for a scheduler in a pod)."""
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
 
@@ -174,7 +175,7 @@ def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, An
     path = Path(notebook).resolve()
     pipeline = build_pipeline(path)  # unknown notebook or bad tags: an error now, not at 3 a.m.
     values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-    ws.store.add_schedule(name=name, notebook=str(path), cron=cron or "", timezone=timezone,
+    ws.store.add_schedule(name=name, notebook=stored_notebook or str(path), cron=cron or "", timezone=timezone,
                           params=json.dumps(values, default=str), missed=missed, retries=retries, backoff=backoff,
                           timeout=timeout, created=clock(), trigger_spec=json.dumps(trigger) if trigger else None)
     return describe(ws.store.get_schedule(name), clock())
@@ -274,17 +275,20 @@ class Scheduler:
         self.run = run or run_notebook
         self.threads: list[threading.Thread] = []
 
-    def tick(self, now: float | None = None, wait: bool = False) -> list[dict]:
-        """One pass over the active schedules; returns the ticks this scheduler claimed (and what it did)."""
+    def tick(self, now: float | None = None, wait: bool = False, only: str | None = None) -> list[dict]:
+        """One pass over the active schedules; returns the ticks this scheduler claimed (and what it did).
+        `only`: that schedule alone, its trigger checked now whatever its interval (a Kubernetes CronJob's pod:
+        the CronJob keeps the interval)."""
         now = self.clock() if now is None else now
         store = self.ws.store
         claimed = []
-        for row in store.schedules():
+        rows = [store.get_schedule(only)] if only else store.schedules()
+        for row in rows:
             if row["status"] != "active":
                 continue
             spec = json.loads(row["trigger_spec"]) if row.get("trigger_spec") else {}
             if spec.get("on"):
-                fired = self._check_trigger(row, spec, now)
+                fired = self._check_trigger(row, spec, now, due=bool(only))
                 if fired:
                     claimed.append(fired)
                 continue
@@ -318,9 +322,10 @@ class Scheduler:
             self.join()
         return claimed
 
-    def _check_trigger(self, row: dict, spec: dict, now: float) -> dict | None:
-        """One check of a triggered schedule, when its interval has passed; fires on a change not yet claimed."""
-        if now - (row["last_tick"] or 0) < spec["every"]:
+    def _check_trigger(self, row: dict, spec: dict, now: float, due: bool = False) -> dict | None:
+        """One check of a triggered schedule, when its interval has passed (or `due`); fires on a change not yet
+        claimed."""
+        if not due and now - (row["last_tick"] or 0) < spec["every"]:
             return None
         store = self.ws.store
         store.advance_schedule(row["name"], now)

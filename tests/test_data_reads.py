@@ -184,6 +184,24 @@ def test_two_schedulers_fire_a_data_change_exactly_once(triggered):
     assert len(ws.store.tick_history("retrain")) == 2
 
 
+def test_a_schedulers_pass_on_one_schedule_checks_it_now(triggered):
+    """What a Kubernetes CronJob's pod runs: `scheduler --once --only NAME` (the CronJob keeps the interval)."""
+    ws, nb = triggered
+    schedule.add(ws, nb, "other", None, on_data_change=True, every="1h", clock=lambda: T0)
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "scheduler", "--once", "--only", "retrain"],
+                          cwd=nb.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("retrain ") and "fired" in done.stdout, done
+    assert [h["name"] for h in ws.store.tick_history("retrain")] == ["retrain"]
+    assert ws.store.tick_history("other") == []  # not asked for
+    _sales(nb.parent, rows=(7,))
+    again = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "scheduler", "--once", "--only", "retrain"],
+                           cwd=nb.parent, capture_output=True, text=True, timeout=300)
+    assert "fired" in again.stdout, again  # checked at once, though its minute had not passed
+    unknown = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "scheduler", "--once", "--only", "nope"],
+                             cwd=nb.parent, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode != 0 and "no schedule `nope`" in unknown.stderr
+
+
 def test_triggered_schedules_refuse_bad_input_naming_the_option(reader):
     ws = Workspace(reader.parent / ".mlops")
     with pytest.raises(MlopsError, match="needs --cron .*--on-data-change"):

@@ -391,6 +391,23 @@ def test_deploy_and_schedule_on_kubernetes_create_then_update_their_objects(kube
     with pytest.raises(MlopsError, match="cron"):
         jupyter_mlops.add_schedule(notebook, "bad", "0 3 * *", backend="kubernetes", **options)
 
+    # a triggered schedule: kept in the team store, checked by a CronJob's pod running the scheduler on it alone
+    added = jupyter_mlops.add_schedule(notebook, "retrain", on_data_change=True, every="5m", register="digits",
+                                       require=["accuracy>=0.9"], backend="kubernetes", **options)
+    assert added["lines"] == ["schedule retrain: on data change (checked every 300 s), then register digits if "
+                              "accuracy>=0.9", "created CronJob/retrain-trigger"]
+    check = client.BatchV1Api(api).read_namespaced_cron_job("retrain-trigger", NAMESPACE)
+    assert check.spec.schedule == "*/5 * * * *" and check.spec.concurrency_policy == "Forbid"
+    pod = check.spec.job_template.spec.template.spec
+    assert pod.containers[0].command == ["jupyter-mlops", "scheduler", "--once", "--only", "retrain"]
+    assert any(e.name == "MLOPS_STORE_URL" and e.value_from.secret_key_ref.name == "team-store"
+               for e in pod.containers[0].env)
+    [row] = [s for s in jupyter_mlops.schedules(workspace=workspace) if s["name"] == "retrain"]
+    assert row["notebook"] == "/opt/mlops/notebook/digits.ipynb"  # where the image has it, for the pod
+    with pytest.raises(MlopsError, match="--store-secret"):
+        jupyter_mlops.add_schedule(notebook, "drifting", on_drift="digits", backend="kubernetes",
+                                   **{**options, "store_secret": None})
+
 
 def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfig, cluster, real_image, tmp_path):
     import jupyter_mlops

@@ -205,3 +205,17 @@ def test_a_malformed_pod_hint_is_refused_before_anything_is_written(tmp_path):
     assert "`lots` is not a Kubernetes quantity" in text and "cell 1" in text
     assert "`not ok!` is not a Kubernetes label value" in text and "cell 2" in text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_triggered_schedules_check_cronjob_validates_and_checks_at_its_interval():
+    import kubernetes_validate
+
+    from jupyter_mlops.kube.manifests import Target, check_every, trigger_cron_job
+
+    job = trigger_cron_job(Target(image="registry.example.com/orders:1", store_secret="team-store"), "retrain",
+                           "retrain", 300.0, {"limits": {"memory": "2Gi"}})
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    assert job["spec"]["schedule"] == "*/5 * * * *"
+    assert [check_every(s) for s in (10, 60, 1800, 3600, 6 * 3600, 86400 * 3)] == [
+        "* * * * *", "* * * * *", "*/30 * * * *", "0 * * * *", "0 */6 * * *", "0 */23 * * *"]

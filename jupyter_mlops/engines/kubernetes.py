@@ -310,27 +310,49 @@ class KubernetesEngine(Engine):
                              "Deployment or Service of that name); check the name and --namespace")
         return {"name": name, "status": "stopped", "url": None, "lines": lines}
 
-    def schedule(self, notebook: str | Path, name: str, cron: str, parameters: dict | None = None, *,
-                 timezone: str = "UTC") -> dict:
-        """The schedule as a CronJob (the cluster's controller fires it; overlapping runs forbidden)."""
+    def schedule(self, notebook: str | Path, name: str, cron: str | None, parameters: dict | None = None, *,
+                 timezone: str = "UTC", on_data_change: bool = False, every: str | float | None = None,
+                 watch_paths: list[str] | None = None, on_drift: str | None = None, threshold: float | None = None,
+                 drift_window: str | float | None = None, register: str | None = None,
+                 require: list[str] | None = None) -> dict:
+        """A cron schedule as a CronJob (the cluster's controller fires it; overlapping runs forbidden). A
+        triggered one (`on_data_change`, `on_drift`) is kept in the team store, and a CronJob checks it every
+        `every` by running `jupyter-mlops scheduler --once --only NAME` in the notebook's image."""
         from ..kube.apply import apply
-        from ..kube.manifests import cron_job, pod_hints, resource_name
+        from ..kube.manifests import IMAGE_NOTEBOOK_DIR, cron_job, pod_hints, resource_name, trigger_cron_job
         from ..names import check_name
         from ..orchestration import validate
         from ..parameters import coerce_parameters
-        from ..schedule import check_cron, timezone_of
+        from ..schedule import add, check_cron, timezone_of
         from ..workspace import Workspace
 
         check_name(name, "schedule name")
-        check_cron(cron)
+        triggered = bool(on_data_change or on_drift)
+        if not triggered:
+            check_cron(cron)
         timezone_of(timezone)
         pipeline = validate(notebook)
         values = coerce_parameters(pipeline.parameters, dict(parameters or {}))
-        self.target.artifacts_url = Workspace.locate(self.workspace, notebook).artifacts_url or None
+        ws = Workspace.locate(self.workspace, notebook)
+        self.target.artifacts_url = ws.artifacts_url or None
         self.target.check()
-        job = cron_job(self.target, resource_name(name), Path(notebook).name, values, cron, timezone,
-                       pod_hints(pipeline))
-        return {"name": name, "cron": cron, "timezone": timezone, "lines": apply(self.api, [job])}
+        if not triggered:
+            if register or require or every is not None or watch_paths:
+                raise MlopsError("on Kubernetes a cron schedule is a CronJob of runs: --register, --require, --every "
+                                 "and --watch go with --on-data-change or --on-drift")
+            job = cron_job(self.target, resource_name(name), Path(notebook).name, values, cron, timezone,
+                           pod_hints(pipeline))
+            return {"name": name, "cron": cron, "timezone": timezone, "lines": apply(self.api, [job])}
+        if not self.target.store_secret:
+            raise MlopsError("a triggered schedule on Kubernetes is checked by pods that read the team store: give "
+                             "--store-secret, the Secret holding its URL")
+        added = add(ws, notebook, name, cron, values, timezone=timezone, on_data_change=on_data_change,
+                    every=every, watch_paths=watch_paths, on_drift=on_drift, threshold=threshold,
+                    drift_window=drift_window, register=register, require=require,
+                    stored_notebook=f"{IMAGE_NOTEBOOK_DIR}/{Path(notebook).name}")
+        job = trigger_cron_job(self.target, resource_name(name), name, added["trigger"]["every"],
+                               pod_hints(pipeline))
+        return {**added, "lines": [f"schedule {name}: {added['when']}"] + apply(self.api, [job])}
 
     def _finish(self, run_id: str, pipeline, outcome: str, reason: str | None, logs: str, where: str) -> None:
         """Bring what the pod published home, and end the run with the right status and reason."""

@@ -213,6 +213,31 @@ def cron_job(target: Target, app: str, notebook_file: str, parameters: dict[str,
                      "jobTemplate": {"metadata": {"labels": labels}, "spec": job["spec"]}}}
 
 
+def check_every(seconds: float) -> str:
+    """The cron that checks a trigger about every `seconds`: every N minutes below an hour, else every N hours."""
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    hours = min(23, max(1, round(seconds / 3600)))
+    return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+
+
+def trigger_cron_job(target: Target, app: str, schedule: str, every: float,
+                     pod: dict[str, dict[str, str]] | None = None) -> dict:
+    """A triggered schedule's checks (data change, drift) on the cluster: a CronJob whose pod runs
+    `jupyter-mlops scheduler --once --only SCHEDULE` in the notebook's image against the team store; a change
+    found there fires the run in that pod, claimed in the store like every other tick."""
+    labels = _labels(target, app, "trigger")
+    container = _container(target, "check", ["jupyter-mlops", "scheduler", "--once", "--only", schedule])
+    template = {"metadata": {"labels": labels}, "spec": _pod_spec(target, container, "Never")}
+    job = {"backoffLimit": 0, "ttlSecondsAfterFinished": 86400, "template": _with_pod_hints(template, pod)}
+    return {"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": _meta(target, resource_name(app, "trigger"), labels),
+            "spec": {"schedule": check_every(every), "concurrencyPolicy": "Forbid",
+                     "startingDeadlineSeconds": 300, "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 5,
+                     "jobTemplate": {"metadata": {"labels": labels}, "spec": job}}}
+
+
 def sweep_jobs(target: Target, app: str, notebook_file: str, trials: list[dict[str, Any]],
                parallel: int, pod: dict[str, dict[str, str]] | None = None) -> list[dict]:
     """A ConfigMap with the trials and an Indexed Job: pod i runs `jupyter-mlops run --trial-of trials.json`, which
