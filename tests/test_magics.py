@@ -101,3 +101,20 @@ def test_deploy_and_monitor_magics(tmp_path):
     assert drifted["title"]["subtitle"][0].startswith("12 of 64 features")
     assert "1 300 10" in outputs(nb.cells[4]) and "['digits']" in outputs(nb.cells[4])
     assert "removed the deployment digits" in outputs(nb.cells[5]) and "no schedules" in outputs(nb.cells[5])
+
+
+def test_continuous_training_magics(tmp_path):
+    """Issue 19 from a notebook: a schedule on data change, a webhook, a baseline, as %mlops verbs."""
+    write_notebook(tmp_path / "target.ipynb", SWEPT)
+    nb = execute(tmp_path, [
+        "%load_ext jupyter_mlops",
+        "r = %mlops run target.ipynb -p C 2\nassert r['status'] == 'succeeded', r",
+        "%mlops schedule add target.ipynb --name retrain --on-data-change --every 5m\n%mlops schedule list",
+        "%mlops notify add --webhook https://hooks.example.com/services/T0/B0/secret --events run.failed\n"
+        "%mlops notify list",
+        "%mlops baseline target.ipynb",
+    ])
+    assert "on data change (checked every 300 s)" in outputs(nb.cells[2])
+    assert "notification 1: webhook https://hooks.example.com/... on run.failed" in outputs(nb.cells[3])
+    assert "secret" not in outputs(nb.cells[3])
+    assert "data checks compare with run" in outputs(nb.cells[4])
