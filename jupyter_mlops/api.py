@@ -133,7 +133,8 @@ def get_run(run_id: str, *, workspace: str | os.PathLike | None = None) -> dict:
 
 def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, all_rows: bool = False):
     """Runs side by side (one column each): status, duration, notebook version, then `params.NAME`,
-    `metrics.NAME` and `data.PATH` rows (the content digest of what each run read, `-` where it did not read it);
+    `metrics.NAME` and `data.PATH` rows (the content digest of what each run read, `-` where it did not read it;
+    PATH from the first run's notebook folder when inside it);
     only the rows where they differ unless `all_rows`."""
     import pandas as pd
 
@@ -146,8 +147,10 @@ def compare(run_ids: list[str], *, workspace: str | os.PathLike | None = None, a
         for name in dict.fromkeys(k for r in found for k in r[kind]):
             rows[f"{kind}.{name}"] = [r[kind].get(name) for r in found]
     digests = [{d["path"]: data_digest(d) for d in r["data"]} for r in found]
+    folder = os.path.dirname(found[0]["notebook"]) + os.sep  # paths beside the notebook are named from there
     for path in dict.fromkeys(p for d in digests for p in d):
-        rows[f"data.{path}"] = [d.get(path, "-") for d in digests]
+        shown = path[len(folder):] if path.startswith(folder) else path
+        rows[f"data.{shown}"] = [d.get(path, "-") for d in digests]
     table = pd.DataFrame.from_dict(rows, orient="index", columns=[r["id"] for r in found])
     if not all_rows:
         differ = [name for name, values in rows.items() if name != "duration" and
