@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,11 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .feedback import FeedbackStore, parse as parse_feedback, request_id
 # the types a server is built from, importable from here as before the split
 from .model import ClientError, Deployment, LiveDeployment, ServedModel  # noqa: F401
 
 
 UNKNOWN_MODEL = "(unknown)"  # the model label of requests for a model this server does not serve (no name has it)
+# the id of the request being answered (x-request-id), for the request log: set by the endpoint, read by `answer`
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("mlops_request_id", default=None)
 
 
 def client_error(request: Request | None, exc: ClientError) -> JSONResponse:
@@ -46,6 +50,7 @@ class ModelServer:
         self.live = LiveDeployment(target if isinstance(target, Deployment) else Deployment(target))
         self.name = self.live.current.name
         self.metrics, self.limits, self.request_log = metrics, limits, request_log
+        self.feedback = None  # the deployment's FeedbackStore (feedback.py), when requests are logged
         self.batcher = MicroBatcher(metrics)
         self.mirror = ShadowMirror(metrics, shared=worker.shared if worker else None,
                                    worker=worker.index if worker else 0)
@@ -104,7 +109,7 @@ class ModelServer:
         values, seconds = await self.batcher.predict(model, frame)
         self.metrics.rows(model.name, str(model.version), len(values))
         if self.request_log is not None:
-            self.request_log.put(model.variant, model.version, frame, values, seconds)
+            self.request_log.put(model.variant, model.version, frame, values, seconds, REQUEST_ID.get())
         if deployed.shadows and model is deployed.primary:
             self.mirror.put(deployed, frame, values, seconds)
         return values
@@ -125,7 +130,10 @@ class ModelServer:
             deployed = live.current  # one request sees one deployment, even if it is swapped meanwhile
             model = deployed.route(request.headers)
             metrics.in_flight.inc()
+            rid = None
             try:
+                rid = request_id(request.headers.get("x-request-id"))
+                REQUEST_ID.set(rid)
                 if "version" in request.path_params:  # asked for by its route: that version, not the draw
                     model = deployed.version(request.path_params["version"])
                 response = await handler(request, deployed, model)
@@ -137,6 +145,8 @@ class ModelServer:
                 metrics.in_flight.dec()
             response.headers["x-mlops-variant"] = model.variant
             response.headers["x-mlops-model-version"] = str(model.version)
+            if rid:
+                response.headers["x-request-id"] = rid
             if request.path_params.get("name", model.name) != model.name:  # one label for every unknown name:
                 metrics.observe(UNKNOWN_MODEL, "", "", response.status_code,  # clients cannot grow the series
                                 time.perf_counter() - started)
@@ -163,6 +173,8 @@ class ModelServer:
         self.mirror.stop()
         if self.request_log is not None:
             self.request_log.close()
+        if self.feedback is not None:
+            self.feedback.close()
 
 
 def create_app(target: ServedModel | Deployment, registry_metrics=None, log_folder: str | Path | None = None,
@@ -184,9 +196,11 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
     if log_folder is not None:
         from .monitor import DriftWatch, RequestLog, log_name
 
+        server.feedback = FeedbackStore(log_folder)
         server.request_log = RequestLog(log_folder, log_capacity, metrics.log_dropped,
                                         watch=DriftWatch(metrics, lambda: server.live.current.primary),
-                                        limits=log_limits, name=log_name(worker.index if worker else 0))
+                                        limits=log_limits, name=log_name(worker.index if worker else 0),
+                                        feedback=server.feedback)
 
     async def shadow_report(request: Request) -> Response:
         return JSONResponse(server.mirror.report.summary())
@@ -195,8 +209,25 @@ def create_app(target: ServedModel | Deployment, registry_metrics=None, log_fold
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    async def feedback(request: Request) -> Response:
+        """Outcomes of earlier answers, joined to them by request id (feedback.py). Not a prediction: no variant
+        is drawn for it, and it is counted by the outcomes' variants."""
+        if "name" in request.path_params:
+            server.check_name(request)
+        if server.feedback is None:
+            raise ClientError("this server keeps no request log, so it cannot join feedback to its answers: serve "
+                              "it with a log folder (`jupyter-mlops deploy` does)", 409)
+        items = parse_feedback(server.parse(await server.read_body(request)))
+        joined = await asyncio.to_thread(server.feedback.add, items)
+        for outcome in joined:
+            metrics.outcome(server.name, str(outcome["version"]), outcome["variant"], outcome["correct"],
+                            outcome["reward"])
+        return JSONResponse({"joined": len(joined)})
+
     routes = [*oip.routes(server), *mlflow_scoring.routes(server), Route("/metrics", prometheus),
-              Route("/v2/shadow", shadow_report)]
+              Route("/v2/shadow", shadow_report),
+              Route("/feedback", feedback, methods=["POST"]),
+              Route("/v2/models/{name}/feedback", feedback, methods=["POST"])]
     app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={ClientError: client_error})
     app.state.server = server
     app.state.request_log = server.request_log

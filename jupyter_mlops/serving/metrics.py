@@ -75,6 +75,15 @@ class ServerMetrics:
                                           ["model", "version", "outcome"], registry=self.registry)
         self.last_inference = Gauge("mlops_last_inference_timestamp_seconds", "When the last inference was answered",
                                     ["model", "version"], registry=self.registry, multiprocess_mode="max")
+        # feedback (feedback.py): outcomes joined per variant; accuracy = correct / labelled, mean reward = sum / n
+        self.outcomes = Counter("mlops_feedback", "Outcomes joined to answers, by kind", ["model", "version",
+                                "variant", "kind"], registry=self.registry)
+        self.correct = Counter("mlops_feedback_correct", "Labelled outcomes that matched the prediction",
+                               ["model", "version", "variant"], registry=self.registry)
+        self.reward = Counter("mlops_feedback_reward", "The sum of reward outcomes (negative ones apart, in "
+                              "mlops_feedback_loss)", ["model", "version", "variant"], registry=self.registry)
+        self.loss = Counter("mlops_feedback_loss", "The sum of negative reward outcomes, as a positive number",
+                            ["model", "version", "variant"], registry=self.registry)
         self._ages: _Ages | None = None
         self._children: dict = {}
         self._predict: dict = {}
@@ -144,6 +153,16 @@ class ServerMetrics:
                                     "cache_miss": duration(0, 0)},
                 "batch_stats": []})
         return stats
+
+    def outcome(self, model: str, version: str, variant: str, correct: float | None, reward: float | None) -> None:
+        """One joined outcome: a label (`correct`, the share of its rows predicted right) or a `reward`."""
+        self.outcomes.labels(model, version, variant, "label" if correct is not None else "reward").inc()
+        if correct is not None:
+            self.correct.labels(model, version, variant).inc(correct)
+        elif reward >= 0:  # counters only go up: a refund is counted as a loss
+            self.reward.labels(model, version, variant).inc(reward)
+        else:
+            self.loss.labels(model, version, variant).inc(-reward)
 
     def watch_ages(self, served) -> None:
         """`served()` gives the ServedModels whose ages /metrics shows (mlops_model_age_seconds, ...)."""

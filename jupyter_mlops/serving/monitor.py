@@ -18,6 +18,7 @@ An input row's outlier score is its largest |z-score| against the training means
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 PSI_DRIFT = 0.2  # the usual "significant shift" line
 P_VALUE = 0.05
 OUTLIER_Z = 6.0
@@ -91,7 +93,9 @@ def log_names(folder: str | Path) -> list[str]:
 
 class RequestLog:
     def __init__(self, folder: str | Path, capacity: int = 10000, dropped_counter=None, watch=None,
-                 limits: LogLimits | None = None, name: str = LOG_NAME):
+                 limits: LogLimits | None = None, name: str = LOG_NAME, feedback=None):
+        """`feedback`: the deployment's FeedbackStore (feedback.py), told each answered request's id and
+        predictions on the writer thread, so outcomes sent later can be joined to them."""
         self.limits = limits or LogLimits()
         self.path = Path(folder) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,12 +104,14 @@ class RequestLog:
         self.dropped_counter = dropped_counter
         self.written = 0
         self.watch = watch  # called with each written batch, on the writer thread (live drift metrics)
+        self.feedback = feedback
         self._names: tuple = (None, [])  # the last frame's column Index and its names as strings
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._write, name="mlops-request-log", daemon=True)
         self.thread.start()
 
-    def put(self, variant: str, version: int, frame: Any, values: list, seconds: float) -> None:
+    def put(self, variant: str, version: int, frame: Any, values: list, seconds: float,
+            request_id: str | None = None) -> None:
         """Never blocks: a full queue drops the record and counts it. The line is made here, a few tens of
         microseconds: done in bursts on the writer thread instead, it held the GIL long enough to stall requests."""
         if self.queue.full():
@@ -116,7 +122,8 @@ class RequestLog:
         array = frame.to_numpy()
         if self._names[0] is not frame.columns:  # the frames of a numeric model share its column Index
             self._names = (frame.columns, model_columns(frame))
-        record = {"at": time.time(), "variant": variant, "version": version, "columns": self._names[1],
+        at = time.time()
+        record = {"at": at, "id": request_id, "variant": variant, "version": version, "columns": self._names[1],
                   "inputs": array, "outputs": values, "latency_ms": seconds * 1000}
         rows = len(array)
         if rows > 1:  # only the rows that can fit are written out: a 1,000-row request was dumped whole, then cut
@@ -130,7 +137,7 @@ class RequestLog:
         try:
             # only an array and a string wait in the queue: hundreds of queued DataFrames made the garbage
             # collector's full passes long enough to stall requests
-            self.queue.put_nowait((variant, version, array, line))
+            self.queue.put_nowait((variant, version, array, (request_id, at, values), line))
         except queue.Full:
             self.dropped += 1
             if self.dropped_counter is not None:
@@ -184,6 +191,12 @@ class RequestLog:
                     size += len(item[-1])
                 f.write("".join(pending))
                 f.flush()
+                if self.feedback is not None:
+                    try:
+                        self.feedback.record([(i, at, item[0], item[1], values) for item in batch
+                                              for i, at, values in (item[3],) if i])
+                    except Exception as exc:  # the log itself is written; feedback on these ids will say unknown
+                        log.warning("request ids not recorded for feedback: %s", exc)
                 if self.watch is not None:
                     try:
                         self.watch(batch)
