@@ -12,7 +12,7 @@ _API = {"run", "list_engines", "deploy", "undeploy", "resume", "runs", "iter_run
         "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models", "promote", "rollback",
         "alias_history", "monitor", "deployments", "add_schedule", "schedules", "set_schedule", "fire_schedule",
         "schedule_history", "baseline", "set_baseline", "add_notification", "notifications",
-        "remove_notification"}
+        "remove_notification", "feedback", "abtest"}
 __all__ = ["log_metrics", *sorted(_API)]
 
 

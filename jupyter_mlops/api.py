@@ -349,7 +349,63 @@ def monitor(name: str, *, window: int = 1000, workspace: str | os.PathLike | Non
     version = primary_version(ws.store, name)
     found = report(fetch_package(ws, version), ws.root / "logs" / name, window)
     return {**found, "version": version["version"], "shadow": shadow_report(ws.store.get_deployment(name)),
-            "age": age(version)}
+            "age": age(version), "outcomes": _outcomes_summary(ws, name)}
+
+
+def _outcomes_summary(ws, name: str) -> list[dict]:
+    """Per variant and version: outcomes joined, accuracy and mean reward (monitor's view of the feedback)."""
+    from .serving.feedback import DB_NAME, FeedbackStore
+
+    if not (ws.root / "logs" / name / DB_NAME).exists():
+        return []
+    groups: dict[tuple, list[dict]] = {}
+    for outcome in FeedbackStore(ws.root / "logs" / name).outcomes():
+        groups.setdefault((outcome["variant"], outcome["version"]), []).append(outcome)
+    out = []
+    for (variant, version), found in sorted(groups.items()):
+        labels = [o["correct"] for o in found if o["correct"] is not None]
+        rewards = [o["reward"] for o in found if o["reward"] is not None]
+        out.append({"variant": variant, "version": version, "n": len(found),
+                    "accuracy": sum(labels) / len(labels) if labels else None,
+                    "mean_reward": sum(rewards) / len(rewards) if rewards else None})
+    return out
+
+
+def feedback(name: str, outcomes, *, workspace: str | os.PathLike | None = None) -> dict:
+    """Outcomes known in bulk, joined to deployment `name`'s logged answers as POST /feedback joins them:
+    a list of {"request_id", "outcome" | "label" | "reward"} or a DataFrame with those columns."""
+    from .names import check_name
+    from .serving.feedback import FeedbackStore, parse
+    from .serving.model import ClientError
+
+    check_name(name)
+    ws = Workspace.locate(workspace)
+    if hasattr(outcomes, "to_dict"):
+        outcomes = [{k: v for k, v in row.items() if v == v} for row in outcomes.to_dict("records")]  # NaN: absent
+    if not (ws.root / "logs" / name).is_dir():
+        raise MlopsError(f"deployment `{name}` has logged no answers in {ws.root / 'logs'}: deploy it and let it "
+                         "answer requests first")
+    try:
+        joined = FeedbackStore(ws.root / "logs" / name).add(parse(outcomes), wait=0)
+    except ClientError as exc:
+        raise MlopsError(str(exc)) from None
+    return {"joined": len(joined)}
+
+
+def abtest(name: str, *, metric: str | None = None, horizon: int | None = None,
+           workspace: str | os.PathLike | None = None) -> dict:
+    """The deployment's variants compared on their joined outcomes (serving/abtest.py): per variant n, the
+    metric and its 95% interval; against the primary the difference, p-value, verdict and outcomes still needed."""
+    from .names import check_name
+    from .serving.abtest import compare
+    from .serving.feedback import DB_NAME, FeedbackStore
+
+    check_name(name)
+    ws = Workspace.locate(workspace)
+    if not (ws.root / "logs" / name / DB_NAME).exists():
+        raise MlopsError(f"no outcomes for `{name}` yet: its answers carry x-request-id; send outcomes to POST "
+                         "/feedback (or jupyter_mlops.feedback) and ask again")
+    return {"name": name, **compare(FeedbackStore(ws.root / "logs" / name).outcomes(), metric, horizon)}
 
 
 def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500) -> list[dict]:

@@ -98,6 +98,7 @@ def _full_parser(prog: str) -> argparse.ArgumentParser:
     _packaging_verbs(sub)
     _scheduling_verbs(sub)
     _notify_verbs(sub)
+    _feedback_verbs(sub)
     return parser
 
 
@@ -382,6 +383,57 @@ def _scheduling_verbs(sub) -> None:
     p.add_argument("--only", metavar="NAME", help="with --once: that schedule alone, its trigger checked now (what "
                                                   "a Kubernetes CronJob's pod runs)")
     _workspace_option(p)
+
+
+def _feedback_verbs(sub) -> None:
+    """Outcomes of answers and the A-B test on them: feedback, abtest."""
+    p = sub.add_parser("feedback", help="join outcomes known in bulk to a deployment's answers (by request id)")
+    p.add_argument("name", help="the deployment (model name)")
+    p.add_argument("file", help="CSV or JSON: request_id and one of outcome, label, reward per row")
+    _workspace_option(p)
+    p = sub.add_parser("abtest", help="a deployment's variants compared on their outcomes: interval, p-value, verdict")
+    p.add_argument("name")
+    p.add_argument("--metric", choices=["accuracy", "reward"], help="default: accuracy when labels were sent")
+    p.add_argument("--horizon", type=int, metavar="N",
+                   help="the outcomes per variant the test waits for: verdicts before it are interim (no peeking)")
+    p.add_argument("--json", action="store_true")
+    _workspace_option(p)
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from . import api
+    from .errors import MlopsError
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise MlopsError(f"no file {args.file}: give a CSV or JSON of request_id and outcome")
+    if path.suffix.lower() == ".json":
+        outcomes = json.loads(path.read_text())
+    else:
+        import pandas as pd
+
+        outcomes = pd.read_csv(path, dtype={"request_id": str})
+    done = api.feedback(args.name, outcomes, workspace=args.workspace)
+    print(f"{done['joined']} outcomes joined to {args.name}'s answers")
+    return 0
+
+
+def _abtest(args: argparse.Namespace) -> int:
+    from . import api
+
+    found = api.abtest(args.name, metric=args.metric, horizon=args.horizon, workspace=args.workspace)
+    if args.json:
+        print(json.dumps(found, indent=1))
+        return 0
+    rows = [[v["variant"], v["version"], v["n"], f"{v['value']:.4g}", f"[{v['low']:.4g}, {v['high']:.4g}]",
+             f"{v['difference']:+.4g}" if "difference" in v else "", f"{v['p_value']:.3g}" if "p_value" in v else "",
+             v.get("verdict", "baseline"), "" if v.get("more_needed") is None else f"~{v['more_needed']:,} more"]
+            for v in found["variants"]]
+    print(_table(rows, ["variant", "version", "n", found["metric"], "95% interval", "difference", "p-value",
+                        "verdict", "to see it"]))
+    if found["note"]:
+        print(f"note: {found['note']}")
+    return 0
 
 
 def _notify_verbs(sub) -> None:
@@ -1040,6 +1092,9 @@ def _monitor(args: argparse.Namespace) -> int:
     print(f"rule: {found['drift_rule']}")
     print(f"drifted features: {len(found['drifted_features'])}; outliers (max |z| > 6): {found['outliers']}")
     print(_age_line(found["age"]))
+    for o in found["outcomes"]:
+        scores = "  ".join(f"{k.replace('_', ' ')} {o[k]:.4g}" for k in ("accuracy", "mean_reward") if o[k] is not None)
+        print(f"feedback: {o['variant']} v{o['version']}: {o['n']} outcomes  {scores}")
     shadow = found["shadow"]
     if shadow and shadow["rows"]:
         print(f"shadow: {shadow['rows']} rows mirrored, agreement {shadow['agreement']:.1%}, latency delta "
@@ -1098,7 +1153,8 @@ COMMANDS = {"validate": _validate, "compile": _compile, "run": _run_or_resume, "
             "register": _register,
             "models": _models, "promote": _alias, "rollback": _alias, "serve": _serve, "deploy": _deploy,
             "undeploy": _undeploy, "monitor": _monitor, "schedule": _schedule, "scheduler": _schedule,
-            "build": _build, "export": _export, "notify": _notify}
+            "build": _build, "export": _export, "notify": _notify,
+            "feedback": _feedback, "abtest": _abtest}
 
 if __name__ == "__main__":
     sys.exit(main())
