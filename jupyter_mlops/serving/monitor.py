@@ -335,7 +335,7 @@ def traffic(folder: str | Path, window: int = 5000, buckets: int = 30) -> list[d
     return series
 
 
-_counted: dict[str, tuple[int, int, int]] = {}  # path -> (inode, bytes counted, newlines in them)
+_counted: dict[str, tuple[int, bytes, int, int]] = {}  # path -> (inode, first bytes, bytes counted, newlines)
 
 
 def count_requests(folder: str | Path) -> int:
@@ -344,15 +344,18 @@ def count_requests(folder: str | Path) -> int:
     count = 0
     for path in (path for name in log_names(folder) for path in log_files(folder, name)):
         stat = path.stat()
-        inode, counted, lines = _counted.get(str(path), (None, 0, 0))
-        if inode != stat.st_ino or counted > stat.st_size:  # a new file under this name: count it afresh
-            counted, lines = 0, 0
+        inode, head, counted, lines = _counted.get(str(path), (None, b"", 0, 0))
         with open(path, "rb") as f:
+            # a new file under this name: count it afresh. The inode alone cannot tell (a rotated-away file's inode
+            # is reused for the next one), so its first line's start, which holds a timestamp, must match too
+            first = f.read(64)
+            if inode != stat.st_ino or head != first or counted > stat.st_size:
+                counted, lines = 0, 0
             f.seek(counted)
             while chunk := f.read(1 << 20):
                 lines += chunk.count(b"\n")
                 counted += len(chunk)
-        _counted[str(path)] = (stat.st_ino, counted, lines)
+        _counted[str(path)] = (stat.st_ino, first, counted, lines)
         count += lines
     return count
 
