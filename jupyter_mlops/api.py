@@ -420,7 +420,7 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
         try:
             found = monitor(row["name"], window=window, workspace=ws.root)
             entry.update(version=found["version"], requests=found["requests"], outliers=found["outliers"],
-                         drifted_features=found["drifted_features"])
+                         drifted_features=found["drifted_features"], outcomes=found["outcomes"])
         except (MlopsError, OSError, ValueError, KeyError) as exc:
             entry["monitor_error"] = str(exc)
         out.append(entry)

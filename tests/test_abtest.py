@@ -45,7 +45,7 @@ def test_the_statistics_match_hand_computed_values():
 def _outcomes(variant, version, values, kind="label"):
     key = "correct" if kind == "label" else "reward"
     return [{"variant": variant, "version": version, "kind": kind, "correct": None, "reward": None, key: v,
-             "at": 0.0} for v in values]
+             "rows": 1, "at": 0.0} for v in values]
 
 
 def test_verdicts_and_the_declared_horizon():
@@ -66,6 +66,11 @@ def test_verdicts_and_the_declared_horizon():
         abtest.compare(revenue, metric="accuracy")
     with pytest.raises(MlopsError, match="--horizon 1"):
         abtest.compare(outcomes, horizon=1)
+    # a request of 20 rows judged by labels is 20 observations, and its interval stays within 0..1
+    rows = [{"variant": "primary", "version": 1, "kind": "label", "correct": 0.95, "reward": None, "rows": 20,
+             "at": 0.0}] * 10
+    [alone] = abtest.compare(rows)["variants"]
+    assert alone["n"] == 200 and alone["value"] == 0.95 and 0 < alone["low"] < alone["high"] < 1
 
 
 def test_a_canary_that_is_worse_is_found_worse_on_real_traffic(tmp_path):

@@ -289,14 +289,23 @@ def test_charts_deploy_and_stop_from_the_panel(lab, browser):
     panel.locator('[data-testid="mlops-deploy-port"]').fill(str(port))
     panel.locator('[data-testid="mlops-deploy"]').click()
     panel.locator('[data-testid="mlops-notice"]').get_by_text("started at").wait_for(timeout=90_000)
-    rows = load_digits().data[:200].tolist()
-    with requests.Session() as session:
+    digits = load_digits()
+    rows = digits.data[:200].tolist()
+    with requests.Session() as session:  # with feedback: each answer's labels, sent back by its request id
         for i in range(0, 200, 20):
-            assert session.post(f"http://127.0.0.1:{port}/invocations", json={"instances": rows[i:i + 20]}).ok
+            answer = session.post(f"http://127.0.0.1:{port}/invocations", json={"instances": rows[i:i + 20]})
+            assert answer.ok
+            assert session.post(f"http://127.0.0.1:{port}/feedback", json={
+                "request_id": answer.headers["x-request-id"], "label": digits.target[i:i + 20].tolist()}).ok
     panel.locator('[data-testid="mlops-tab-deployments"]').click()
     panel.locator('[data-testid="mlops-charts-charted"]').click()
     drawn("traffic")
     drawn("monitor")
+    abtest = panel.locator('[data-testid="mlops-abtest"]')
+    abtest.get_by_text("primary v1").wait_for(timeout=30_000)  # 10 outcomes of 20 rows each, judged
+    assert "baseline" in abtest.inner_text()
+    abtest.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "panel-abtest.png"))
     page.screenshot(path=str(SHOTS / "panel-deployment-charts.png"))
     # the charts follow the dark theme: drawn again with vega's dark colours (its background, not white)
     page.keyboard.press("Control+Shift+C")

@@ -450,6 +450,16 @@ class DeploymentsHandler(MlopsHandler):
 
 class DeploymentHandler(MlopsHandler):
     @web.authenticated
+    async def get(self, name: str):
+        """The deployment's A-B test on the outcomes joined to its answers (`abtest`); a 400 saying why when
+        there are none yet."""
+        from .. import api
+
+        with self.user_errors():
+            check_name(name)
+        self.reply(await self.run_blocking(api.abtest, name, workspace=self.workspace.root))
+
+    @web.authenticated
     async def delete(self, name: str):
         """Stop the deployment's server and forget the deployment (its request logs stay)."""
         from .. import api

@@ -1,7 +1,8 @@
 """A-B statistics on the outcomes joined to a deployment's answers (feedback.py).
 
 For each variant (primary, canary) and each version, `compare` gives:
-- n, the outcomes joined;
+- n: the rows judged for accuracy (a request of 20 rows judged by labels is 20 observations), the requests
+  for a reward;
 - the metric: `accuracy` (the share of labelled outcomes the prediction got right) or `reward` (the mean reward);
 - its 95% interval: Wilson's for a share, Student's t for a mean.
 Each variant is then set against the primary:
@@ -26,9 +27,15 @@ from ..errors import MlopsError
 ALPHA, POWER = 0.05, 0.80
 
 
-def _values(outcomes: list[dict], metric: str) -> list[float]:
-    key = "correct" if metric == "accuracy" else "reward"
-    return [o[key] for o in outcomes if o[key] is not None]
+def _units(outcome: dict, key: str) -> list[float]:
+    """What one outcome adds to its variant's sample: for accuracy each judged row (right 1, wrong 0: exact, a
+    share of a request's rows is not itself a 0/1 observation); for a reward, one value per request (the mean of
+    a per-row list: repeating it per row would understate the spread)."""
+    if key == "correct":
+        rows = outcome.get("rows") or 1
+        right = round(outcome["correct"] * rows)
+        return [1.0] * right + [0.0] * (rows - right)
+    return [outcome["reward"]]
 
 
 def _interval(values: list[float], binary: bool) -> tuple[float, float]:
@@ -109,7 +116,7 @@ def compare(outcomes: list[dict], metric: str | None = None, horizon: int | None
     for outcome in outcomes:
         key = "correct" if metric == "accuracy" else "reward"
         if outcome[key] is not None:
-            groups.setdefault((outcome["variant"], outcome["version"]), []).append(outcome[key])
+            groups.setdefault((outcome["variant"], outcome["version"]), []).extend(_units(outcome, key))
     if not groups:
         raise MlopsError(f"no {'labelled' if metric == 'accuracy' else 'reward'} outcomes yet: send them to "
                          "POST /feedback with the answers' x-request-id")

@@ -56,7 +56,7 @@ def _connect(path: Path) -> sqlite3.Connection:
                                                 version INTEGER NOT NULL, outputs TEXT NOT NULL);
         CREATE INDEX IF NOT EXISTS ix_predictions_at ON predictions (at);
         CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,
-                                             outcome TEXT NOT NULL, correct REAL, reward REAL);
+                                             outcome TEXT NOT NULL, correct REAL, reward REAL, rows INTEGER);
     """)
     return conn
 
@@ -128,14 +128,14 @@ class FeedbackStore:
         now, rows, joined = time.time(), [], []
         for item in items:
             variant, version, outputs = found[item["request_id"]]
-            kind, correct, reward = judge(item, json.loads(outputs)["v"])
-            rows.append((item["request_id"], now, kind, json.dumps(item.get("value")), correct, reward))
+            kind, correct, reward, judged = judge(item, json.loads(outputs)["v"])
+            rows.append((item["request_id"], now, kind, json.dumps(item.get("value")), correct, reward, judged))
             joined.append({"variant": variant, "version": version, "kind": kind, "correct": correct,
-                           "reward": reward})
+                           "reward": reward, "rows": judged})
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -143,19 +143,21 @@ class FeedbackStore:
         return joined
 
     def outcomes(self) -> list[dict]:
-        """Every joined outcome: variant, version, kind, correct, reward, at (for abtest and monitor)."""
+        """Every joined outcome: variant, version, kind, correct (the share of its rows), reward, rows judged, at
+        (for abtest and monitor)."""
         with self._lock:
-            rows = self._conn.execute("SELECT p.variant, p.version, f.kind, f.correct, f.reward, f.at FROM feedback f "
-                                      "JOIN predictions p ON p.id = f.id").fetchall()
-        return [dict(zip(("variant", "version", "kind", "correct", "reward", "at"), r)) for r in rows]
+            rows = self._conn.execute("SELECT p.variant, p.version, f.kind, f.correct, f.reward, f.rows, f.at "
+                                      "FROM feedback f JOIN predictions p ON p.id = f.id").fetchall()
+        return [dict(zip(("variant", "version", "kind", "correct", "reward", "rows", "at"), r)) for r in rows]
 
 
 def _is_label(value: Any) -> bool:
     return isinstance(value, (str, bool)) or (isinstance(value, int))
 
 
-def judge(item: dict, outputs: list) -> tuple[str, float | None, float | None]:
-    """(kind, correct share, reward) of one outcome against its request's predictions (see the module's text)."""
+def judge(item: dict, outputs: list) -> tuple[str, float | None, float | None, int]:
+    """(kind, correct share, reward, rows judged) of one outcome against its request's predictions (see the
+    module's text). A label judges every row of its request; a reward is one per request unless given per row."""
     value, kind = item["value"], item["kind"]
     predictions = [o[0] if isinstance(o, list) and len(o) == 1 else o for o in outputs]
     values = value if isinstance(value, list) else [value] * len(predictions)
@@ -166,13 +168,13 @@ def judge(item: dict, outputs: list) -> tuple[str, float | None, float | None]:
         kind = "label" if all(_is_label(p) for p in predictions) else "reward"
     if kind == "label":
         hits = [str(v) == str(p) for v, p in zip(values, predictions)]
-        return kind, sum(hits) / len(hits), None
+        return kind, sum(hits) / len(hits), None, len(hits)
     try:
         rewards = [float(v) for v in values]
     except (TypeError, ValueError):
         raise ClientError(f"request `{item['request_id']}`: a reward must be a number, got {value!r}; send "
                           "`label` for a class") from None
-    return kind, None, sum(rewards) / len(rewards)
+    return kind, None, sum(rewards) / len(rewards), len(rewards) if isinstance(value, list) else 1
 
 
 def parse(body: Any) -> list[dict]:

@@ -10,7 +10,7 @@ import { PAGE_SIZE } from './hooks';
 import {
   cellValue, formatBytes, formatDuration, formatValue, pageCount, runColumns, runsChartQuery, RunQuery, shortRunId, wallClock
 } from './logic';
-import { Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
+import { AbTest, Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
 
 /** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
 export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
@@ -249,9 +249,47 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
       <div data-testid="mlops-deployment-charts" ref={charts}>
         <ChartView kind="traffic" query={{ name: shown.name }} version={shown.requests} />
         {!shown.monitor_error && <ChartView kind="monitor" query={{ name: shown.name }} version={shown.requests} />}
+        {!!shown.outcomes?.length && (
+          <AbTestView name={shown.name} version={shown.outcomes.reduce((n, o) => n + o.n, 0)} />
+        )}
       </div>
     )}
     </>
+  );
+}
+
+/** The deployment's variants compared on the outcomes sent back for their answers. */
+function AbTestView(props: { name: string; version: number }) {
+  const [found, setFound] = useState<AbTest | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    request<AbTest>('GET', ['deployments', props.name]).then(setFound).catch(e => setError((e as Error).message));
+  }, [props.name, props.version]);
+  if (error) {
+    return <p className="mlops-form-error">{error}</p>;
+  }
+  if (!found) {
+    return null;
+  }
+  const pct = (v: number) => found.metric === 'accuracy' ? `${(v * 100).toFixed(1)}%` : v.toPrecision(4);
+  return (
+    <div data-testid="mlops-abtest">
+      <b>A-B test</b> <span className="mlops-muted">{found.metric}, 95% intervals</span>
+      <table className="mlops-table">
+        <thead><tr><th>variant</th><th>n</th><th>{found.metric}</th><th>verdict</th></tr></thead>
+        <tbody>
+          {found.variants.map(v => (
+            <tr key={`${v.variant}:${v.version}`}>
+              <td>{v.variant} v{v.version}</td><td>{v.n}</td>
+              <td>{pct(v.value)} <small>[{pct(v.low)}, {pct(v.high)}]</small></td>
+              <td title={v.p_value !== undefined ? `p = ${v.p_value.toPrecision(3)}` : ''}>
+                {v.verdict ?? 'baseline'}{v.more_needed ? <small> (~{v.more_needed} more to see it)</small> : null}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {found.note && <p className="mlops-muted">{found.note}</p>}
+    </div>
   );
 }
 

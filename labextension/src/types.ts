@@ -119,6 +119,19 @@ export interface Deployment {
   outliers?: number;
   drifted_features?: string[];
   monitor_error?: string;
+  /** outcomes joined to its answers, per variant and version (POST /feedback) */
+  outcomes?: { variant: string; version: number; n: number; accuracy: number | null; mean_reward: number | null }[];
+}
+
+/** GET /deployments/NAME: the A-B test on the joined outcomes */
+export interface AbTest {
+  name: string;
+  metric: 'accuracy' | 'reward';
+  note: string | null;
+  variants: {
+    variant: string; version: number; n: number; value: number; low: number; high: number;
+    difference?: number; p_value?: number; verdict?: string; more_needed?: number | null;
+  }[];
 }
 
 /** POST /deployments */
