@@ -275,6 +275,7 @@ function AbTestView(props: { name: string; version: number }) {
   return (
     <div data-testid="mlops-abtest">
       <b>A-B test</b> <span className="mlops-muted">{found.metric}, 95% intervals</span>
+      <div className="mlops-table-scroll">
       <table className="mlops-table">
         <thead><tr><th>variant</th><th>n</th><th>{found.metric}</th><th>verdict</th></tr></thead>
         <tbody>
@@ -288,6 +289,7 @@ function AbTestView(props: { name: string; version: number }) {
           ))}
         </tbody>
       </table>
+      </div>
       {found.note && <p className="mlops-muted">{found.note}</p>}
     </div>
   );
