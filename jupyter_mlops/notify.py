@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import logging
 import threading
 import time
 from datetime import datetime, timezone
@@ -35,7 +34,13 @@ LEASE = 60.0  # a row being sent is someone's for this long; after that a proces
 SEND_TIMEOUT = 10.0
 FLUSH_WAIT = 5.0
 
-log = logging.getLogger(__name__)
+
+
+def _warn(message: str, *args) -> None:
+    """Logging is imported when something goes wrong, not at every CLI start (the parser reads EVENTS)."""
+    import logging
+
+    logging.getLogger(__name__).warning(message, *args)
 
 
 # -- setting up --------------------------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ def emit(store, event: str, text: str, **subject: Any) -> None:
         if store.enqueue_notifications(event, json.dumps(payload, default=str), time.time()):
             _sender_for(store).wake()
     except Exception as exc:  # the store is down, say: the run goes on
-        log.warning("could not queue the %s notification: %s", event, exc)
+        _warn("could not queue the %s notification: %s", event, exc)
 
 
 # -- sending -----------------------------------------------------------------------------------------------------
@@ -158,7 +163,7 @@ def deliver_due(store, now: float | None = None, limit: int = 50) -> int:
             done = attempts >= MAX_ATTEMPTS
             retry = None if done else time.time() + BACKOFF * 2 ** (attempts - 1)
             store.notification_failed(row["id"], attempts, retry, str(exc)[:500])
-            log.warning("notification %s (%s) %s: %s", row["event"], row["kind"],
+            _warn("notification %s (%s) %s: %s", row["event"], row["kind"],
                         "given up" if done else f"will be tried again (attempt {attempts})", exc)
             continue
         store.notification_delivered(row["id"], attempts, time.time())
@@ -187,7 +192,7 @@ class _Sender:
                 deliver_due(self.store)
                 pending = self.store.pending_notifications()
             except Exception as exc:
-                log.warning("notifications: %s", exc)
+                _warn("notifications: %s", exc)
                 pending = 1
             if not pending and not self.woken.is_set():
                 self.idle.set()
