@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from typing import Any, Iterable
+from typing import Any
 
 HASH_WHOLE_UP_TO = 256 << 20
 SAMPLES, BLOCK = 8, 4 << 20  # a sampled fingerprint reads 32 MiB, whatever the size
@@ -169,8 +169,8 @@ def _kept(path: str, roots: tuple[str, ...]) -> bool:
                 or os.path.basename(os.path.dirname(real)).startswith(("mlops-in-", "mlops-out-")))
 
 
-def recorded(declared: Iterable[str] = ()) -> list[tuple[str, str]]:
-    """What this step read so far, as (kind, path or URL): files, folders, URLs, then the declared paths."""
+def recorded() -> list[tuple[str, str]]:
+    """What this step read so far, as (kind, path or URL): files, then folders, then URLs."""
     _recorder.active = False
     roots = _excluded_roots(_recorder.artifacts)
     written = _recorder.written
@@ -186,16 +186,13 @@ def recorded(declared: Iterable[str] = ()) -> list[tuple[str, str]]:
     for url in _recorder.urls:
         if url not in written and not (artifacts and url.startswith(artifacts.rstrip("/") + "/")):
             found.setdefault(url, "url")
-    for path in declared:
-        kind = "url" if "://" in path else "folder" if os.path.isdir(path) else "file"
-        found.setdefault(path if kind == "url" else os.path.abspath(path), kind)
     return [(kind, path) for path, kind in found.items()]
 
 
-def report(declared: Iterable[str] = ()) -> dict:
+def report() -> dict:
     """Stop recording and fingerprint what the step read: {"reads": [...], "writes": [the paths it wrote]}. A step
     that read more than MAX_ENTRIES things keeps the first ones and says how many more."""
-    reads = recorded(declared)
+    reads = recorded()
     entries = [fingerprint(path, kind) for kind, path in reads[:MAX_ENTRIES]]
     if len(reads) > MAX_ENTRIES:
         entries.append({"path": f"... {len(reads) - MAX_ENTRIES} more", "kind": "omitted", "method": "omitted",
