@@ -61,18 +61,73 @@ def run(notebook: str | os.PathLike, parameters: dict[str, Any] | None = None, *
 
 
 def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
-           sticky_header: str | None = None, backend: str = "local", workspace: str | os.PathLike | None = None,
-           engine_hook: Callable | None = None, **options: Any) -> EngineAnswer:
+           sticky_header: str | None = None, progressive: bool = False, steps: str | list | None = None,
+           interval: str | float | None = None, min_requests: int | None = None,
+           max_error_increase: float | None = None, max_p99_ratio: float | None = None, backend: str = "local",
+           workspace: str | os.PathLike | None = None, engine_hook: Callable | None = None,
+           **options: Any) -> EngineAnswer:
     """Serve model `name`'s production version (else its latest) with an optional canary version taking `weight`
     percent of requests and a shadow version mirrored; an existing deployment is updated in place. Returns
     {name, status, url, lines}; on `local` without `wait=True`, also `server` (a server on a thread of this
-    process: `.stop()` ends it). `options` are the engine's (local: host, port, limits, log_limits, wait)."""
+    process: `.stop()` ends it). `options` are the engine's (local: host, port, limits, log_limits, wait).
+
+    `progressive`: the canary starts at the first of `steps` (default 10,25,50,100) and the scheduler's controller
+    (rollout.py) raises it each `interval` while it is as healthy as the primary, promoting it at 100 and rolling
+    it back to 0 otherwise; `deploy_history` tells each decision."""
     from . import engines as registry
+    from . import rollout
     from .names import check_name
 
+    check_name(name)
+    tuning = dict(steps=steps, interval=interval, min_requests=min_requests, max_error_increase=max_error_increase,
+                  max_p99_ratio=max_p99_ratio)
+    if not progressive and any(v is not None for v in tuning.values()):
+        given = next(k for k, v in tuning.items() if v is not None)
+        raise MlopsError(f"--{given.replace('_', '-')} is a setting of a progressive rollout: add --progressive")
     engine, rest = _engine(backend, "deploy", workspace, options, engine_hook)
-    return registry.call(engine, "deploy", check_name(name), canary=canary, weight=weight, shadow=shadow,
-                         sticky_header=sticky_header, **rest)
+    store = Workspace.locate(workspace).store
+    planned = rollout.plan(store, name, canary, **tuning) if progressive else None
+    if planned is None:
+        from .registry import resolve
+
+        for version in (canary, shadow):  # a deploy refused for a wrong version leaves a running rollout alone
+            if version is not None:
+                resolve(store, f"{name}:{version}")
+        rollout.stop(store, name, "replaced by a deploy without --progressive")
+        return registry.call(engine, "deploy", name, canary=canary, weight=weight, shadow=shadow,
+                             sticky_header=sticky_header, **rest)
+    if backend != "local":
+        raise MlopsError("--progressive rolls out on --backend local; on Kubernetes set the canary's weight with "
+                         "--weight, or export the HTTPRoute (jupyter-mlops export k8s)")
+    started = rollout.start(store, planned)
+    lines = [started["line"]] + ([] if _scheduler_alive(store) else [
+        "warning: no scheduler is running on this workspace, so the rollout will not advance: start one with "
+        "`jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)"])
+    if rest.get("on_start"):  # a server in the foreground says it listens, and what the rollout will do
+        told = rest["on_start"]
+        rest["on_start"] = lambda done: told({**done, "lines": done["lines"] + lines})
+    try:
+        answer = registry.call(engine, "deploy", name, canary=canary, weight=planned["steps"][0], shadow=shadow,
+                               sticky_header=sticky_header, **rest)
+    except BaseException as exc:
+        rollout.stop(store, name, f"the deploy failed: {exc}")
+        raise
+    return {**answer, "rollout": started["id"], "lines": answer.get("lines", []) + lines}
+
+
+def _scheduler_alive(store) -> bool:
+    from .schedule import schedulers_alive
+
+    return bool(schedulers_alive(store))
+
+
+def deploy_history(name: str, *, workspace: str | os.PathLike | None = None, limit: int = 20) -> list[dict]:
+    """The deployment's progressive rollouts, newest first: canary, steps, status, the weight now, and each
+    decision with its reason and the figures it judged."""
+    from . import rollout
+    from .names import check_name
+
+    return rollout.history(Workspace.locate(workspace).store, check_name(name), limit)
 
 
 def undeploy(name: str, *, backend: str = "local", workspace: str | os.PathLike | None = None,
@@ -82,8 +137,12 @@ def undeploy(name: str, *, backend: str = "local", workspace: str | os.PathLike 
     from . import engines as registry
     from .names import check_name
 
+    from . import rollout
+
     engine, rest = _engine(backend, "undeploy", workspace, options, None)
-    return registry.call(engine, "undeploy", check_name(name), **rest)
+    answer = registry.call(engine, "undeploy", check_name(name), **rest)
+    rollout.stop(Workspace.locate(workspace).store, name, "the deployment was stopped (undeploy)")
+    return answer
 
 
 def list_runs(*, workspace: str | os.PathLike | None = None, limit: int | None = None,

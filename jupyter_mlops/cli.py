@@ -254,8 +254,10 @@ def _serving_verbs(sub) -> None:
     _server_limit_options(p)
     _workspace_option(p)
 
-    p = sub.add_parser("deploy", help="serve a model's production version with a canary and/or a shadow version")
-    p.add_argument("name")
+    p = sub.add_parser("deploy", help="serve a model's production version with a canary and/or a shadow version; "
+                                      "`deploy history NAME`: its progressive rollouts' decisions")
+    p.add_argument("name", metavar="NAME | history NAME")
+    p.add_argument("history_of", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
     p.add_argument("--host", help="--backend local: the address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="--backend local: the port (default 8080)")
     p.add_argument("--canary", type=int, metavar="VERSION", help="a version that takes --weight percent of requests")
@@ -263,6 +265,18 @@ def _serving_verbs(sub) -> None:
     p.add_argument("--shadow", type=int, metavar="VERSION",
                    help="a version that gets a copy of every request; its answers are compared, never returned")
     p.add_argument("--sticky-header", metavar="HEADER", help="route by this header's hash: one user, one variant")
+    rolling = p.add_argument_group("progressive delivery (the scheduler's controller moves the canary's weight)")
+    rolling.add_argument("--progressive", action="store_true",
+                         help="raise the canary's weight step by step while it is as healthy as the primary (errors, "
+                              "p99, outcomes); at 100 it becomes production, unhealthy it goes back to 0")
+    rolling.add_argument("--steps", metavar="W,W,..,100", help="the canary's weights, percent (default 10,25,50,100)")
+    rolling.add_argument("--interval", metavar="DURATION", help="each step at least this long (default 5m)")
+    rolling.add_argument("--min-requests", type=int, metavar="N",
+                         help="canary requests a step needs before it is judged (default 100)")
+    rolling.add_argument("--max-error-increase", type=float, metavar="SHARE",
+                         help="how much more of the canary's requests may fail than of the primary's (default 0.01)")
+    rolling.add_argument("--max-p99-ratio", type=float, metavar="RATIO",
+                         help="the canary's p99 latency against the primary's, at most (default 1.5)")
     _server_limit_options(p)
     _engine_options(p, "deploy", "the servers run")
     _workspace_option(p)
@@ -704,7 +718,8 @@ def _schedule(args: argparse.Namespace) -> int:
         scheduler = schedule.Scheduler(ws)
         if args.once:
             for fired in scheduler.tick(wait=True, only=args.only):
-                print(f"{fired['schedule']} {fired['tick']} {fired['status']}")
+                print(f"rollout of {fired['rollout']}: {fired['status']}: {fired['reason']}" if "rollout" in fired
+                      else f"{fired['schedule']} {fired['tick']} {fired['status']}")
         else:
             print(f"scheduler on {ws.root}: a pass every {args.interval:g} s; Ctrl-C stops it", file=sys.stderr)
             scheduler.run_forever(args.interval)
@@ -759,14 +774,46 @@ def _deploy(args: argparse.Namespace) -> int:
         print(f"{done['lines'][0]} (POST /v2/models/{args.name}/infer, POST /invocations, GET /metrics)",
               file=sys.stderr, flush=True)
 
+    if args.history_of is not None:
+        return _deploy_history(args)
     # what a server on this machine needs, for the engines that start one (the others take none of it)
     here = engines.accepted(args.backend, "deploy", dict(limits=_server_limits(args), log_limits=_log_limits(args),
                                                          wait=True, on_start=started, workers=args.workers))
     done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
                       sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
-                      **_given(host=args.host, port=args.port), **here)
+                      **_given(host=args.host, port=args.port), **rollout_options(args), **here)
     if done["status"] != "stopped":
         print("\n".join(done["lines"]))
+    return 0
+
+
+def rollout_options(args: argparse.Namespace) -> dict:
+    """deploy's progressive-delivery flags, those given (the CLI and %mlops)."""
+    return _given(progressive=args.progressive or None, steps=args.steps, interval=args.interval,
+                  min_requests=args.min_requests, max_error_increase=args.max_error_increase,
+                  max_p99_ratio=args.max_p99_ratio)
+
+
+def _deploy_history(args: argparse.Namespace) -> int:
+    """`deploy history NAME`: each rollout, then its decisions with their reasons."""
+    from . import api
+    from .errors import MlopsError
+    from .schedule import iso
+
+    if args.name != "history":
+        raise MlopsError(f"`deploy {args.name} {args.history_of}`: deploy takes one name; for the decisions of a "
+                         f"progressive rollout write `deploy history {args.history_of}`")
+    found = api.deploy_history(args.history_of, workspace=args.workspace)
+    if not found:
+        print(f"{args.history_of} has had no progressive rollout (deploy --canary V --progressive)")
+        return 0
+    for rollout in found:
+        steps = ", ".join(f"{w:g}%" for w in rollout["steps"])
+        print(f"rollout {rollout['id']}: canary version {rollout['canary']} against version "
+              f"{rollout['primary_version']} ({steps}): {rollout['status']}, canary at {rollout['weight']:g}%"
+              + (f"; {rollout['note']}" if rollout["note"] else ""))
+        print(_table([[iso(d["at"]), d["action"], f"{d['weight']:g}%", d["reason"]] for d in rollout["decisions"]],
+                     ["when", "decision", "canary weight", "why"]))
     return 0
 
 

@@ -202,11 +202,13 @@ def _serve(args):
 def _deploy(args):
     """On this machine: a server on a thread of this kernel, returned; elsewhere, what the engine did."""
     from . import api
-    from .cli import _backend, _given
+    from .cli import _backend, _given, rollout_options
 
+    if args.history_of is not None:
+        return api.deploy_history(args.history_of, workspace=args.workspace)
     done = api.deploy(args.name, canary=args.canary, weight=args.weight, shadow=args.shadow,
                       sticky_header=args.sticky_header, workspace=args.workspace, **_backend(args, "deploy"),
-                      **_given(host=args.host, port=args.port))
+                      **_given(host=args.host, port=args.port), **rollout_options(args))
     said = f"deployed {args.name} at {done['url']}; `.stop()` ends it" if "server" in done else None
     print(said or "\n".join(done["lines"]), flush=True)
     return done.get("server")

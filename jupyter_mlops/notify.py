@@ -26,7 +26,8 @@ from typing import Any
 from .errors import MlopsError
 
 EVENTS = ("run.failed", "run.succeeded", "schedule.failed", "gate.failed", "model.registered",
-          "data_check.failed", "drift.detected", "model.stale")
+          "data_check.failed", "drift.detected", "model.stale", "rollout.advanced", "rollout.promoted",
+          "rollout.rolled_back")
 DEFAULT_EVENTS = tuple(e for e in EVENTS if e != "run.succeeded")  # every run succeeding is noise unless asked for
 MAX_ATTEMPTS = 6
 BACKOFF = 2.0  # seconds before the second try; doubles each time (2, 4, 8, 16, 32)

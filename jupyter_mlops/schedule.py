@@ -318,9 +318,22 @@ class Scheduler:
             announce_stale(self.ws, now)  # model.stale, once per version past its max age
         except Exception as exc:  # a damaged package must not stop the schedules
             log.warning("checking models' ages: %s", exc)
+        if only is None:
+            claimed += self._rollouts(now)
         if wait:
             self.join()
         return claimed
+
+    def _rollouts(self, now: float) -> list[dict]:
+        """The progressive rollouts' controller (rollout.py), one pass: what it decided."""
+        from .rollout import advance
+
+        try:
+            return [{"rollout": d["name"], "status": d["action"], "reason": d["reason"]}
+                    for d in advance(self.ws, now)]
+        except Exception as exc:  # a rollout that cannot be judged must not stop the schedules
+            log.warning("advancing rollouts: %s", exc)
+            return []
 
     def _check_trigger(self, row: dict, spec: dict, now: float, due: bool = False) -> dict | None:
         """One check of a triggered schedule, when its interval has passed (or `due`); fires on a change not yet

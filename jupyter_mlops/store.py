@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .errors import MlopsError, StoreError
 from .records import USABLE_STEP, RunStatus
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -40,6 +40,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE UNIQUE INDEX IF NOT EXISTS ix_ticks_trigger ON schedule_ticks (name, trigger_key)",
         # staleness: how old a version may get, and when the newest data it was trained on was written
         "ALTER TABLE model_versions ADD COLUMN max_age FLOAT", "ALTER TABLE model_versions ADD COLUMN data_time FLOAT"],
+    10: [],  # progressive rollouts and their decisions: new tables
 }
 
 
@@ -144,7 +145,7 @@ alias_history_table = sa.Table(
     sa.Column("alias", sa.String(200), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("previous", sa.Integer),
-    sa.Column("action", sa.String(16), nullable=False),  # promote | rollback
+    sa.Column("action", sa.String(16), nullable=False),  # promote | rollback | rollout (a progressive promotion)
     sa.Column("at", sa.Float, nullable=False),
 )
 schedules_table = sa.Table(
@@ -186,6 +187,37 @@ deployments_table = sa.Table(
     sa.Column("url", sa.Text),
     sa.Column("owner", sa.String(300)),  # the serving process
     sa.Column("updated", sa.Float, nullable=False),
+)
+# a progressive rollout (rollout.py): the canary's weight raised step by step while it stays healthy
+rollouts_table = sa.Table(
+    "rollouts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),  # the deployment
+    sa.Column("canary", sa.Integer, nullable=False),
+    sa.Column("primary_version", sa.Integer, nullable=False),  # production when it began
+    sa.Column("steps", sa.Text, nullable=False),  # JSON: the weights, the last one 100
+    sa.Column("settings", sa.Text, nullable=False),  # JSON: interval, min_requests, thresholds, backend
+    sa.Column("step", sa.Integer, nullable=False),  # index into steps of the weight now served
+    sa.Column("status", sa.String(16), nullable=False),  # running | promoted | rolled_back | stopped
+    sa.Column("step_started", sa.Float),  # when the counters below were read (NULL: not yet)
+    sa.Column("counters", sa.Text),  # JSON: the server's request counters when the step began
+    sa.Column("note", sa.Text),  # what it waits for, in words
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("ended", sa.Float),
+)
+# each decision of a rollout, with its reason: one per (rollout, step), whatever the number of controllers
+rollout_decisions_table = sa.Table(
+    "rollout_decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # started | advanced | promoted | rolled_back | stopped
+    sa.Column("weight", sa.Float, nullable=False),  # the canary's weight after it
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", sa.Text),  # JSON: the figures judged
+    sa.Column("decided_by", sa.String(300)),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_rollout_decisions_step", "rollout_id", "step", unique=True),
 )
 # a notebook's data-check baseline chosen by hand (`jupyter-mlops baseline`); else its first succeeded run
 baselines_table = sa.Table(
@@ -267,6 +299,31 @@ def _exclusive(conn, key: str) -> None:
     does it, released at commit or rollback."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"jupyter-mlops:{key}"})
+
+
+class _Lost(Exception):
+    """Another controller decided first: the transaction is rolled back."""
+
+
+def _json(value: Any) -> Any:
+    """Dicts and lists as JSON text for a TEXT column; other values as they are."""
+    return json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+
+
+def _set_alias(conn, name: str, alias: str, version: int, action: str) -> int | None:
+    """Point `alias` at `version` inside the caller's transaction, kept in the alias history; the version it
+    pointed at before (None if new)."""
+    now = time.time()
+    _exclusive(conn, f"model:{name}")
+    where = (aliases_table.c.name == name) & (aliases_table.c.alias == alias)
+    previous = conn.execute(sa.select(aliases_table.c.version).where(where)).scalar()
+    if previous is None:
+        conn.execute(aliases_table.insert().values(name=name, alias=alias, version=version, updated=now))
+    else:
+        conn.execute(aliases_table.update().where(where).values(version=version, updated=now))
+    conn.execute(alias_history_table.insert().values(name=name, alias=alias, version=version, previous=previous,
+                                                     action=action, at=now))
+    return previous
 
 
 def _store_problem(url: str, error: BaseException) -> str:
@@ -479,18 +536,8 @@ class Store:
 
     def set_alias(self, name: str, alias: str, version: int, action: str) -> int | None:
         """Point `alias` at `version`; returns the version it pointed at before (None if new)."""
-        now = time.time()
         with self.engine.begin() as conn:
-            _exclusive(conn, f"model:{name}")
-            where = (aliases_table.c.name == name) & (aliases_table.c.alias == alias)
-            previous = conn.execute(sa.select(aliases_table.c.version).where(where)).scalar()
-            if previous is None:
-                conn.execute(aliases_table.insert().values(name=name, alias=alias, version=version, updated=now))
-            else:
-                conn.execute(aliases_table.update().where(where).values(version=version, updated=now))
-            conn.execute(alias_history_table.insert().values(name=name, alias=alias, version=version,
-                                                             previous=previous, action=action, at=now))
-        return previous
+            return _set_alias(conn, name, alias, version, action)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[dict]:
         query = sa.select(alias_history_table).where(alias_history_table.c.name == name) \
@@ -710,6 +757,101 @@ class Store:
         for row in rows:
             row["spec"] = json.loads(row["spec"])
         return rows
+
+    # -- rollouts ----------------------------------------------------------------------------------------------------
+    def start_rollout(self, values: dict, reason: str, owner: str | None = None) -> tuple[int, list[dict]]:
+        """A new running rollout of `values["name"]`, its `started` decision recorded; a rollout of that
+        deployment still running is stopped first (returned), in the same transaction."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            _exclusive(conn, f"deployment:{values['name']}")
+            stopped = self._stop_rollouts(conn, values["name"], "replaced by a new progressive rollout", owner, now)
+            rollout_id = conn.execute(rollouts_table.insert().values(
+                status="running", step=0, created=now, **{k: _json(v) for k, v in values.items()}),
+            ).inserted_primary_key[0]
+            conn.execute(rollout_decisions_table.insert().values(
+                rollout_id=rollout_id, step=-1, action="started", weight=json.loads(_json(values["steps"]))[0],
+                reason=reason, decided_by=owner, at=now))
+        return rollout_id, stopped
+
+    def stop_rollouts(self, name: str, reason: str, owner: str | None = None) -> list[dict]:
+        """Stop the deployment's running rollout (a deploy without it, an undeploy); the rollouts stopped."""
+        with self.engine.begin() as conn:
+            _exclusive(conn, f"deployment:{name}")
+            return self._stop_rollouts(conn, name, reason, owner, time.time())
+
+    @staticmethod
+    def _stop_rollouts(conn, name: str, reason: str, owner: str | None, now: float) -> list[dict]:
+        where = (rollouts_table.c.name == name) & (rollouts_table.c.status == "running")
+        running = [dict(r._mapping) for r in conn.execute(sa.select(rollouts_table).where(where))]
+        for row in running:
+            conn.execute(rollouts_table.update().where(rollouts_table.c.id == row["id"])
+                         .values(status="stopped", ended=now, note=None))
+            conn.execute(rollout_decisions_table.insert().values(
+                rollout_id=row["id"], step=row["step"], action="stopped", weight=0.0, reason=reason,
+                decided_by=owner, at=now))
+        return running
+
+    def rollouts(self, name: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict]:
+        """Rollouts newest first, their JSON columns read."""
+        query = sa.select(rollouts_table).order_by(rollouts_table.c.id.desc()).limit(limit)
+        if name is not None:
+            query = query.where(rollouts_table.c.name == name)
+        if status is not None:
+            query = query.where(rollouts_table.c.status == status)
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            for key in ("steps", "settings", "counters"):
+                row[key] = json.loads(row[key]) if row[key] else None
+        return rows
+
+    def rollout_decisions(self, rollout_ids: list[int]) -> list[dict]:
+        query = sa.select(rollout_decisions_table).where(rollout_decisions_table.c.rollout_id.in_(rollout_ids)) \
+            .order_by(rollout_decisions_table.c.id)
+        with self.engine.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["evidence"] = json.loads(row["evidence"]) if row["evidence"] else None
+        return rows
+
+    def note_rollout(self, rollout_id: int, step: int, **values: Any) -> bool:
+        """Update a running rollout still at `step` (the counters its step began with, what it waits for)."""
+        where = (rollouts_table.c.id == rollout_id) & (rollouts_table.c.step == step) & \
+            (rollouts_table.c.status == "running")
+        with self.engine.begin() as conn:
+            return conn.execute(rollouts_table.update().where(where).values(
+                **{k: _json(v) for k, v in values.items()})).rowcount == 1
+
+    def decide_rollout(self, rollout: dict, decision: dict, spec: dict | None, promote: bool) -> bool:
+        """One decision of a running rollout at its current step, in one transaction: the decision recorded, the
+        rollout moved on (`decision["step"]` becomes its step, or it ends), the deployment's `spec` (when it has
+        one here) and, on promotion, the `production` alias set. False when another controller decided this step
+        first, or the rollout is no longer running."""
+        now, name = time.time(), rollout["name"]
+        running = decision["status"] == "running"
+        try:
+            with self.engine.begin() as conn:
+                _exclusive(conn, f"deployment:{name}")
+                where = (rollouts_table.c.id == rollout["id"]) & (rollouts_table.c.step == rollout["step"]) & \
+                    (rollouts_table.c.status == "running")
+                moved = conn.execute(rollouts_table.update().where(where).values(
+                    step=decision["step"], status=decision["status"], note=None, counters=_json(decision["counters"]),
+                    step_started=now if running else None, ended=None if running else now)).rowcount
+                if moved != 1:
+                    raise _Lost
+                conn.execute(rollout_decisions_table.insert().values(
+                    rollout_id=rollout["id"], step=rollout["step"], action=decision["action"],
+                    weight=decision["weight"], reason=decision["reason"], evidence=_json(decision["evidence"]),
+                    decided_by=decision.get("decided_by"), at=now))
+                if spec is not None:
+                    conn.execute(deployments_table.update().where(deployments_table.c.name == name)
+                                 .values(spec=json.dumps(spec), updated=now))
+                if promote:
+                    _set_alias(conn, name, "production", rollout["canary"], "rollout")
+        except (_Lost, sa.exc.IntegrityError):
+            return False
+        return True
 
     # -- reading -------------------------------------------------------------------------------------------------
     def _runs(self, where=None, limit: int | None = None, steps: bool = True) -> list[dict]:

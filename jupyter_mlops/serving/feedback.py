@@ -71,6 +71,7 @@ class FeedbackStore:
         self._conn = _connect(self.path)
         self._lock = threading.Lock()  # one connection, several threads (the writer, the endpoint's)
         self._since_trim = 0
+        self.wake = None  # the request log's: write the answers gathered now (an outcome is waiting for them)
 
     def close(self) -> None:
         self._conn.close()
@@ -116,7 +117,9 @@ class FeedbackStore:
         found = self._predictions(ids)
         deadline = time.monotonic() + wait
         while len(found) < len(set(ids)) and time.monotonic() < deadline:  # written a moment later, maybe
-            time.sleep(0.05)
+            if self.wake is not None:
+                self.wake()
+            time.sleep(0.01)
             found.update(self._predictions([i for i in ids if i not in found]))
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         if missing:

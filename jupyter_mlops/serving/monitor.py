@@ -105,8 +105,11 @@ class RequestLog:
         self.written = 0
         self.watch = watch  # called with each written batch, on the writer thread (live drift metrics)
         self.feedback = feedback
+        if feedback is not None:  # an outcome for an answer not yet written asks for it at once
+            feedback.wake = self.wake
         self._names: tuple = (None, [])  # the last frame's column Index and its names as strings
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self.thread = threading.Thread(target=self._write, name="mlops-request-log", daemon=True)
         self.thread.start()
 
@@ -171,7 +174,8 @@ class RequestLog:
         try:
             while not (self._stop.is_set() and self.queue.empty()):
                 # wake a few times a second and write what has gathered: one burst instead of work per request
-                self._stop.wait(0.2)
+                self._wake.wait(0.2)
+                self._wake.clear()
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
@@ -206,8 +210,13 @@ class RequestLog:
         finally:
             f.close()
 
+    def wake(self) -> None:
+        """Write what has gathered now rather than at the next turn."""
+        self._wake.set()
+
     def close(self, timeout: float = 10) -> None:
         self._stop.set()
+        self._wake.set()
         self.thread.join(timeout)
 
 
