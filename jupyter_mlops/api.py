@@ -121,6 +121,21 @@ def _scheduler_alive(store) -> bool:
     return bool(schedulers_alive(store))
 
 
+def _latest_rollout(store, name: str) -> dict | None:
+    """The deployment's latest progressive rollout with its decisions; a warning when it runs but nothing
+    advances it."""
+    from .rollout import history
+
+    found = history(store, name, limit=1)
+    if not found:
+        return None
+    latest = found[0]
+    if latest["status"] == "running" and not _scheduler_alive(store):
+        latest["warning"] = ("no scheduler is running, so this rollout does not advance: start `jupyter-mlops "
+                             "scheduler`, or JupyterLab with c.JupyterMlops.scheduler = True")
+    return latest
+
+
 def deploy_history(name: str, *, workspace: str | os.PathLike | None = None, limit: int = 20) -> list[dict]:
     """The deployment's progressive rollouts, newest first: canary, steps, status, the weight now, and each
     decision with its reason and the figures it judged."""
@@ -475,7 +490,7 @@ def deployments(*, workspace: str | os.PathLike | None = None, window: int = 500
     out = []
     for row in ws.store.deployments():
         entry = {"name": row["name"], "url": row["url"], "spec": row["spec"], "up": is_up(row),
-                 "updated": row["updated"]}
+                 "updated": row["updated"], "rollout": _latest_rollout(ws.store, row["name"])}
         try:
             found = monitor(row["name"], window=window, workspace=ws.root)
             entry.update(version=found["version"], requests=found["requests"], outliers=found["outliers"],

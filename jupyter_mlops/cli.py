@@ -771,8 +771,8 @@ def _deploy(args: argparse.Namespace) -> int:
     from . import api, engines
 
     def started(done: dict) -> None:
-        print(f"{done['lines'][0]} (POST /v2/models/{args.name}/infer, POST /invocations, GET /metrics)",
-              file=sys.stderr, flush=True)
+        print("\n".join([f"{done['lines'][0]} (POST /v2/models/{args.name}/infer, POST /invocations, GET /metrics)",
+                         *done["lines"][1:]]), file=sys.stderr, flush=True)
 
     if args.history_of is not None:
         return _deploy_history(args)

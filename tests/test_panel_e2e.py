@@ -371,3 +371,75 @@ def test_data_checks_and_a_data_change_schedule_in_the_panel(lab, browser):
     panel.locator('[data-testid="mlops-schedules"]').get_by_text("on data change").wait_for(timeout=30_000)
     page.screenshot(path=str(SHOTS / "panel-data-change-schedule.png"))
     assert not errors and not [e for e in logged if "mlops" in e.lower() or "TypeError" in e], (errors, logged)
+
+
+def test_a_progressive_rollout_from_the_panel(lab, browser):
+    """Issue 20, part 3: a canary deployed from the panel's form as a progressive rollout, advanced by a scheduler
+    on real traffic to production; the deployments table says where it is, and its decisions show with reasons."""
+    import subprocess
+    import sys
+    import threading
+
+    import requests
+    from sklearn.datasets import load_digits
+
+    import jupyter_mlops
+    from conftest import free_port
+
+    notebook = lab.root / "project" / "rolled.ipynb"
+    shutil.copy(EXAMPLES / "digits.ipynb", notebook)
+    workspace = lab.root / ".mlops"
+    for c in ("5", "10"):
+        jupyter_mlops.register(jupyter_mlops.run(notebook, {"C": c}, workspace=workspace)["id"], "rolled",
+                               workspace=workspace)
+    jupyter_mlops.promote("rolled", 1, workspace=workspace)
+    page, panel, errors, logged = open_panel(lab, browser, "rolled.ipynb")
+    panel.locator('[data-testid="mlops-action-deploy"]').click()
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"mlops-deploy-model\"] option')]"
+                           ".some(o => o.textContent === 'rolled')")
+    panel.locator('[data-testid="mlops-deploy-model"]').select_option("rolled")
+    panel.locator('.mlops-form select').nth(1).select_option("2")  # the canary version
+    panel.locator('[data-testid="mlops-deploy-progressive"]').check()
+    panel.locator('[data-testid="mlops-deploy-steps"]').fill("20,60,100")
+    panel.locator('[data-testid="mlops-deploy-interval"]').fill("1s")
+    panel.locator('[data-testid="mlops-deploy-min-requests"]').fill("15")
+    port = free_port()
+    panel.locator('[data-testid="mlops-deploy-port"]').fill(str(port))
+    panel.locator('[data-testid="mlops-deploy"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("started at").wait_for(timeout=90_000)
+    panel.locator('[data-testid="mlops-tab-deployments"]').click()
+    state = panel.locator('[data-testid="mlops-rollout-state"]')
+    state.get_by_text("no scheduler is running").wait_for(timeout=30_000)  # nothing advances it yet: said
+    assert "v2: rolling out step 1 of 2" in state.inner_text()
+
+    stop = threading.Event()
+
+    def traffic():
+        rows = load_digits().data[:50].tolist()
+        with requests.Session() as session:
+            while not stop.is_set():
+                session.post(f"http://127.0.0.1:{port}/invocations", json={"instances": rows[:1]})
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    scheduler = subprocess.Popen([sys.executable, "-m", "jupyter_mlops.cli", "scheduler", "--interval", "0.5",
+                                  "--workspace", str(workspace)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        state.get_by_text("promoted").wait_for(timeout=120_000)
+        panel.locator('[data-testid="mlops-charts-rolled"]').click()
+        decisions = panel.locator('[data-testid="mlops-rollout"]')
+        decisions.get_by_text("promoted").wait_for(timeout=30_000)
+        text = decisions.inner_text()
+        assert "started" in text and "advanced, canary at 60%" in text and "healthy: errors 0.0% vs 0.0%" in text, text
+        decisions.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "panel-rollout.png"))
+        # the deployment now serves version 2 as production
+        assert "primary v2" in panel.locator('[data-testid="mlops-deployments"]').inner_text()
+    finally:
+        stop.set()
+        scheduler.kill()
+        sender.join(10)
+    panel.locator('[data-testid="mlops-undeploy-rolled"]').click()
+    panel.get_by_text("no deployments yet").wait_for(timeout=60_000)
+    assert not [e for e in errors if "mlops" in e.lower()], errors
+    assert not [e for e in logged if "TypeError" in e], logged

@@ -279,6 +279,17 @@ def test_register_behind_a_gate_promote_and_rollback(server, finished_run):
     assert server.api("POST", "models/digits/promote", json={"version": 9}).status_code == 400
 
 
+@pytest.mark.parametrize("progressive, words", [
+    ({"steps": "50"}, "--steps `50`: each weight between 0 and 100, the last one 100"),
+    ({"steps": "10,100", "interval": "soon"}, "--interval `soon` is not a duration"),
+    ({"min_requests": 0}, "`min_requests` must be at least 1"),
+    ("yes", "`progressive` must be an object")])
+def test_a_bad_progressive_rollout_is_refused_before_a_process_starts(server, progressive, words):
+    reply = server.api("POST", "deployments", json={"name": "digits", "canary": 2, "progressive": progressive})
+    assert reply.status_code == 400 and words in reply.json()["message"], reply.text
+    assert not (server.root / ".mlops" / "logs" / "digits" / "server.log").exists()
+
+
 def test_deploy_starts_a_server_of_its_own_and_lists_it(server, finished_run):
     from jupyter_mlops.owners import owner_is_gone
     from jupyter_mlops.workspace import Workspace

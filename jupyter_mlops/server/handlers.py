@@ -435,6 +435,7 @@ class DeploymentsHandler(MlopsHandler):
                 command += [flag, str(value)]
         if data.get("canary") not in (None, ""):
             command += ["--weight", str(_number(data, "weight", float, 10.0, minimum=0))]
+        command += _progressive_flags(data.get("progressive"))
         if data.get("sticky_header"):
             header = str(data["sticky_header"])
             if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
@@ -467,6 +468,29 @@ class DeploymentHandler(MlopsHandler):
         with self.user_errors():
             check_name(name)
         self.reply(await self.run_blocking(api.undeploy, name, workspace=self.workspace.root))
+
+
+def _progressive_flags(given: Any) -> list[str]:
+    """deploy's flags for `progressive` ({steps, interval, min_requests} or null), each checked here: a bad one is a
+    400 naming it, before a process starts."""
+    from .. import rollout
+
+    if given in (None, False):
+        return []
+    if not isinstance(given, dict):
+        raise web.HTTPError(400, "`progressive` must be an object {steps, interval, min_requests} or null")
+    steps = given.get("steps") or None
+    interval = given.get("interval") or None
+    try:
+        rollout.check_steps(steps)
+        rollout.settings(interval=interval, min_requests=_number(given, "min_requests", int, None, minimum=1))
+    except MlopsError as exc:
+        raise web.HTTPError(400, str(exc)) from None
+    flags = ["--progressive"] + (["--steps", str(steps)] if steps else []) + (["--interval", str(interval)]
+                                                                            if interval else [])
+    if given.get("min_requests") not in (None, ""):
+        flags += ["--min-requests", str(int(given["min_requests"]))]
+    return flags
 
 
 def _start_deployment(ws, name: str, command: list[str], env: dict, wait: float = 60.0) -> dict:

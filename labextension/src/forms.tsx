@@ -204,6 +204,10 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
   const [weight, setWeight] = useState(10);
   const [shadow, setShadow] = useState('');
   const [keep, setKeep] = useState(false);
+  const [progressive, setProgressive] = useState(false);
+  const [steps, setSteps] = useState('10,25,50,100');
+  const [interval, setStepInterval] = useState('5m');
+  const [minRequests, setMinRequests] = useState(100);
   const [error, setError] = useState<string | null>(null);
   const model = props.models.find(m => m.name === name);
   const versions: number[] = model ? model.versions.map(v => v.version) : [];
@@ -227,11 +231,26 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
             <option value="">(none)</option>{versions.map(v => <option key={v}>{v}</option>)}
           </select>
         </Field>
-        <Field label={`Canary weight: ${weight}%`}>
-          <input type="range" min={0} max={100} value={weight} disabled={!canary}
+        <Field label={progressive ? 'Canary weight: by steps' : `Canary weight: ${weight}%`}>
+          <input type="range" min={0} max={100} value={weight} disabled={!canary || progressive}
             onChange={e => setWeight(Number(e.target.value))} />
         </Field>
       </div>
+      <label className="mlops-check" title="the scheduler raises the canary's weight each step while its errors,
+latency and outcomes are as good as the primary's; at 100% it becomes production, otherwise it goes back to 0">
+        <input type="checkbox" checked={progressive} disabled={!canary} data-testid="mlops-deploy-progressive"
+          onChange={e => setProgressive(e.target.checked)} /> progressive: raise the canary step by step while healthy
+      </label>
+      {progressive && canary && (
+        <div className="mlops-row">
+          <Field label="Steps (%)"><input value={steps} onChange={e => setSteps(e.target.value)}
+            data-testid="mlops-deploy-steps" /></Field>
+          <Field label="Each step"><input value={interval} onChange={e => setStepInterval(e.target.value)}
+            data-testid="mlops-deploy-interval" /></Field>
+          <Field label="Min requests"><input type="number" value={minRequests} min={1}
+            onChange={e => setMinRequests(Number(e.target.value))} data-testid="mlops-deploy-min-requests" /></Field>
+        </div>
+      )}
       <Field label="Shadow version" hint="gets a copy of every request; answers compared, never returned">
         <select value={shadow} onChange={e => setShadow(e.target.value)}>
           <option value="">(none)</option>{versions.map(v => <option key={v}>{v}</option>)}
@@ -246,7 +265,8 @@ export function DeployForm(props: { models: Model[]; loadModels: () => Promise<v
           throw new Error('choose a registered model');
         }
         setError(null);
-        props.onDeploy({ name, port, canary: canary || null, weight, shadow: shadow || null, keep });
+        props.onDeploy({ name, port, canary: canary || null, weight, shadow: shadow || null, keep,
+          progressive: progressive && canary ? { steps, interval, min_requests: minRequests } : null });
       }, e => setError((e as Error).message))}>Deploy</button>
     </div>
   );

@@ -10,7 +10,7 @@ import { PAGE_SIZE } from './hooks';
 import {
   cellValue, formatBytes, formatDuration, formatValue, pageCount, runColumns, runsChartQuery, RunQuery, shortRunId, wallClock
 } from './logic';
-import { AbTest, Act, Deployment, Model, RunDetails, RunList, ScheduleList } from './types';
+import { AbTest, Act, Deployment, Model, Rollout, RunDetails, RunList, ScheduleList } from './types';
 
 /** One page of runs, as the server filtered, sorted and paged them; the filter, sort and page are the panel's. */
 export function RunsTable(props: { list: RunList | null; error: string | null; query: RunQuery;
@@ -227,7 +227,8 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
             <td>{d.name}</td>
             <td>{d.up ? <a href={d.url ?? undefined} target="_blank" rel="noreferrer">{d.url}</a> : <span className="mlops-muted">down</span>}</td>
             <td>primary v{d.version ?? '?'}{d.spec?.canary ? `, canary v${d.spec.canary} ${d.spec.weight}%` : ''}
-              {d.spec?.shadow ? `, shadow v${d.spec.shadow}` : ''}</td>
+              {d.spec?.shadow ? `, shadow v${d.spec.shadow}` : ''}
+              {d.rollout && <RolloutState rollout={d.rollout} />}</td>
             <td>{d.requests ?? '-'}</td>
             <td className={d.drifted_features?.length ? 'mlops-drifted' : ''}>
               {d.monitor_error ? '-' : d.drifted_features?.length ? `${d.drifted_features.length} features drifted`
@@ -252,9 +253,46 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
         {!!shown.outcomes?.length && (
           <AbTestView name={shown.name} version={shown.outcomes.reduce((n, o) => n + o.n, 0)} />
         )}
+        {shown.rollout && <RolloutDecisions rollout={shown.rollout} />}
       </div>
     )}
     </>
+  );
+}
+
+const ROLLOUT_WORDS: Record<Rollout['status'], string> = {
+  running: 'rolling out', promoted: 'promoted', rolled_back: 'rolled back', stopped: 'rollout stopped'
+};
+
+/** One line under a deployment's variants: where its progressive rollout is, and what it waits for. */
+function RolloutState(props: { rollout: Rollout }) {
+  const r = props.rollout;
+  const step = r.status === 'running' ? ` step ${r.step + 1} of ${r.steps.length - 1}` : '';
+  return (
+    <div className={`mlops-rollout-state ${r.status === 'rolled_back' || r.warning ? 'mlops-drifted' : 'mlops-muted'}`}
+      data-testid="mlops-rollout-state" title={r.warning ?? r.note ?? ''}>
+      <small>v{r.canary}: {ROLLOUT_WORDS[r.status]}{step}{r.note ? `, ${r.note}` : ''}
+        {r.warning ? ` (${r.warning})` : ''}</small>
+    </div>
+  );
+}
+
+/** The rollout's decisions, each with its reason (deploy history). */
+function RolloutDecisions(props: { rollout: Rollout }) {
+  const r = props.rollout;
+  return (
+    <div data-testid="mlops-rollout">
+      <b>Rollout of v{r.canary}</b> <span className="mlops-muted">against v{r.primary_version}: {r.steps.map(
+        w => `${w}%`).join(', ')}</span>
+      <ol className="mlops-decisions">  {/* a list, not a table: the reasons are sentences, wrapped at any width */}
+        {r.decisions.map(d => (
+          <li key={`${d.step}:${d.action}`} className={d.action === 'rolled_back' ? 'mlops-drifted' : ''}>
+            <span className="mlops-muted">{new Date(d.at * 1000).toLocaleTimeString()}</span>{' '}
+            <b>{d.action.replace('_', ' ')}</b>, canary at {d.weight}%: {d.reason}
+          </li>
+        ))}
+      </ol>
+    </div>
   );
 }
 

@@ -121,6 +121,29 @@ export interface Deployment {
   monitor_error?: string;
   /** outcomes joined to its answers, per variant and version (POST /feedback) */
   outcomes?: { variant: string; version: number; n: number; accuracy: number | null; mean_reward: number | null }[];
+  /** its latest progressive rollout (deploy --progressive), with every decision */
+  rollout?: Rollout | null;
+}
+
+export interface RolloutDecision {
+  step: number;
+  action: 'started' | 'advanced' | 'promoted' | 'rolled_back' | 'stopped';
+  weight: number;
+  reason: string;
+  at: number;
+}
+
+export interface Rollout {
+  id: number;
+  canary: number;
+  primary_version: number;
+  steps: number[];
+  step: number;
+  status: 'running' | 'promoted' | 'rolled_back' | 'stopped';
+  weight: number;
+  note: string | null;
+  warning?: string;
+  decisions: RolloutDecision[];
 }
 
 /** GET /deployments/NAME: the A-B test on the joined outcomes */
@@ -211,6 +234,8 @@ export interface DeployBody {
   weight: number;
   shadow: string | null;
   keep: boolean; // serving on after the Jupyter server stops (else it stops with it)
+  /** the canary's weight raised step by step while healthy (deploy --progressive) */
+  progressive: { steps: string; interval: string; min_requests: number } | null;
 }
 
 export interface ScheduleBody {
