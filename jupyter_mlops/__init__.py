@@ -8,7 +8,7 @@ from ._version import __version__  # noqa: F401
 
 from .metrics import log_metrics  # noqa: E402 - light: scrapbook loads only when a metric is logged
 
-_API = {"run", "list_engines", "deploy", "undeploy", "resume", "runs", "iter_runs",
+_API = {"run", "list_engines", "deploy", "deploy_history", "undeploy", "resume", "runs", "iter_runs",
         "list_runs", "get_run", "validate", "compile_notebook", "sweep", "register", "models", "promote", "rollback",
         "alias_history", "monitor", "deployments", "add_schedule", "schedules", "set_schedule", "fire_schedule",
         "schedule_history", "baseline", "set_baseline", "add_notification", "notifications",

@@ -371,6 +371,12 @@ def _scheduling_verbs(sub) -> None:
                    help="register each succeeded run's model as a new version of NAME (behind --require gates)")
     a.add_argument("--require", action="append", default=None, metavar="GATE",
                    help='with --register: a gate such as "accuracy>=0.9"; repeatable')
+    a.add_argument("--rollout", action="store_true",
+                   help="with --register: roll the new version out progressively on the model's deployment "
+                        "(as deploy --canary V --progressive; the --rollout-* flags as deploy's)")
+    a.add_argument("--rollout-steps", metavar="W,W,..,100", help="with --rollout: the canary's weights")
+    a.add_argument("--rollout-interval", metavar="DURATION", help="with --rollout: each step at least this long")
+    a.add_argument("--rollout-min-requests", type=int, metavar="N", help="with --rollout: canary requests per step")
     a.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     a.add_argument("--timezone", default="UTC", help="IANA name, e.g. Europe/Berlin (default UTC)")
     a.add_argument("--missed", choices=["skip", "latest"],
@@ -733,7 +739,8 @@ def _schedule(args: argparse.Namespace) -> int:
                                           timeout=args.timeout, on_data_change=args.on_data_change,
                                           every=args.every, watch_paths=args.watch, on_drift=args.on_drift,
                                           threshold=args.threshold, drift_window=args.drift_window,
-                                          register=args.register, require=args.require))
+                                          register=args.register, require=args.require,
+                                          rollout=_schedule_rollout(args)))
         print("\n".join(added["lines"]))
     elif args.action == "list":
         rows = api.schedules(workspace=ws.root)
@@ -785,6 +792,16 @@ def _deploy(args: argparse.Namespace) -> int:
     if done["status"] != "stopped":
         print("\n".join(done["lines"]))
     return 0
+
+
+def _schedule_rollout(args: argparse.Namespace) -> dict | None:
+    """schedule add's --rollout and its settings (None without it; a setting without it is refused)."""
+    from .errors import MlopsError
+
+    given = _given(steps=args.rollout_steps, interval=args.rollout_interval, min_requests=args.rollout_min_requests)
+    if given and not args.rollout:
+        raise MlopsError(f"--rollout-{next(iter(given)).replace('_', '-')} goes with --rollout")
+    return (given or True) if args.rollout else None
 
 
 def rollout_options(args: argparse.Namespace) -> dict:

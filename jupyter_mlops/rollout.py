@@ -93,9 +93,10 @@ def plan(store, name: str, canary: int | None, steps=None, **options: Any) -> di
     return {"name": name, "canary": int(canary), "primary_version": primary, "steps": weights, "settings": found}
 
 
-def start(store, planned: dict) -> dict:
-    """Record a planned rollout (a running one of the same deployment is stopped); the controller takes it from
-    here. Returns its id and a line saying what it will do."""
+def start(store, planned: dict, spec: dict | None = None) -> dict:
+    """Record a planned rollout (a running one of the same deployment is stopped; the deployment given `spec`
+    in the same transaction when one is given); the controller takes it from here. Returns its id and a line
+    saying what it will do."""
     from .owners import process_owner
 
     steps, options = planned["steps"], planned["settings"]
@@ -103,8 +104,29 @@ def start(store, planned: dict) -> dict:
             ", ".join(f"{w:g}%" for w in steps[1:-1]) + (", " if len(steps) > 2 else "") +
             f"production; each step at least {_seconds(options['interval'])} and {options['min_requests']} canary "
             "requests, judged against the primary on errors, p99 latency and outcomes sent back")
-    rollout_id, _stopped = store.start_rollout(planned, line, process_owner())
+    rollout_id, _stopped = store.start_rollout(planned, line, process_owner(), spec)
     return {"id": rollout_id, "line": line}
+
+
+def roll_out_new_version(store, name: str, version: int, options: dict) -> str:
+    """A version just registered (a schedule's retraining) rolled out progressively on the deployment of its
+    model on this machine: what happened, in words."""
+    deployed = store.get_deployment(name)
+    if deployed is None:
+        return f"not rolled out: no deployment of {name} here (deploy it first)"
+    planned = plan(store, name, version, options.get("steps"), **options.get("settings", {}))
+    started = start(store, planned, {**deployed["spec"], "canary": version, "weight": planned["steps"][0]})
+    return f"rollout {started['id']} started at {planned['steps'][0]:g}%"
+
+
+def check_options(given: dict | bool | None) -> dict | None:
+    """A schedule's `rollout` (True for the defaults, or {steps, interval, min_requests, ...}) checked and
+    stored as {steps, settings}."""
+    if not given:
+        return None
+    given = {} if given is True else dict(given)
+    steps = check_steps(given.pop("steps", None))
+    return {"steps": steps, "settings": settings(**given)}
 
 
 def stop(store, name: str, reason: str) -> list[int]:
@@ -229,7 +251,8 @@ def _abtest(rollout: dict, outcomes: list[dict] | None) -> dict | None:
     from .serving.abtest import compare
 
     wanted = {("canary", rollout["canary"]), ("primary", rollout["primary_version"])}
-    chosen = [o for o in outcomes or () if (o["variant"], o["version"]) in wanted]
+    chosen = [o for o in outcomes or () if (o["variant"], o["version"]) in wanted  # answered during the rollout
+              and o["answered"] >= rollout["created"]]
     try:
         found = compare(chosen)
     except MlopsError:  # no outcomes of a kind the test reads

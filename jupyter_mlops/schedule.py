@@ -130,18 +130,24 @@ def _trigger(notebook: Path, cron: str | None, on_data_change: bool, every, watc
             "every": interval, "watch": list(watch_paths or [])}
 
 
-def _then(register: str | None, require: list[str] | None) -> dict:
-    """What follows a succeeded run: registration of its model as a new version of `register`, behind gates."""
+def _then(register: str | None, require: list[str] | None, rollout: dict | bool | None = None) -> dict:
+    """What follows a succeeded run: registration of its model as a new version of `register`, behind gates, and
+    then maybe its progressive `rollout` on the model's deployment (rollout.py)."""
     if not register:
-        if require:
-            raise MlopsError("--require goes with --register NAME (the gates a retrained model must pass)")
+        if require or rollout:
+            raise MlopsError(f"{'--require' if require else '--rollout'} goes with --register NAME (the gates a "
+                             "retrained model must pass, before it is rolled out)")
         return {}
     from .names import check_name
     from .registry import parse_gate
+    from .rollout import check_options
 
     for gate in require or []:
         parse_gate(gate)
-    return {"register": check_name(register), "require": list(require or [])}
+    then: dict = {"register": check_name(register), "require": list(require or [])}
+    if rollout:
+        then["rollout"] = check_options(rollout)
+    return then
 
 
 def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, Any] | None = None, *,
@@ -149,11 +155,13 @@ def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, An
         timeout: float | None = None, on_data_change: bool = False, every: str | float | None = None,
         watch_paths: list[str] | None = None, on_drift: str | None = None, threshold: float | None = None,
         drift_window: str | float | None = None, register: str | None = None, require: list[str] | None = None,
-        stored_notebook: str | None = None, clock: Callable[[], float] = time.time) -> dict:
+        rollout: dict | bool | None = None, stored_notebook: str | None = None,
+        clock: Callable[[], float] = time.time) -> dict:
     """Check everything (cron or trigger, timezone, notebook, parameters, policies, what follows a run) and store
     the schedule. `register`/`require`: a succeeded run's model becomes a new version of `register` when it
-    passes the gates. `stored_notebook`: where the scheduler that fires it finds the notebook, when that is not
-    here (the notebook's path inside an image, for a scheduler in a pod)."""
+    passes the gates; `rollout` (True, or {steps, interval, min_requests}): that version is then rolled out
+    progressively on the model's deployment. `stored_notebook`: where the scheduler that fires it finds the
+    notebook, when that is not here (the notebook's path inside an image, for a scheduler in a pod)."""
     from .parameters import coerce_parameters
     from .pipeline import build_pipeline
 
@@ -161,7 +169,7 @@ def add(ws, notebook: str, name: str, cron: str | None, parameters: dict[str, An
 
     check_name(name, "schedule name")
     trigger = {**_trigger(Path(notebook).resolve(), cron, on_data_change, every, watch_paths, on_drift, threshold,
-                          drift_window), **_then(register, require)}
+                          drift_window), **_then(register, require, rollout)}
     if on_drift and not ws.store.model_versions(on_drift):
         raise MlopsError(f"--on-drift {on_drift}: no model `{on_drift}` is registered; `jupyter-mlops models` lists "
                          "them")
@@ -197,10 +205,12 @@ def describe(row: dict, now: float | None = None) -> dict:
     if spec.get("register"):
         when += f", then register {spec['register']}" + (f" if {' and '.join(spec['require'])}"
                                                          if spec["require"] else "")
+        if spec.get("rollout"):
+            when += " and roll it out progressively (" + ", ".join(f"{w:g}%" for w in spec["rollout"]["steps"]) + ")"
     upcoming = (max((row["last_tick"] or row["created"]) + spec["every"], now or 0) if spec.get("on")
                 else next_ticks(row["cron"], zone, after)[0])
     return {"name": row["name"], "notebook": row["notebook"], "cron": row["cron"] or None,
-            "trigger": spec if spec.get("on") else None, "then": {k: spec[k] for k in ("register", "require")
+            "trigger": spec if spec.get("on") else None, "then": {k: spec[k] for k in ("register", "require", "rollout")
                                                                   if k in spec} or None,
             "when": when, "timezone": row["timezone"],
             "params": json.loads(row["params"]), "status": row["status"], "missed": row["missed"],
@@ -420,7 +430,16 @@ class Scheduler:
                                spec["require"])
         except MlopsError as exc:
             return f"not registered: {str(exc).splitlines()[-1].strip()}"
-        return f"registered {spec['register']} version {version['version']}"
+        said = f"registered {spec['register']} version {version['version']}"
+        if spec.get("rollout"):
+            from .rollout import roll_out_new_version
+
+            try:
+                said += "; " + roll_out_new_version(self.ws.store, spec["register"], version["version"],
+                                                    spec["rollout"])
+            except MlopsError as exc:
+                said += f"; not rolled out: {exc}"
+        return said
 
     def run_forever(self, interval: float = 5.0, stop: threading.Event | None = None) -> None:
         from .notify import deliver_due

@@ -759,12 +759,17 @@ class Store:
         return rows
 
     # -- rollouts ----------------------------------------------------------------------------------------------------
-    def start_rollout(self, values: dict, reason: str, owner: str | None = None) -> tuple[int, list[dict]]:
+    def start_rollout(self, values: dict, reason: str, owner: str | None = None,
+                      spec: dict | None = None) -> tuple[int, list[dict]]:
         """A new running rollout of `values["name"]`, its `started` decision recorded; a rollout of that
-        deployment still running is stopped first (returned), in the same transaction."""
+        deployment still running is stopped first (returned), and the deployment given its new `spec` when one is
+        given, all in one transaction."""
         now = time.time()
         with self.engine.begin() as conn:
             _exclusive(conn, f"deployment:{values['name']}")
+            if spec is not None:
+                conn.execute(deployments_table.update().where(deployments_table.c.name == values["name"])
+                             .values(spec=json.dumps(spec), updated=now))
             stopped = self._stop_rollouts(conn, values["name"], "replaced by a new progressive rollout", owner, now)
             rollout_id = conn.execute(rollouts_table.insert().values(
                 status="running", step=0, created=now, **{k: _json(v) for k, v in values.items()}),

@@ -50,7 +50,7 @@ def _variant(requests_, failed, latencies):
                         for b in bounds}}
 
 
-ROLLOUT = {"canary": 2, "primary_version": 1, "settings": rollout.settings(min_requests=100)}
+ROLLOUT = {"canary": 2, "primary_version": 1, "settings": rollout.settings(min_requests=100), "created": 0.0}
 
 
 def test_a_step_is_judged_on_errors_latency_and_outcomes():
@@ -74,9 +74,9 @@ def test_a_step_is_judged_on_errors_latency_and_outcomes():
     waiting, reason, _ = rollout.judge(ROLLOUT, {"primary": _variant(500, 0, fast[:500])}, None)
     assert waiting is None and reason == "waiting for canary requests: 0 of 100 this step"
     outcomes = [{"variant": "primary", "version": 1, "kind": "label", "correct": float(i % 50 != 0), "reward": None,
-                 "rows": 1, "at": 0.0} for i in range(400)] + \
+                 "rows": 1, "at": 0.0, "answered": 0.0} for i in range(400)] + \
                [{"variant": "canary", "version": 2, "kind": "label", "correct": float(i % 5 != 0), "reward": None,
-                 "rows": 1, "at": 0.0} for i in range(400)]
+                 "rows": 1, "at": 0.0, "answered": 0.0} for i in range(400)]
     healthy, reason, evidence = rollout.judge(ROLLOUT, {"primary": _variant(1000, 0, fast),
                                                         "canary": _variant(1000, 0, fast)}, outcomes)
     assert healthy is False and "the canary's accuracy is significantly worse: 0.8 against 0.98" in reason
@@ -274,3 +274,26 @@ def test_a_controller_killed_mid_rollout_leaves_the_last_decision_and_another_go
         done["server"].stop()
         api.undeploy("digits", workspace=ws.root)
         api.promote("digits", 1, workspace=ws.root)
+
+
+def test_the_closed_loop_example_promotes_the_retrained_model_and_rolls_back_a_worse_one(tmp_path):
+    """Issue 20, part 4: example_notebooks/continuous_training.py as a user runs it (README, "The closed loop"):
+    drift -> retrain -> gate -> progressive canary -> promoted; a worse retrain -> rolled back."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "example_notebooks" / "continuous_training.py"
+    done = subprocess.run([sys.executable, str(script), "--dir", str(tmp_path / "loop"), "--interval", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    out = done.stdout
+    assert "schedule retrain fired: biopsies version 1:" in out and "features drifted" in out
+    assert "registered biopsies version 2; rollout 1 started at 20%" in out
+    assert "4. version 2: promoted" in out
+    assert "registered biopsies version 3; rollout 2 started at 20%" in out
+    assert "rollout: rolled back: the canary's accuracy is significantly worse" in out
+    assert "6. version 3: rolled back; version 2 is in production" in out
+    history = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "deploy", "history", "biopsies",
+                              "--workspace", str(tmp_path / "loop" / ".mlops")], capture_output=True, text=True)
+    assert history.returncode == 0, history.stderr
+    assert "rollout 2: canary version 3 against version 2 (20%, 50%, 100%): rolled_back" in history.stdout
+    assert "rollout 1: canary version 2 against version 1 (20%, 50%, 100%): promoted" in history.stdout

@@ -135,11 +135,12 @@ class LocalEngine(Engine):
                  retries: int = 0, backoff: float = 60.0, timeout: float | None = None, on_data_change: bool = False,
                  every: str | float | None = None, watch_paths: list[str] | None = None, on_drift: str | None = None,
                  threshold: float | None = None, drift_window: str | float | None = None,
-                 register: str | None = None, require: list[str] | None = None) -> dict:
+                 register: str | None = None, require: list[str] | None = None,
+                 rollout: dict | bool | None = None) -> dict:
         """A row in the store that the scheduler fires once per tick, once per change of the data the notebook
         reads (`on_data_change`, checked `every`), or at most once per `drift_window` while model `on_drift`
-        drifts past `threshold`; a succeeded run may `register` its model behind `require` gates. Every argument
-        is checked first."""
+        drifts past `threshold`; a succeeded run may `register` its model behind `require` gates, and `rollout`
+        that version progressively on the model's deployment. Every argument is checked first."""
         from ..schedule import NO_SCHEDULER, add, schedulers_alive
         from ..workspace import Workspace
 
@@ -147,7 +148,7 @@ class LocalEngine(Engine):
         added = add(ws, notebook, name, cron, parameters, timezone=timezone, missed=missed, retries=retries,
                     backoff=backoff, timeout=timeout, on_data_change=on_data_change, every=every,
                     watch_paths=watch_paths, on_drift=on_drift, threshold=threshold, drift_window=drift_window,
-                    register=register, require=require)
+                    register=register, require=require, rollout=rollout)
         warning = None if schedulers_alive(ws.store) else NO_SCHEDULER
         when = added["when"] if added["trigger"] else f"{added['cron']} ({added['timezone']})"
         return {**added, "warning": warning,

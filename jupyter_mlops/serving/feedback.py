@@ -147,11 +147,12 @@ class FeedbackStore:
 
     def outcomes(self) -> list[dict]:
         """Every joined outcome: variant, version, kind, correct (the share of its rows), reward, rows judged, at
-        (for abtest and monitor)."""
+        (when it came), answered (when the answer it judges was given) (for abtest, monitor and rollouts)."""
         with self._lock:
-            rows = self._conn.execute("SELECT p.variant, p.version, f.kind, f.correct, f.reward, f.rows, f.at "
+            rows = self._conn.execute("SELECT p.variant, p.version, f.kind, f.correct, f.reward, f.rows, f.at, p.at "
                                       "FROM feedback f JOIN predictions p ON p.id = f.id").fetchall()
-        return [dict(zip(("variant", "version", "kind", "correct", "reward", "rows", "at"), r)) for r in rows]
+        return [dict(zip(("variant", "version", "kind", "correct", "reward", "rows", "at", "answered"), r))
+                for r in rows]
 
 
 def _is_label(value: Any) -> bool:
