@@ -96,23 +96,8 @@ def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow
         rollout.stop(store, name, "replaced by a deploy without --progressive")
         return registry.call(engine, "deploy", name, canary=canary, weight=weight, shadow=shadow,
                              sticky_header=sticky_header, **rest)
-    if backend != "local":
-        raise MlopsError("--progressive rolls out on --backend local; on Kubernetes set the canary's weight with "
-                         "--weight, or export the HTTPRoute (jupyter-mlops export k8s)")
-    started = rollout.start(store, planned)
-    lines = [started["line"]] + ([] if _scheduler_alive(store) else [
-        "warning: no scheduler is running on this workspace, so the rollout will not advance: start one with "
-        "`jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)"])
-    if rest.get("on_start"):  # a server in the foreground says it listens, and what the rollout will do
-        told = rest["on_start"]
-        rest["on_start"] = lambda done: told({**done, "lines": done["lines"] + lines})
-    try:
-        answer = registry.call(engine, "deploy", name, canary=canary, weight=planned["steps"][0], shadow=shadow,
-                               sticky_header=sticky_header, **rest)
-    except BaseException as exc:
-        rollout.stop(store, name, f"the deploy failed: {exc}")
-        raise
-    return {**answer, "rollout": started["id"], "lines": answer.get("lines", []) + lines}
+    return registry.call(engine, "deploy", name, canary=canary, weight=planned["steps"][0], shadow=shadow,
+                         sticky_header=sticky_header, rollout=planned, **rest)
 
 
 def _scheduler_alive(store) -> bool:
@@ -130,7 +115,7 @@ def _latest_rollout(store, name: str) -> dict | None:
     if not found:
         return None
     latest = found[0]
-    if latest["status"] == "running" and not _scheduler_alive(store):
+    if latest["status"] == "running" and not latest["settings"].get("kubernetes") and not _scheduler_alive(store):
         latest["warning"] = ("no scheduler is running, so this rollout does not advance: start `jupyter-mlops "
                              "scheduler`, or JupyterLab with c.JupyterMlops.scheduler = True")
     return latest

@@ -397,8 +397,11 @@ def _scheduling_verbs(sub) -> None:
             a.add_argument("--json", action="store_true")
         _workspace_option(a)
 
-    p = sub.add_parser("scheduler", help="the scheduler daemon: fires due schedules, exactly once per tick")
+    p = sub.add_parser("scheduler", help="the scheduler daemon: fires due schedules, exactly once per tick, and "
+                                         "drives progressive rollouts")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between passes (default 5)")
+    p.add_argument("--rollout", metavar="NAME", help="with --once: the progressive rollout of deployment NAME alone "
+                                                     "(what its Kubernetes CronJob's pod runs)")
     p.add_argument("--once", action="store_true", help="one pass, wait for its runs, and exit")
     p.add_argument("--only", metavar="NAME", help="with --once: that schedule alone, its trigger checked now (what "
                                                   "a Kubernetes CronJob's pod runs)")
@@ -717,11 +720,20 @@ def _trial(path: str) -> dict:
 
 def _schedule(args: argparse.Namespace) -> int:
     from . import schedule
+    from .errors import MlopsError
     from .workspace import Workspace
 
     ws = Workspace.locate(args.workspace, getattr(args, "notebook", None))
     if args.command == "scheduler":
         scheduler = schedule.Scheduler(ws)
+        if args.rollout:  # a Kubernetes rollout's controller pod: that rollout alone, once
+            from .rollout import advance
+
+            if not args.once or args.only:
+                raise MlopsError("--rollout NAME goes with --once (and without --only): one pass of that rollout")
+            for made in advance(ws, only=args.rollout):
+                print(made["text"])
+            return 0
         if args.once:
             for fired in scheduler.tick(wait=True, only=args.only):
                 print(f"rollout of {fired['rollout']}: {fired['status']}: {fired['reason']}" if "rollout" in fired

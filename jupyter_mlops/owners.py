@@ -45,3 +45,14 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return False
 
+
+
+def alive(store, kind: str, now: float | None = None) -> list[dict]:
+    """The processes doing `kind` (a scheduler's passes) that said so lately in the store (within three of their
+    intervals, at least a minute) and have not ended: each with its owner, interval and `last_pass` (epoch
+    seconds)."""
+    import time
+
+    now = time.time() if now is None else now
+    return [b for b in store.beats(kind)
+            if now - b["last_pass"] <= max(3 * b["interval"], 60.0) and not owner_is_gone(b["owner"])]

@@ -108,6 +108,19 @@ def start(store, planned: dict, spec: dict | None = None) -> dict:
     return {"id": rollout_id, "line": line}
 
 
+def begin(store, planned: dict, controller_runs: bool = False) -> dict:
+    """`start` for a deploy: its id, and the lines a user is told (a warning when nothing will advance it:
+    no scheduler on this workspace, unless the engine runs a controller of its own)."""
+    from .owners import alive
+
+    started = start(store, planned)
+    lines = [started["line"]]
+    if not controller_runs and not alive(store, "scheduler"):
+        lines.append("warning: no scheduler is running on this workspace, so the rollout will not advance: start "
+                     "one with `jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)")
+    return {"id": started["id"], "lines": lines}
+
+
 def roll_out_new_version(store, name: str, version: int, options: dict) -> str:
     """A version just registered (a schedule's retraining) rolled out progressively on the deployment of its
     model on this machine: what happened, in words."""
@@ -142,32 +155,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-# -- what the server counted -------------------------------------------------------------------------------------
-def read_counters(url: str, name: str, timeout: float = 5.0) -> dict:
-    """Per variant, from the server's /metrics: requests, failed requests (4xx/5xx) and the latency histogram's
-    cumulative bucket counts."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as reply:
-        text = reply.read().decode()
-    found: dict[str, dict] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if labels.get("model") != name or "variant" not in labels:
-                continue
-            entry = found.setdefault(labels["variant"], {"requests": 0.0, "failed": 0.0, "buckets": {}})
-            if sample.name == "mlops_requests_total":
-                entry["requests"] += sample.value
-                if int(labels["code"]) >= 400:
-                    entry["failed"] += sample.value
-            elif sample.name == "mlops_request_seconds_bucket":
-                entry["buckets"][labels["le"]] = entry["buckets"].get(labels["le"], 0.0) + sample.value
-    return found
-
-
+# -- what the servers counted -----------------------------------------------------------------------------------
 def since(before: dict | None, now: dict) -> dict:
     """The counts between two readings. A counter that went down means the server restarted meanwhile: its counts
     since the restart are all this step's, so the later reading is taken whole."""
@@ -266,31 +254,54 @@ def _abtest(rollout: dict, outcomes: list[dict] | None) -> dict | None:
 
 
 # -- the controller ----------------------------------------------------------------------------------------------
-def advance(ws, now: float | None = None) -> list[dict]:
-    """One pass over the running rollouts: a step that began is judged once its interval has passed, and the
-    decision applied; returns the decisions this pass made."""
+def advance(ws, now: float | None = None, only: str | None = None) -> list[dict]:
+    """One pass over the running rollouts (`only`: that deployment's): a step that began is judged once its
+    interval has passed, and the decision applied; returns the decisions this pass made. A rollout on Kubernetes
+    first gets on the cluster what the store says and the cluster does not have yet."""
+    now = time.time() if now is None else now
+    store = ws.store
     decided = []
-    for rollout in ws.store.rollouts(status="running"):
+    # the running ones, and the latest few of any status: one ended by a pass cut short may still owe the cluster
+    found = {r["id"]: r for r in store.rollouts(name=only, limit=20) + store.rollouts(name=only, status="running")}
+    for rollout in sorted(found.values(), key=lambda r: r["id"]):
+        on_cluster = _cluster(rollout)
         try:
-            made = _advance_one(ws, rollout, time.time() if now is None else now)
-        except (OSError, ValueError) as exc:  # the server is down or answered nonsense: try again next pass
-            ws.store.note_rollout(rollout["id"], rollout["step"], note=f"the deployment's /metrics: {exc}")
+            if on_cluster is not None and rollout.get("applied") != on_cluster.desired():
+                on_cluster.apply()
+                store.mark_rollout_applied(rollout["id"], on_cluster.desired())
+            if rollout["status"] != "running":
+                continue
+            made = _advance_one(ws, rollout, now, on_cluster)
+        except (OSError, ValueError, MlopsError) as exc:  # a server or the cluster away: try again next pass
+            store.note_rollout(rollout["id"], rollout["step"], note=f"not judged now: {exc}")
             continue
         if made:
             decided.append(made)
     return decided
 
 
-def _advance_one(ws, rollout: dict, now: float) -> dict | None:
+def _cluster(rollout: dict):
+    """The Kubernetes side of a rollout made with --backend kubernetes, else None (this machine)."""
+    if not (rollout["settings"] or {}).get("kubernetes"):
+        return None
+    from .kube.rollout import Cluster
+
+    return Cluster(rollout)
+
+
+def _advance_one(ws, rollout: dict, now: float, on_cluster) -> dict | None:
+    from .serving.metrics import read_counters
+
     store, name = ws.store, rollout["name"]
-    deployed = store.get_deployment(name)
-    if deployed is None:
-        stop(store, name, "the deployment was removed")
-        return None
-    if not deployed.get("url"):
-        store.note_rollout(rollout["id"], rollout["step"], note="waiting for the deployment's server to start")
-        return None
-    counters = read_counters(deployed["url"], name)
+    spec = None  # this machine's deployment spec, moved by the decision; on a cluster, the HTTPRoute is
+    if on_cluster is None:
+        deployed = store.get_deployment(name)
+        if deployed is None or not deployed.get("url"):
+            store.note_rollout(rollout["id"], rollout["step"], note="waiting for the deployment's server to start")
+            return None
+        spec, counters = deployed["spec"], read_counters(deployed["url"], name)
+    else:
+        counters = on_cluster.counters()
     if rollout["step_started"] is None:  # the step's clock starts when its counters are first read
         store.note_rollout(rollout["id"], rollout["step"], counters=counters, step_started=now)
         return None
@@ -303,7 +314,13 @@ def _advance_one(ws, rollout: dict, now: float) -> dict | None:
     if healthy is None:
         store.note_rollout(rollout["id"], rollout["step"], note=reason)
         return None
-    return _decide(ws, rollout, deployed["spec"], healthy, reason, evidence, counters)
+    made = _decide(ws, rollout, spec, healthy, reason, evidence, counters)
+    if made and on_cluster is not None:  # recorded: now the cluster (and again next pass, if this is cut short)
+        moved = store.rollouts(name=name, limit=5)
+        on_cluster.rollout = next(r for r in moved if r["id"] == rollout["id"])
+        on_cluster.apply()
+        store.mark_rollout_applied(rollout["id"], on_cluster.desired())
+    return made
 
 
 def _outcomes(ws, name: str) -> list[dict] | None:
@@ -313,23 +330,25 @@ def _outcomes(ws, name: str) -> list[dict] | None:
     return FeedbackStore(folder).outcomes() if (folder / DB_NAME).exists() else None
 
 
-def _decide(ws, rollout: dict, spec: dict, healthy: bool, reason: str, evidence: dict, counters: dict) -> dict | None:
-    """Apply a judged step: the next weight, production, or back to 0; notified once it is recorded."""
+def _decide(ws, rollout: dict, spec: dict | None, healthy: bool, reason: str, evidence: dict,
+            counters: dict) -> dict | None:
+    """Record a judged step: the next weight, production, or back to 0 (with this machine's deployment `spec`
+    moved in the same transaction); notified once recorded."""
     from .notify import emit
     from .owners import process_owner
 
     steps, step = rollout["steps"], rollout["step"]
     if not healthy:
         decision = {"action": "rolled_back", "status": "rolled_back", "step": step, "weight": 0.0}
-        spec = {**spec, "canary": None}
+        spec = spec and {**spec, "canary": None}
         text = f"rolled back canary version {rollout['canary']} of {rollout['name']} at {steps[step]:g}%: {reason}"
     elif step + 1 == len(steps) - 1:  # the next weight is 100: the canary is production
         decision = {"action": "promoted", "status": "promoted", "step": step + 1, "weight": 100.0}
-        spec = {**spec, "canary": None}
+        spec = spec and {**spec, "canary": None}
         text = f"promoted version {rollout['canary']} of {rollout['name']} to production: {reason}"
     else:
         decision = {"action": "advanced", "status": "running", "step": step + 1, "weight": steps[step + 1]}
-        spec = {**spec, "canary": rollout["canary"], "weight": steps[step + 1]}
+        spec = spec and {**spec, "canary": rollout["canary"], "weight": steps[step + 1]}
         text = (f"canary version {rollout['canary']} of {rollout['name']} from {steps[step]:g}% to "
                 f"{steps[step + 1]:g}%: {reason}")
     decision.update(reason=reason, evidence=evidence, counters=counters, decided_by=process_owner())

@@ -262,13 +262,10 @@ NO_SCHEDULER = ("no scheduler is running on this workspace, so schedules will no
 
 
 def schedulers_alive(store, now: float | None = None) -> list[dict]:
-    """The schedulers that made a pass lately (within three of their intervals, at least a minute) and whose
-    process has not ended: each with its owner, interval and `last_pass` (epoch seconds)."""
-    from .owners import owner_is_gone
+    """The schedulers that made a pass lately (owners.alive)."""
+    from .owners import alive
 
-    now = time.time() if now is None else now
-    return [b for b in store.beats("scheduler")
-            if now - b["last_pass"] <= max(3 * b["interval"], 60.0) and not owner_is_gone(b["owner"])]
+    return alive(store, "scheduler", now)
 
 
 class Scheduler:

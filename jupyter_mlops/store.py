@@ -202,6 +202,7 @@ rollouts_table = sa.Table(
     sa.Column("step_started", sa.Float),  # when the counters below were read (NULL: not yet)
     sa.Column("counters", sa.Text),  # JSON: the server's request counters when the step began
     sa.Column("note", sa.Text),  # what it waits for, in words
+    sa.Column("applied", sa.String(40)),  # on Kubernetes: the state (status:step) last put on the cluster
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("ended", sa.Float),
 )
@@ -827,6 +828,10 @@ class Store:
         with self.engine.begin() as conn:
             return conn.execute(rollouts_table.update().where(where).values(
                 **{k: _json(v) for k, v in values.items()})).rowcount == 1
+
+    def mark_rollout_applied(self, rollout_id: int, state: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(rollouts_table.update().where(rollouts_table.c.id == rollout_id).values(applied=state))
 
     def decide_rollout(self, rollout: dict, decision: dict, spec: dict | None, promote: bool) -> bool:
         """One decision of a running rollout at its current step, in one transaction: the decision recorded, the

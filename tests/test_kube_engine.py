@@ -27,7 +27,9 @@ def cluster():
             async with kmock.KubernetesEmulator() as emu, kmock.Server(emu) as srv:
                 for resource in ("batch/v1/jobs", "v1/pods", "v1/secrets", "v1/configmaps", "apps/v1/deployments",
                                  "v1/services",
-                                 "batch/v1/cronjobs", "gateway.networking.k8s.io/v1/httproutes"):
+                                 "batch/v1/cronjobs", "gateway.networking.k8s.io/v1/httproutes",
+                                 "discovery.k8s.io/v1/endpointslices", "v1/serviceaccounts",
+                                 "rbac.authorization.k8s.io/v1/roles", "rbac.authorization.k8s.io/v1/rolebindings"):
                     emu.resources[resource] = {}  # listed before anything is created
                 forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
                              "code": 403, "message": 'jobs.batch is forbidden: User "bob" cannot create resource '
@@ -426,3 +428,105 @@ def test_a_sweep_on_kubernetes_is_one_indexed_job_with_a_run_per_trial(kubeconfi
     assert sweep["best"]["id"] in {t["id"] for t in sweep["trials"]}
     table = jupyter_mlops.list_runs(workspace=tmp_path / ".mlops", sweep_id=sweep["id"])
     assert len(table) == 2
+
+
+def test_a_progressive_rollout_on_kubernetes_patches_the_route_and_promotes(kubeconfig, cluster, artifacts,
+                                                                            tmp_path):
+    """Issue 20, part 3 on Kubernetes: the same controller reads every pod's /metrics (found through the variants'
+    EndpointSlices), patches the HTTPRoute's weights step by step, and at the end makes the primary Deployment
+    serve the canary's version and deletes the canary's objects. Two real model servers on 127.0.0.1 stand in
+    for the pods, and the test plays the gateway, sending traffic by the HTTPRoute's weights as it finds them."""
+    import random
+
+    import requests
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from sklearn.datasets import load_digits
+
+    import jupyter_mlops
+    from jupyter_mlops import rollout
+    from jupyter_mlops.engines.kubernetes import load_client
+    from jupyter_mlops.serving.app import create_app
+    from jupyter_mlops.serving.server import load, serve_in_background
+    from jupyter_mlops.workspace import Workspace
+
+    notebook = digits(tmp_path)
+    workspace = tmp_path / ".mlops"
+    for c in (5, 5):
+        jupyter_mlops.register(jupyter_mlops.run(notebook, {"C": c})["id"], "digits", workspace=workspace)
+    jupyter_mlops.promote("digits", 1, workspace=workspace)
+    options = dict(image="registry.example.com/digits:1", namespace=NAMESPACE, store_secret="team-store",
+                   workspace=workspace)
+    lines = jupyter_mlops.deploy("digits", canary=2, progressive=True, steps="20,60,100", interval="1s",
+                                 min_requests=20, backend="kubernetes", **options)["lines"]
+    assert lines[5:9] == ["created ServiceAccount/digits-rollout", "created Role/digits-rollout",
+                          "created RoleBinding/digits-rollout", "created CronJob/digits-rollout"]
+    assert lines[-1].startswith("rolling out canary version 2 progressively: 20%, then 60%, production")
+    api = load_client()
+    cron = client.BatchV1Api(api).read_namespaced_cron_job("digits-rollout", NAMESPACE)
+    pod = cron.spec.job_template.spec.template.spec
+    assert pod.containers[0].command == ["jupyter-mlops", "scheduler", "--once", "--rollout", "digits"]
+    assert pod.service_account_name == "digits-rollout" and pod.automount_service_account_token is True
+    role = client.RbacAuthorizationV1Api(api).read_namespaced_role("digits-rollout", NAMESPACE)
+    assert {r.resources[0]: r.verbs for r in role.rules}["httproutes"] == ["get", "create", "patch"]
+    [recorded] = Workspace(workspace).store.rollouts(name="digits")
+    assert recorded["settings"]["kubernetes"]["store_secret"] == "team-store"  # a Secret's name, never its value
+
+    ws = Workspace(workspace)
+    pods = {v: serve_in_background(create_app(load(ws, f"digits:{v}"))) for v in (1, 2)}  # each serves its own
+    discovery = client.DiscoveryV1Api(api)
+    for variant, version in (("primary", 1), ("canary", 2)):
+        port = int(pods[version].url.rsplit(":", 1)[1])
+        discovery.create_namespaced_endpoint_slice(NAMESPACE, {
+            "metadata": {"name": f"digits-{variant}-x1", "labels": {"kubernetes.io/service-name": f"digits-{variant}"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
+    routes = client.CustomObjectsApi(api)
+    seen_weights: list[list[int]] = []
+    stop = threading.Event()
+
+    def gateway():
+        rows = load_digits().data[:20].tolist()
+        with requests.Session() as session:
+            while not stop.is_set():
+                route = routes.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NAMESPACE,
+                                                            "httproutes", "digits")
+                backends = route["spec"]["rules"][0]["backendRefs"]
+                weights = [b["weight"] for b in backends]
+                if not seen_weights or seen_weights[-1] != weights:
+                    seen_weights.append(weights)
+                for _ in range(20):
+                    chosen = random.choices(backends, weights=[b["weight"] for b in backends])[0]
+                    url = pods[2 if chosen["name"] == "digits-canary" else 1].url
+                    session.post(f"{url}/invocations", json={"instances": rows[:1]})
+
+    sender = threading.Thread(target=gateway, daemon=True)
+    sender.start()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rollout.advance(ws)  # what the CronJob's pod runs each minute (here, as fast as the test wants)
+            found = jupyter_mlops.deploy_history("digits", workspace=workspace)[0]
+            if found["status"] != "running":
+                break
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        sender.join(10)
+        for server in pods.values():
+            server.stop()
+    assert found["status"] == "promoted", found
+    assert [d["action"] for d in found["decisions"]] == ["started", "advanced", "promoted"]
+    assert found["decisions"][1]["evidence"]["requests"]["canary"] >= 20
+    assert seen_weights[:2] == [[80, 20], [40, 60]], seen_weights
+    route = routes.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", NAMESPACE, "httproutes", "digits")
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("digits-primary", 100)]
+    primary = client.AppsV1Api(api).read_namespaced_deployment("digits-primary", NAMESPACE)
+    assert primary.spec.template.spec.containers[0].command[2] == "digits:2"  # the pods roll to the new version
+    with pytest.raises(ApiException) as gone:
+        client.AppsV1Api(api).read_namespaced_deployment("digits-canary", NAMESPACE)
+    assert gone.value.status == 404
+    assert next(a["version"] for a in ws.store.aliases("digits") if a["alias"] == "production") == 2
+    assert ws.store.rollouts(name="digits")[0]["applied"] == "promoted:2"
+    removed = jupyter_mlops.undeploy("digits", backend="kubernetes", namespace=NAMESPACE, workspace=workspace)
+    assert "deleted CronJob/digits-rollout" in removed["lines"] and "deleted Role/digits-rollout" in removed["lines"]

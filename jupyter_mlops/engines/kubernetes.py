@@ -19,31 +19,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import MlopsError
-from ..kube.apply import explain
+from ..kube.apply import explain, load_client  # noqa: F401 - load_client: callers find it here too
 from ..records import RunStatus
 from .abc import Engine, Option
 
 PUBLISHED = "_run"  # <artifacts>/<run id>/_run/{run.json, steps/*.ipynb}: what a pod leaves for its caller
 IMAGE_PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
-
-
-def load_client(context: str | None = None):
-    """The official client configured from the kubeconfig (KUBECONFIG or ~/.kube/config), or in-cluster."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    import os
-
-    try:
-        # KUBECONFIG read now: the client reads it once, at import, and would miss a change since
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
-    except (ConfigException, FileNotFoundError, TypeError) as exc:
-        try:
-            config.load_incluster_config()
-        except ConfigException:
-            raise MlopsError(f"no Kubernetes configuration: {exc}. Point KUBECONFIG at a kubeconfig file (or put "
-                             "one in ~/.kube/config), or run inside a cluster with a service account") from None
-    return client.ApiClient()
 
 
 def pod_failure(pod) -> str | None:
@@ -264,10 +245,12 @@ class KubernetesEngine(Engine):
                 "best": best, "trials": results}
 
     def deploy(self, name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
-               sticky_header: str | None = None) -> dict:
+               sticky_header: str | None = None, rollout: dict | None = None) -> dict:
         """A Deployment and Service per variant and an HTTPRoute with the canary's weight and a mirror to the
         shadow, created or updated. The servers read the team's registry, so the store and the model packages must
-        be shared (--store-secret, and an object-store MLOPS_ARTIFACTS_URL at registration)."""
+        be shared (--store-secret, and an object-store MLOPS_ARTIFACTS_URL at registration). `rollout`: a planned
+        progressive rollout, recorded in the team store with what its controller needs; the controller is a
+        CronJob in the namespace (kube/rollout.py) that patches the HTTPRoute as the rollout goes."""
         from ..kube.apply import apply
         from ..kube.manifests import serving
         from ..names import check_name
@@ -290,7 +273,16 @@ class KubernetesEngine(Engine):
             if version is not None:
                 resolve(store, f"{name}:{version}")
         objects = serving(self.target, name, primary["version"], canary, weight, shadow, self.gateway)
-        return {"name": name, "status": "applied", "url": None, "lines": apply(self.api, objects)}
+        if rollout is None:
+            return {"name": name, "status": "applied", "url": None, "lines": apply(self.api, objects)}
+        from ..kube.manifests import rollout_controller
+        from ..kube.rollout import settings
+        from ..rollout import begin
+
+        lines = apply(self.api, objects + rollout_controller(self.target, name))
+        planned = {**rollout, "settings": {**rollout["settings"], "kubernetes": settings(self, shadow)}}
+        return {"name": name, "status": "applied", "url": None,
+                "lines": lines + begin(store, planned, controller_runs=True)["lines"]}
 
     def undeploy(self, name: str) -> dict:
         """Delete what `deploy` made for model `name`: its HTTPRoute, then each variant's Deployment and Service
@@ -304,6 +296,9 @@ class KubernetesEngine(Engine):
         for variant in ("primary", "canary", "shadow"):
             objects += [("apps/v1", "Deployment", resource_name(name, variant)),
                         ("v1", "Service", resource_name(name, variant))]
+        controller = resource_name(name, "rollout")  # a progressive rollout's, when there was one
+        objects += [("batch/v1", "CronJob", controller), ("rbac.authorization.k8s.io/v1", "RoleBinding", controller),
+                    ("rbac.authorization.k8s.io/v1", "Role", controller), ("v1", "ServiceAccount", controller)]
         lines = delete(self.api, self.target.namespace, objects)
         if not lines:
             raise MlopsError(f"nothing of a deployment `{name}` in namespace `{self.target.namespace}` (no HTTPRoute, "

@@ -68,27 +68,43 @@ class LocalEngine(Engine):
     def deploy(self, name: str, *, canary: int | None = None, weight: float = 10.0, shadow: int | None = None,
                sticky_header: str | None = None, host: str = "127.0.0.1", port: int = 8080, limits=None,
                log_limits=None, wait: bool = False, on_start: Callable[[dict], Any] | None = None,
-               workers: int = 1) -> dict:
+               workers: int = 1, rollout: dict | None = None) -> dict:
         """A model server on this machine. When the deployment's server is already up, it is only told the new
         spec (it switches within seconds, dropping no request): status `updated`. Otherwise a new server starts:
         with `wait`, in the foreground until it is stopped (Ctrl-C, SIGTERM; `on_start` hears of it first), by
         `workers` processes sharing the port; without, on a thread of this process, returned under `server`
-        (`.stop()` ends it)."""
-        from ..owners import process_owner
-        from ..serving.app import create_app
-        from ..serving.server import DeploymentWatcher, ServerRecipe, deployment, is_up, serve_in_background
-        from ..serving.workers import serve_recipe
+        (`.stop()` ends it). `rollout`: a planned progressive rollout (rollout.plan), recorded once every version
+        has loaded; the scheduler's controller moves the spec's weight from then on."""
+        from ..rollout import begin, stop
+        from ..serving.server import deployment
         from ..workspace import Workspace
 
         ws = Workspace.locate(self.workspace)
         spec = {"canary": canary, "weight": weight, "shadow": shadow, "sticky_header": sticky_header}
         target = deployment(ws, name, canary, weight, shadow, sticky_header)  # every version loads, or an error
+        said = begin(ws.store, rollout)["lines"] if rollout is not None else []
+        try:
+            return self._serve(ws, name, spec, target, said, host, port, limits, log_limits, wait, on_start, workers)
+        except BaseException as exc:
+            if rollout is not None:
+                stop(ws.store, name, f"the deploy failed: {exc}")
+            raise
+
+    def _serve(self, ws, name: str, spec: dict, target, said: list[str], host: str, port: int, limits, log_limits,
+               wait: bool, on_start: Callable[[dict], Any] | None, workers: int) -> dict:
+        """`deploy` once its versions have loaded: the running server told, or a new one started; `said` (what
+        a rollout will do) follows the first line."""
+        from ..owners import process_owner
+        from ..serving.app import create_app
+        from ..serving.server import DeploymentWatcher, ServerRecipe, is_up, serve_in_background
+        from ..serving.workers import serve_recipe
+
         running = ws.store.get_deployment(name)
         if is_up(running):
             ws.store.save_deployment(name, spec)
             return {"name": name, "status": "updated", "url": running["url"],
                     "lines": [f"updated the running deployment of {name} at {running['url']}; it switches within "
-                              "seconds, without dropping requests"]}
+                              "seconds, without dropping requests", *said]}
         what = f"{name} version {target.primary.version}" + "".join(
             f", canary version {m.version} at {w:g}%" for m, w in target.canaries) + "".join(
             f", shadow version {m.version}" for m in target.shadows)
@@ -98,13 +114,13 @@ class LocalEngine(Engine):
             ws.store.save_deployment(name, spec, server.url, process_owner())
             server.serve_deployment(name, DeploymentWatcher(ws, name, app.state.live))
             return {"name": name, "status": "started", "url": server.url, "server": server,
-                    "lines": [f"serving {what} at {server.url}"]}
+                    "lines": [f"serving {what} at {server.url}", *said]}
         started = {"name": name, "status": "started", "url": f"http://{host}:{port}"}
 
         def listening(url: str) -> None:
             ws.store.save_deployment(name, spec, url, process_owner())
             started.update(url=url, lines=[f"serving {what} on {url}" + (f" ({workers} worker processes)"
-                                                                        if workers > 1 else "")])
+                                                                        if workers > 1 else ""), *said])
             if on_start:
                 on_start(started)
 

@@ -4,12 +4,31 @@ custom-objects API."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from ..errors import MlopsError
 
 _CUSTOM = {"HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes")}
-_TYPED = {"v1": "CoreV1Api", "apps/v1": "AppsV1Api", "batch/v1": "BatchV1Api"}
+_TYPED = {"v1": "CoreV1Api", "apps/v1": "AppsV1Api", "batch/v1": "BatchV1Api",
+          "rbac.authorization.k8s.io/v1": "RbacAuthorizationV1Api"}
+
+
+def load_client(context: str | None = None):
+    """The official client configured from the kubeconfig (KUBECONFIG or ~/.kube/config), or in-cluster."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        # KUBECONFIG read now: the client reads it once, at import, and would miss a change since
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None, context=context)
+    except (ConfigException, FileNotFoundError, TypeError) as exc:
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            raise MlopsError(f"no Kubernetes configuration: {exc}. Point KUBECONFIG at a kubeconfig file (or put "
+                             "one in ~/.kube/config), or run inside a cluster with a service account") from None
+    return client.ApiClient()
 
 
 def _snake(kind: str) -> str:

@@ -238,6 +238,38 @@ def trigger_cron_job(target: Target, app: str, schedule: str, every: float,
                      "jobTemplate": {"metadata": {"labels": labels}, "spec": job}}}
 
 
+def rollout_controller(target: Target, model: str) -> list[dict]:
+    """A progressive rollout's controller on the cluster: a CronJob whose pod runs `jupyter-mlops scheduler --once
+    --rollout MODEL` every minute against the team store, with a service account allowed only what the
+    controller does: read the variants' EndpointSlices, patch the HTTPRoute, and at the end roll the primary
+    Deployment and delete the canary's Deployment and Service."""
+    app = resource_name(model)
+    name = resource_name(model, "rollout")
+    labels = _labels(target, app, "rollout")
+    rules = [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list"]},
+             {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"],
+              "verbs": ["get", "create", "patch"]},
+             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch", "delete"]},
+             {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch", "delete"]}]
+    container = _container(target, "controller", ["jupyter-mlops", "scheduler", "--once", "--rollout", model])
+    spec = _pod_spec(target, container, "Never")
+    spec.update(serviceAccountName=name, automountServiceAccountToken=True)  # it speaks to the API server
+    job = {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
+           "template": {"metadata": {"labels": labels}, "spec": spec}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(target, name, labels)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(target, name, labels),
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(target, name, labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": target.namespace}]},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(target, name, labels),
+         "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 120,
+                  "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+                  "jobTemplate": {"metadata": {"labels": labels}, "spec": job}}},
+    ]
+
+
 def sweep_jobs(target: Target, app: str, notebook_file: str, trials: list[dict[str, Any]],
                parallel: int, pod: dict[str, dict[str, str]] | None = None) -> list[dict]:
     """A ConfigMap with the trials and an Indexed Job: pod i runs `jupyter-mlops run --trial-of trials.json`, which

@@ -191,3 +191,39 @@ class ServerMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self._collector()), CONTENT_TYPE_LATEST
+
+
+# -- read from outside -------------------------------------------------------------------------------------------
+def read_counters(url: str, name: str, timeout: float = 5.0) -> dict:
+    """Per variant, from a running server's /metrics (every worker's, summed by the server): requests answered,
+    those answered with an error (4xx/5xx), and the latency histogram's cumulative bucket counts (rollout.py)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as reply:
+        text = reply.read().decode()
+    found: dict[str, dict] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("model") != name or "variant" not in labels:
+                continue
+            entry = found.setdefault(labels["variant"], {"requests": 0.0, "failed": 0.0, "buckets": {}})
+            if sample.name == "mlops_requests_total":
+                entry["requests"] += sample.value
+                if int(labels["code"]) >= 400:
+                    entry["failed"] += sample.value
+            elif sample.name == "mlops_request_seconds_bucket":
+                entry["buckets"][labels["le"]] = entry["buckets"].get(labels["le"], 0.0) + sample.value
+    return found
+
+
+def add_counters(into: dict, more: dict) -> dict:
+    """`more`'s counts added to `into` (one variant's, as read_counters gives them): pods of one variant summed."""
+    into["requests"] = into.get("requests", 0.0) + more["requests"]
+    into["failed"] = into.get("failed", 0.0) + more["failed"]
+    buckets = into.setdefault("buckets", {})
+    for le, count in more["buckets"].items():
+        buckets[le] = buckets.get(le, 0.0) + count
+    return into
