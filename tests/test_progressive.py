@@ -177,6 +177,17 @@ def _wait_for(ws, name: str, condition, timeout: float = 120.0, scheduler: Sched
     raise AssertionError(f"the rollout did not get there in {timeout} s: {json.dumps(found, default=str)[:2000]}")
 
 
+def _served_alone(ws, traffic: Traffic, version: int) -> None:
+    """`version` is production, the deployment has no canary, and the running server (which follows the store)
+    answers everything with it, as the primary."""
+    assert next(a["version"] for a in ws.store.aliases("digits") if a["alias"] == "production") == version
+    assert ws.store.get_deployment("digits")["spec"]["canary"] is None
+    time.sleep(3)
+    seen = len(traffic.answers)
+    time.sleep(1)
+    assert set(traffic.answers[seen:]) == {("primary", str(version))}
+
+
 def test_a_healthy_canary_is_promoted_step_by_step(versions, monkeypatch):
     ws = versions
     api.promote("digits", 1, workspace=ws.root)
@@ -194,13 +205,7 @@ def test_a_healthy_canary_is_promoted_step_by_step(versions, monkeypatch):
         assert [d["weight"] for d in found["decisions"]] == [20, 50, 100]
         assert all(d["reason"].startswith("healthy: errors 0.0% vs 0.0%") for d in found["decisions"][1:])
         assert found["decisions"][1]["evidence"]["requests"]["canary"] >= 30
-        assert next(a["version"] for a in ws.store.aliases("digits") if a["alias"] == "production") == 3
-        assert ws.store.get_deployment("digits")["spec"]["canary"] is None
-        # the running server follows the store: version 3 answers everything, as the primary
-        time.sleep(3)
-        seen = len(traffic.answers)
-        time.sleep(1)
-        assert set(traffic.answers[seen:]) == {("primary", "3")}
+        _served_alone(ws, traffic, 3)
         events = [r["json"]["event"] for r in receiver.wait_for(2)]
         assert events == ["rollout.advanced", "rollout.promoted"]
     finally:
@@ -225,12 +230,7 @@ def test_a_canary_worse_on_outcomes_is_rolled_back(versions):
         assert decision["action"] == "rolled_back" and decision["weight"] == 0
         assert "the canary's accuracy is significantly worse" in decision["reason"]
         assert decision["evidence"]["abtest"]["canary"] < decision["evidence"]["abtest"]["primary"]
-        assert next(a["version"] for a in ws.store.aliases("digits") if a["alias"] == "production") == 1
-        assert ws.store.get_deployment("digits")["spec"]["canary"] is None
-        time.sleep(3)
-        seen = len(traffic.answers)
-        time.sleep(1)
-        assert set(traffic.answers[seen:]) == {("primary", "1")}
+        _served_alone(ws, traffic, 1)
     finally:
         traffic.close()
         done["server"].stop()
