@@ -916,6 +916,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run is recorded as cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head` stopped reading: what it read is what was asked for
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit, silenced
+        return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from .errors import MlopsError, StoreError
 from .records import USABLE_STEP, RunStatus
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # Changes to a store made by an older version, applied in order when it is opened: version -> statements.
 # New tables need nothing here (create_all makes them); new columns on existing tables do.
 MIGRATIONS: dict[int, list[str]] = {
@@ -41,6 +41,7 @@ MIGRATIONS: dict[int, list[str]] = {
         # staleness: how old a version may get, and when the newest data it was trained on was written
         "ALTER TABLE model_versions ADD COLUMN max_age FLOAT", "ALTER TABLE model_versions ADD COLUMN data_time FLOAT"],
     10: [],  # progressive rollouts and their decisions: new tables
+    11: ["ALTER TABLE rollouts ADD COLUMN applied VARCHAR(40)"],  # what a Kubernetes rollout last put on the cluster
 }
 
 

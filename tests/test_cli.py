@@ -121,3 +121,15 @@ def test_runs_are_filtered_and_sorted_by_the_store(tmp_path):
     assert listed == ["run-2", "run-1"] and "2 of 2 matching runs" in done.stdout
     done = run_cli("runs", "--workspace", str(tmp_path / "ws"), "--filter", "epochs>3")
     assert done.returncode == 1 and 'named "epochs"' in done.stderr and "Traceback" not in done.stderr
+
+
+def test_output_cut_short_by_a_pipe_ends_quietly(example):
+    """`jupyter-mlops ... | head`: a reader that stops early is no error (it was a BrokenPipeError traceback)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "validate", str(example("digits.ipynb"))],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
