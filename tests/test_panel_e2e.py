@@ -410,7 +410,7 @@ def test_a_progressive_rollout_from_the_panel(lab, browser):
     panel.locator('[data-testid="mlops-tab-deployments"]').click()
     state = panel.locator('[data-testid="mlops-rollout-state"]')
     state.get_by_text("no scheduler is running").wait_for(timeout=30_000)  # nothing advances it yet: said
-    assert "v2: rolling out step 1 of 2" in state.inner_text()
+    assert "rolled v2: rolling out step 1 of 2" in state.inner_text()
 
     stop = threading.Event()
 

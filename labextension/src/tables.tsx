@@ -227,8 +227,7 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
             <td>{d.name}</td>
             <td>{d.up ? <a href={d.url ?? undefined} target="_blank" rel="noreferrer">{d.url}</a> : <span className="mlops-muted">down</span>}</td>
             <td>primary v{d.version ?? '?'}{d.spec?.canary ? `, canary v${d.spec.canary} ${d.spec.weight}%` : ''}
-              {d.spec?.shadow ? `, shadow v${d.spec.shadow}` : ''}
-              {d.rollout && <RolloutState rollout={d.rollout} />}</td>
+              {d.spec?.shadow ? `, shadow v${d.spec.shadow}` : ''}</td>
             <td>{d.requests ?? '-'}</td>
             <td className={d.drifted_features?.length ? 'mlops-drifted' : ''}>
               {d.monitor_error ? '-' : d.drifted_features?.length ? `${d.drifted_features.length} features drifted`
@@ -246,6 +245,9 @@ export function DeploymentsTable(props: { deployments: Deployment[]; act: Act })
       </tbody>
     </table>
     </div>
+    {props.deployments.filter(d => d.rollout).map(d => (  // outside the table: wrapped at the panel's width
+      <RolloutState key={d.name} name={d.name} rollout={d.rollout!} />
+    ))}
     {shown && (  // below the table, scrolled into view: the charts need the panel's width
       <div data-testid="mlops-deployment-charts" ref={charts}>
         <ChartView kind="traffic" query={{ name: shown.name }} version={shown.requests} />
@@ -264,14 +266,14 @@ const ROLLOUT_WORDS: Record<Rollout['status'], string> = {
   running: 'rolling out', promoted: 'promoted', rolled_back: 'rolled back', stopped: 'rollout stopped'
 };
 
-/** One line under a deployment's variants: where its progressive rollout is, and what it waits for. */
-function RolloutState(props: { rollout: Rollout }) {
+/** One line under the deployments table per rollout: where it is, and what it waits for. */
+function RolloutState(props: { name: string; rollout: Rollout }) {
   const r = props.rollout;
   const step = r.status === 'running' ? ` step ${r.step + 1} of ${r.steps.length - 1}` : '';
   return (
     <div className={`mlops-rollout-state ${r.status === 'rolled_back' || r.warning ? 'mlops-drifted' : 'mlops-muted'}`}
       data-testid="mlops-rollout-state" title={r.warning ?? r.note ?? ''}>
-      <small>v{r.canary}: {ROLLOUT_WORDS[r.status]}{step}{r.note ? `, ${r.note}` : ''}
+      <small>{props.name} v{r.canary}: {ROLLOUT_WORDS[r.status]}{step}{r.note ? `, ${r.note}` : ''}
         {r.warning ? ` (${r.warning})` : ''}</small>
     </div>
   );
