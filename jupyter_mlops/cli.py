@@ -314,10 +314,12 @@ def _packaging_verbs(sub) -> None:
                    help="also install this distribution, pinned from this environment (e.g. s3fs for artifacts on "
                         "S3 with --backend kubernetes); repeatable")
 
-    p = sub.add_parser("export", help="Kubernetes manifests for the notebook: run Job, CronJob, sweep, serving")
-    p.add_argument("format", choices=["k8s"])
+    p = sub.add_parser("export", help="Kubernetes manifests for the notebook (run Job, CronJob, sweep, serving), or "
+                                      "a Kubeflow Pipelines v2 pipeline (kfp: a task per step)")
+    p.add_argument("format", choices=["k8s", "kfp"])
     p.add_argument("notebook")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the YAML files")
+    p.add_argument("-o", "--output", required=True, metavar="DIR|FILE",
+                   help="k8s: folder for the YAML files; kfp: the pipeline's YAML file")
     p.add_argument("--image", required=True, help="the image `jupyter-mlops build` made for this notebook")
     p.add_argument("--namespace", default="default")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -1134,6 +1136,8 @@ def _export(args: argparse.Namespace) -> int:
     from .kube.export import export
     from .kube.manifests import Target
 
+    if args.format == "kfp":
+        return _export_kfp(args)
     target = Target(args.image, args.namespace, args.cpu, args.memory,
                     None if args.pvc == "none" else args.pvc, args.artifacts, args.artifacts_secret,
                     args.store_secret)
@@ -1144,6 +1148,22 @@ def _export(args: argparse.Namespace) -> int:
                      weight=args.weight, shadow=args.shadow, gateway=args.gateway, workspace=args.workspace)
     for path in written:
         print(path)
+    return 0
+
+
+def _export_kfp(args: argparse.Namespace) -> int:
+    """`export kfp`: the pipeline's YAML, written by the kfp SDK (kube/kfp.py)."""
+    from .errors import MlopsError
+    from .kube.kfp import export
+
+    given = [flag for flag, value in (("--sweep", args.sweep), ("--schedule", args.schedule), ("--model", args.model),
+                                      ("--artifacts-secret", args.artifacts_secret),
+                                      ("--store-secret", args.store_secret)) if value]
+    if given:
+        raise MlopsError(f"{given[0]} is not part of `export kfp` (yet): it writes one pipeline of the notebook's "
+                         "steps; leave it out")
+    print(export(args.notebook, args.output, args.image, _parameters(args.parameter), args.artifacts, args.cpu,
+                 args.memory))
     return 0
 
 

@@ -1,0 +1,147 @@
+"""`export kfp`: a tagged notebook as a Kubeflow Pipelines v2 pipeline, written by the kfp SDK's own DSL and compiler.
+
+One task per step, each a container component that runs the step's compiled notebook with papermill in the image
+`jupyter-mlops build` made (its bundle is at /opt/mlops/bundle). The tasks' order is the pipeline's edges. Steps
+exchange values through the artifacts URL (object storage every task reaches): a folder per pipeline run, named
+by KFP's job id, as `jupyter-mlops run` uses one per run. The parameters cell's parameters are the pipeline's typed
+inputs, with the notebook's defaults (or the -p values); each task gets only the parameters its step reads. KFP's
+cache is off for every task: a cached task would leave its outputs in an earlier run's folder, where the next
+task does not look. Kale's `limit:` tags (cpu, memory, nvidia.com/gpu) become each task's limits, and --cpu/--memory
+each task's requests.
+
+Nothing secret is written: the artifacts URL is checked for credentials, and object-store credentials reach the
+pods the way the cluster gives them (workload identity, a service account), never as values in the YAML.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlopsError
+
+BUNDLE = "/opt/mlops/bundle"  # where `jupyter-mlops build` puts the compiled bundle in the image
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+
+
+def _sdk():
+    try:
+        from kfp import compiler, dsl
+    except ImportError:
+        raise MlopsError("`export kfp` writes the pipeline with the Kubeflow Pipelines SDK: pip install "
+                         "'jupyter-mlops[kfp]' (kfp pins kubernetes<31: a virtual environment of its own is "
+                         "the safe place)") from None
+    return dsl, compiler
+
+
+def _inputs(pipeline, given: dict[str, Any]) -> dict[str, tuple[type, Any]]:
+    """The pipeline's inputs: each parameter's type and default (a -p value, typed, wins), refused with its name
+    when KFP cannot declare it."""
+    from ..parameters import coerce_parameters
+
+    values = coerce_parameters(pipeline.parameters, dict(given))
+    found = {}
+    for name, parameter in pipeline.parameters.items():
+        value = values.get(name, parameter.default)
+        kind = parameter.type if parameter.type in _TYPES else type(value).__name__
+        if kind not in _TYPES or value is None:
+            raise MlopsError(f"parameter `{name}` = {parameter.source} has no literal value whose type KFP can "
+                             f"declare: give one with -p {name} VALUE")
+        found[name] = (_TYPES[kind], value)
+    return found
+
+
+def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[type, Any]]):
+    """The container component of one step: papermill on its compiled notebook, with the artifacts folder of
+    this run and the parameters the step reads (strings raw, the others as one JSON document)."""
+    names = [n for n in inputs if n in step.parameters]
+
+    def body(*values):
+        artifacts, run_id, *given = values
+        args = [f"{BUNDLE}/steps/{notebook}", f"/tmp/{notebook}", "--log-output",
+                "-r", "mlops_artifacts", dsl.ConcatPlaceholder([artifacts, "/", run_id])]
+        typed = [(n, v) for n, v in zip(names, given) if inputs[n][0] is not str]
+        for name, value in zip(names, given):
+            if inputs[name][0] is str:
+                args += ["-r", name, value]
+        if typed:
+            pieces: list[Any] = ["{"]
+            for i, (name, value) in enumerate(typed):
+                pieces += [("" if i == 0 else ", ") + json.dumps(name) + ": ", value]
+            args += ["-y", dsl.ConcatPlaceholder(pieces + ["}"])]
+        return dsl.ContainerSpec(image=image, command=["papermill"], args=args)
+
+    parameters = [inspect.Parameter("artifacts", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
+                  inspect.Parameter("run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
+    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=inputs[n][0])
+                   for n in names]
+    body.__name__ = step.name
+    body.__signature__ = inspect.Signature(parameters)  # kfp reads the component's interface from it
+    body.__annotations__ = {p.name: p.annotation for p in parameters}
+    return dsl.container_component(body)
+
+
+def _resources(task, step, cpu: str, memory: str) -> None:
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    for key, value in step.pod.get("limits", {}).items():
+        if key == "cpu":
+            task.set_cpu_limit(value)
+        elif key == "memory":
+            task.set_memory_limit(value)
+        elif key.endswith("/gpu"):  # nvidia.com/gpu, amd.com/gpu
+            task.set_accelerator_type(key).set_accelerator_limit(value)
+
+
+def export(notebook: str | Path, output: str | Path, image: str, parameters: dict[str, Any] | None = None,
+           artifacts: str | None = None, cpu: str = "1", memory: str = "2Gi") -> Path:
+    """Write the pipeline's YAML to `output`; returns its path. Every argument is checked before kfp is asked."""
+    import os
+
+    from ..compile import step_filename
+    from ..pipeline import build_pipeline
+    from .manifests import Target
+
+    artifacts = artifacts or os.environ.get("MLOPS_ARTIFACTS_URL")
+    if not artifacts or "://" not in artifacts:
+        raise MlopsError("the tasks exchange values through object storage every pod reaches: give --artifacts "
+                         "s3://bucket/prefix (or set MLOPS_ARTIFACTS_URL)")
+    from .manifests import credentials_in_url
+
+    found = credentials_in_url(artifacts)
+    if found:
+        raise MlopsError(f"--artifacts holds credentials ({found}): give the bare URL; the pods get their "
+                         "object-store credentials from the cluster (workload identity, a service account)")
+    Target(image, artifacts_url=artifacts, cpu=cpu, memory=memory).check()  # the image's reference, the sizes
+    pipeline = build_pipeline(Path(notebook))
+    inputs = _inputs(pipeline, parameters or {})
+    dsl, compiler = _sdk()
+    components = {step.name: _component(dsl, image, step_filename(i, step), step, inputs)
+                  for i, step in enumerate(pipeline.steps)}
+
+    def run(*values):
+        given = dict(zip(inputs, values[:len(inputs)]))
+        artifacts_url = values[len(inputs)]
+        tasks: dict[str, Any] = {}
+        for step in pipeline.steps:  # in DAG order: a step's upstream tasks exist before it
+            task = components[step.name](artifacts=artifacts_url, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                         **{n: given[n] for n in inputs if n in step.parameters})
+            task.set_display_name(step.name).set_caching_options(False)
+            for upstream in step.depends_on:
+                task.after(tasks[upstream])
+            _resources(task, step, cpu, memory)
+            tasks[step.name] = task
+
+    signature = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t, default=v)
+                 for n, (t, v) in inputs.items()]
+    signature.append(inspect.Parameter("mlops_artifacts", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                                       default=artifacts))
+    run.__name__ = Path(notebook).stem
+    run.__signature__ = inspect.Signature(signature)
+    run.__annotations__ = {p.name: p.annotation for p in signature}
+    name = "".join(c if c.isalnum() else "-" for c in Path(notebook).stem.lower()).strip("-") or "notebook"
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(dsl.pipeline(name=name, description=f"{Path(notebook).name}, compiled by "
+                                                                   "jupyter-mlops")(run), str(output))
+    return output
