@@ -1156,14 +1156,15 @@ def _export_kfp(args: argparse.Namespace) -> int:
     from .errors import MlopsError
     from .kube.kfp import export
 
-    given = [flag for flag, value in (("--sweep", args.sweep), ("--schedule", args.schedule), ("--model", args.model),
+    given = [flag for flag, value in (("--schedule", args.schedule), ("--model", args.model),
                                       ("--artifacts-secret", args.artifacts_secret),
                                       ("--store-secret", args.store_secret)) if value]
     if given:
         raise MlopsError(f"{given[0]} is not part of `export kfp` (yet): it writes one pipeline of the notebook's "
-                         "steps; leave it out")
-    print(export(args.notebook, args.output, args.image, _parameters(args.parameter), args.artifacts, args.cpu,
-                 args.memory))
+                         "steps (a sweep's trials with --sweep); leave it out")
+    space = _parameters(args.parameter)
+    print(export(args.notebook, args.output, args.image, {} if args.sweep else space, args.artifacts, args.cpu,
+                 args.memory, sweep=space if args.sweep else None, samples=args.samples, parallel=args.parallel))
     return 0
 
 

@@ -87,8 +87,10 @@ def test_bad_exports_are_refused_naming_the_problem(kfp_python, tmp_path):
     assert secret.returncode == 1 and "--artifacts holds credentials" in secret.stderr and "abc" not in secret.stderr
     missing = _export(kfp_python, notebook, out)
     assert missing.returncode == 1 and "give --artifacts s3://bucket/prefix" in missing.stderr
-    swept = _export(kfp_python, notebook, out, "--artifacts", "s3://team/mlops", "--sweep", "-p", "C", "1,2")
-    assert swept.returncode == 1 and "--sweep is not part of `export kfp`" in swept.stderr
+    cron = _export(kfp_python, notebook, out, "--artifacts", "s3://team/mlops", "--schedule", "0 3 * * *")
+    assert cron.returncode == 1 and "--schedule is not part of `export kfp`" in cron.stderr
+    flat = _export(kfp_python, notebook, out, "--artifacts", "s3://team/mlops", "--sweep", "-p", "C", "1")
+    assert flat.returncode == 1 and "nothing to sweep" in flat.stderr
     typed = _export(kfp_python, notebook, out, "--artifacts", "s3://team/mlops", "-p", "seed", "zero")
     assert typed.returncode == 1 and "seed" in typed.stderr
     assert not out.exists()
@@ -110,6 +112,74 @@ def _filled(arg: str, values: dict) -> str:
     return re.sub(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", text, arg)
 
 
+class Executor:
+    """Plays KFP's driver and launcher for a compiled pipeline: the tasks in dependency order (a ParallelFor's body
+    once per item), each task's inputs resolved, its container command run as written (outside a container: the
+    image's bundle is the one `build --context-only` writes)."""
+
+    def __init__(self, spec: dict, bundle: Path, out: Path):
+        self.spec, self.bundle, self.out = spec, bundle, out
+        self.job = uuid.uuid4().hex
+        self.ran: list[str] = []
+
+    def run(self) -> None:
+        root = self.spec["root"]
+        scope = {k: v.get("defaultValue") for k, v in root["inputDefinitions"]["parameters"].items()}
+        self._dag(root["dag"]["tasks"], scope, "")
+
+    def _value(self, given: dict, scope: dict):
+        if "componentInputParameter" not in given:
+            assert given["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+            return self.job
+        value = scope[given["componentInputParameter"]]
+        selector = given.get("parameterExpressionSelector")
+        if selector:  # a loop item's field: parseJson(string_value)["C"]
+            value = json.loads(value)[re.fullmatch(r'parseJson\(string_value\)\["(.+)"\]', selector)[1]]
+        return value
+
+    def _dag(self, tasks: dict, scope: dict, where: str) -> None:
+        done: list[str] = []
+        while len(done) < len(tasks):
+            name = next(n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= set(done))
+            task = tasks[name]
+            values = {k: self._value(g, scope) for k, g in task.get("inputs", {}).get("parameters", {}).items()}
+            component = self.spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:  # a ParallelFor: its body once per item
+                iterator = task["parameterIterator"]
+                for i, item in enumerate(json.loads(iterator["items"]["raw"])):
+                    self._dag(component["dag"]["tasks"], {**values, iterator["itemInput"]: json.dumps(item)},
+                              f"{where}{name}-{i}/")
+            else:
+                self._container(component["executorLabel"], values, f"{where}{name}")
+            done.append(name)
+
+    def _container(self, executor: str, values: dict, name: str) -> None:
+        container = self.spec["deploymentSpec"]["executors"][executor]["container"]
+        args = [_filled(a, values).replace("/opt/mlops/bundle", str(self.bundle)) for a in container["args"]]
+        command = container["command"]
+        if command[0] == "papermill":
+            (self.out / name).parent.mkdir(parents=True, exist_ok=True)
+            args[1] = str(self.out / f"{name}.ipynb")  # each task's own output notebook, kept to read
+            command = ["-m", "papermill"]
+        else:  # python -c CODE
+            command = command[1:]
+        done = subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        self.ran.append(name)
+
+
+def _executor(kfp_python: str, tmp_path: Path, *args: str) -> Executor:
+    notebook = _notebook(tmp_path)
+    done = _export(kfp_python, notebook, tmp_path / "pipeline.yaml", "--artifacts",
+                   f"file://{tmp_path / 'artifacts'}", *args)
+    assert done.returncode == 0, done.stderr
+    context = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "build", str(notebook), "--context-only",
+                              "-o", str(tmp_path / "context")], capture_output=True, text=True, timeout=300)
+    assert context.returncode == 0, context.stderr
+    return Executor(yaml.safe_load((tmp_path / "pipeline.yaml").read_text()), tmp_path / "context" / "bundle",
+                    tmp_path / "out")
+
+
 def test_every_task_runs_as_written_and_the_steps_share_their_values(kfp_python, tmp_path):
     """What ran for real: each task's papermill command from the YAML, in the DAG's order, on the image's bundle
     (`build --context-only`), values passed through a file:// artifacts URL. Not run: the KFP backend itself (no
@@ -117,37 +187,33 @@ def test_every_task_runs_as_written_and_the_steps_share_their_values(kfp_python,
     import jupyter_mlops
     from jupyter_mlops.metrics import read_metrics
 
-    notebook = _notebook(tmp_path)
-    artifacts = f"file://{tmp_path / 'artifacts'}"
-    done = _export(kfp_python, notebook, tmp_path / "pipeline.yaml", "--artifacts", artifacts, "-p", "C", "2")
-    assert done.returncode == 0, done.stderr
-    context = subprocess.run([sys.executable, "-m", "jupyter_mlops.cli", "build", str(notebook), "--context-only",
-                              "-o", str(tmp_path / "context")], capture_output=True, text=True, timeout=300)
-    assert context.returncode == 0, context.stderr
-    spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
-    pipeline_inputs = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
-    job = uuid.uuid4().hex
-    tasks, ran = spec["root"]["dag"]["tasks"], []
-    while len(ran) < len(tasks):
-        name = next(n for n, t in tasks.items() if n not in ran and set(t.get("dependentTasks", [])) <= set(ran))
-        values = {}
-        for key, given in tasks[name]["inputs"]["parameters"].items():
-            if "componentInputParameter" in given:
-                values[key] = pipeline_inputs[given["componentInputParameter"]]
-            else:
-                assert given["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
-                values[key] = job
-        container = spec["deploymentSpec"]["executors"][f"exec-{name}"]["container"]
-        args = [_filled(a, values).replace("/opt/mlops/bundle", str(tmp_path / "context" / "bundle"))
-                for a in container["args"]]
-        args[1] = str(tmp_path / "out" / Path(args[1]).name)
-        (tmp_path / "out").mkdir(exist_ok=True)
-        step = subprocess.run([sys.executable, "-m", *container["command"], *args], capture_output=True, text=True,
-                              timeout=600)
-        assert step.returncode == 0, (name, step.stderr[-3000:])
-        ran.append(name)
-    assert ran[:2] == ["data", "train"]
-    assert (tmp_path / "artifacts" / job / "train").is_dir()  # the train step's model, where evaluate found it
-    accuracy = read_metrics(str(tmp_path / "out" / "03-evaluate.ipynb"))["accuracy"]
-    local = jupyter_mlops.run(notebook, {"C": 2}, workspace=tmp_path / ".mlops")
+    executor = _executor(kfp_python, tmp_path, "-p", "C", "2")
+    executor.run()
+    assert executor.ran[:2] == ["data", "train"] and len(executor.ran) == 4
+    assert (tmp_path / "artifacts" / executor.job / "train").is_dir()  # the model, where evaluate found it
+    accuracy = read_metrics(str(tmp_path / "out" / "evaluate.ipynb"))["accuracy"]
+    local = jupyter_mlops.run(_notebook(tmp_path), {"C": 2}, workspace=tmp_path / ".mlops")
     assert accuracy == pytest.approx(local["metrics"]["accuracy"])  # the same result as `jupyter-mlops run`
+
+
+def test_a_sweep_is_a_parallel_for_that_shares_the_steps_no_swept_parameter_reaches(kfp_python, tmp_path):
+    """--sweep -p C 0.05,5: the data step (which C does not reach) runs once, before the loop; each trial first
+    links its outputs into the trial's folder, then runs train, evaluate and serve with its own C."""
+    from jupyter_mlops.metrics import read_metrics
+
+    executor = _executor(kfp_python, tmp_path, "--sweep", "-p", "C", "0.05,5", "--parallel", "2")
+    loop = next(t for t in executor.spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 2
+    assert "C" not in executor.spec["root"]["inputDefinitions"]["parameters"]  # swept: the loop's items give it
+    executor.run()
+    assert executor.ran.count("data") == 1 and executor.ran[0] == "data"
+    trials = sorted({name.split("/")[0] for name in executor.ran if "/" in name})
+    assert len(trials) == 2
+    for trial in trials:
+        assert [n.split("/")[1] for n in executor.ran if n.startswith(trial + "/")] == \
+            ["share-steps", "train", "evaluate", "serve"]
+    accuracies = [read_metrics(str(tmp_path / "out" / trial / "evaluate.ipynb"))["accuracy"] for trial in trials]
+    assert accuracies[0] < accuracies[1]  # C=0.05 against C=5: each trial ran with its own value
+    folders = sorted(p.name for p in (tmp_path / "artifacts" / executor.job).iterdir())
+    assert folders == ["data", "trial-0", "trial-1"]
+    assert (tmp_path / "artifacts" / executor.job / "trial-0" / "data").is_symlink()  # shared, not recomputed

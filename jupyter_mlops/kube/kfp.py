@@ -52,18 +52,26 @@ def _inputs(pipeline, given: dict[str, Any]) -> dict[str, tuple[type, Any]]:
     return found
 
 
-def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[type, Any]]):
+def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[type, Any]], trial: bool = False,
+               as_json: set[str] = frozenset()):
     """The container component of one step: papermill on its compiled notebook, with the artifacts folder of
-    this run and the parameters the step reads (strings raw, the others as one JSON document)."""
+    this run (and trial, in a sweep's loop) and the parameters the step reads (strings raw, the others as one JSON
+    document). `as_json`: parameters given as their JSON text (a sweep's values, from the loop's items, whose
+    fields KFP types as strings)."""
     names = [n for n in inputs if n in step.parameters]
+    fixed = ["artifacts", "run_id"] + (["trial"] if trial else [])
+    typed_as = {n: str if n in as_json else inputs[n][0] for n in names}
 
     def body(*values):
         artifacts, run_id, *given = values
+        folder = [artifacts, "/", run_id]
+        if trial:
+            folder.append(given.pop(0))
         args = [f"{BUNDLE}/steps/{notebook}", f"/tmp/{notebook}", "--log-output",
-                "-r", "mlops_artifacts", dsl.ConcatPlaceholder([artifacts, "/", run_id])]
-        typed = [(n, v) for n, v in zip(names, given) if inputs[n][0] is not str]
+                "-r", "mlops_artifacts", dsl.ConcatPlaceholder(folder)]
+        typed = [(n, v) for n, v in zip(names, given) if inputs[n][0] is not str or n in as_json]
         for name, value in zip(names, given):
-            if inputs[name][0] is str:
+            if inputs[name][0] is str and name not in as_json:
                 args += ["-r", name, value]
         if typed:
             pieces: list[Any] = ["{"]
@@ -72,14 +80,34 @@ def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[typ
             args += ["-y", dsl.ConcatPlaceholder(pieces + ["}"])]
         return dsl.ContainerSpec(image=image, command=["papermill"], args=args)
 
-    parameters = [inspect.Parameter("artifacts", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str),
-                  inspect.Parameter("run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
-    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=inputs[n][0])
-                   for n in names]
-    body.__name__ = step.name
-    body.__signature__ = inspect.Signature(parameters)  # kfp reads the component's interface from it
-    body.__annotations__ = {p.name: p.annotation for p in parameters}
-    return dsl.container_component(body)
+    return dsl.container_component(_interface(body, step.name, [(n, str) for n in fixed] +
+                                              [(n, typed_as[n]) for n in names]))
+
+
+def _interface(body, name: str, parameters: list[tuple[str, type]], defaults: dict | None = None):
+    """`body` given the name and typed signature kfp reads a component's (or pipeline's) interface from."""
+    made = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t,
+                              **({"default": defaults[n]} if defaults and n in defaults else {}))
+            for n, t in parameters]
+    body.__name__ = name
+    body.__signature__ = inspect.Signature(made)
+    body.__annotations__ = {p.name: p.annotation for p in made}
+    return body
+
+
+def _share(dsl, image: str, steps: list[str]):
+    """A trial's first task in a sweep: the outputs of the steps no swept parameter reaches, run once for all the
+    trials, made readable in the trial's folder (artifacts.share_step)."""
+    code = ("import sys\nfrom jupyter_mlops.artifacts import share_step\n"
+            "for step in sys.argv[3:]:\n    share_step(sys.argv[1], sys.argv[2], step)")
+
+    def body(artifacts, run_id, trial):
+        return dsl.ContainerSpec(image=image, command=["python", "-c", code], args=[
+            dsl.ConcatPlaceholder([artifacts, "/", run_id]), dsl.ConcatPlaceholder([artifacts, "/", run_id, trial]),
+            *steps])
+
+    return dsl.container_component(_interface(body, "share-steps", [("artifacts", str), ("run_id", str),
+                                                                     ("trial", str)]))
 
 
 def _resources(task, step, cpu: str, memory: str) -> None:
@@ -94,8 +122,12 @@ def _resources(task, step, cpu: str, memory: str) -> None:
 
 
 def export(notebook: str | Path, output: str | Path, image: str, parameters: dict[str, Any] | None = None,
-           artifacts: str | None = None, cpu: str = "1", memory: str = "2Gi") -> Path:
-    """Write the pipeline's YAML to `output`; returns its path. Every argument is checked before kfp is asked."""
+           artifacts: str | None = None, cpu: str = "1", memory: str = "2Gi", sweep: dict[str, Any] | None = None,
+           samples: int | None = None, parallel: int = 2) -> Path:
+    """Write the pipeline's YAML to `output`; returns its path. Every argument is checked before kfp is asked.
+    `sweep` (-p NAME 0.1,1,10 with --sweep): the trials in a KFP ParallelFor (`parallel` at once), each in a
+    folder of its own under the run's; the steps no swept parameter reaches run once, before the loop, and each
+    trial reads their outputs."""
     import os
 
     from ..compile import step_filename
@@ -114,31 +146,58 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
                          "object-store credentials from the cluster (workload identity, a service account)")
     Target(image, artifacts_url=artifacts, cpu=cpu, memory=memory).check()  # the image's reference, the sizes
     pipeline = build_pipeline(Path(notebook))
-    inputs = _inputs(pipeline, parameters or {})
+    trials: list[dict] = []
+    swept: set[str] = set()
+    if sweep:
+        from ..trials import plan_sweep
+
+        plan = plan_sweep(notebook, {**(parameters or {}), **sweep}, samples=samples,
+                          search="random" if samples else "grid", parallel=parallel)
+        trials = plan.points.points
+        swept = {n for n in sweep if len({json.dumps(t[n], default=str) for t in trials}) > 1}
+        parameters = {**(parameters or {}), **{n: v for n, v in trials[0].items() if n not in swept}}
+    inputs = _inputs(pipeline, {**(parameters or {}), **(trials[0] if trials else {})})
+    looped = pipeline.reached_by(swept) if swept else set()
     dsl, compiler = _sdk()
-    components = {step.name: _component(dsl, image, step_filename(i, step), step, inputs)
+    components = {step.name: _component(dsl, image, step_filename(i, step), step, inputs, step.name in looped,
+                                        swept if step.name in looped else set())
                   for i, step in enumerate(pipeline.steps)}
+    fixed = {n: v for n, v in inputs.items() if not trials or n not in swept}
+
+    def task_of(step, given: dict, tasks: dict, **trial: Any):
+        task = components[step.name](artifacts=given["mlops_artifacts"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                     **trial, **{n: given[n] for n in inputs if n in step.parameters})
+        task.set_display_name(step.name).set_caching_options(False)
+        for upstream in step.depends_on:
+            task.after(tasks[upstream])
+        _resources(task, step, cpu, memory)
+        tasks[step.name] = task
 
     def run(*values):
-        given = dict(zip(inputs, values[:len(inputs)]))
-        artifacts_url = values[len(inputs)]
+        given = dict(zip([*fixed, "mlops_artifacts"], values))
         tasks: dict[str, Any] = {}
         for step in pipeline.steps:  # in DAG order: a step's upstream tasks exist before it
-            task = components[step.name](artifacts=artifacts_url, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                         **{n: given[n] for n in inputs if n in step.parameters})
-            task.set_display_name(step.name).set_caching_options(False)
-            for upstream in step.depends_on:
-                task.after(tasks[upstream])
-            _resources(task, step, cpu, memory)
-            tasks[step.name] = task
+            if step.name not in looped:
+                task_of(step, given, tasks)
+        if not trials:
+            return
+        items = [{"trial": f"/trial-{i}", **{n: json.dumps(t[n]) for n in swept}} for i, t in enumerate(trials)]
+        with dsl.ParallelFor(items=items, parallelism=parallel) as item:
+            shared = [s.name for s in pipeline.steps if s.name not in looped]
+            first = None
+            if shared:
+                first = _share(dsl, image, shared)(artifacts=given["mlops_artifacts"],
+                                                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, trial=item.trial)
+                first.set_caching_options(False).after(*(tasks[n] for n in shared))
+            inner = dict(tasks)
+            for step in pipeline.steps:
+                if step.name in looped:
+                    task_of(step, {**given, **{n: getattr(item, n) for n in swept}}, inner, trial=item.trial)
+                    if first is not None:
+                        inner[step.name].after(first)
 
-    signature = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t, default=v)
-                 for n, (t, v) in inputs.items()]
-    signature.append(inspect.Parameter("mlops_artifacts", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
-                                       default=artifacts))
-    run.__name__ = Path(notebook).stem
-    run.__signature__ = inspect.Signature(signature)
-    run.__annotations__ = {p.name: p.annotation for p in signature}
+    _interface(run, Path(notebook).stem, [(n, t) for n, (t, _) in fixed.items()] + [("mlops_artifacts", str)],
+               {**{n: v for n, (_, v) in fixed.items()}, "mlops_artifacts": artifacts})
     name = "".join(c if c.isalnum() else "-" for c in Path(notebook).stem.lower()).strip("-") or "notebook"
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
