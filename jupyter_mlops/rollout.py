@@ -18,17 +18,15 @@ The controller is one pass (`advance`) that any process may make: `jupyter-mlops
 round, beside the schedules. The rollout's place (step, weight, the counters its step began with) is in the store,
 and each decision is one transaction: it claims (rollout, step) and moves the deployment's weight (and, at the end,
 the alias) together. Two controllers decide a step once; one killed at any moment leaves a deployment serving the
-weight of the last decision, and the next pass goes on from there.
+weight of the last decision, and the next pass goes on from there. A rollout made with --backend kubernetes reads
+its pods and changes the cluster through kube/rollout.py; its controller is a CronJob in the namespace.
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from .errors import MlopsError
-
-log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = (10.0, 25.0, 50.0, 100.0)
 DEFAULT_INTERVAL = 300.0
@@ -36,7 +34,6 @@ DEFAULT_MIN_REQUESTS = 100
 MAX_ERROR_INCREASE = 0.01  # one percentage point more of the canary's requests may fail than of the primary's
 MAX_P99_RATIO = 1.5
 P99_SLACK = 0.005  # seconds: below this a p99 difference is within the histogram's resolution
-ACTIONS = ("started", "advanced", "promoted", "rolled_back", "stopped")
 
 
 # -- setting up --------------------------------------------------------------------------------------------------
