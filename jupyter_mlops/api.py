@@ -100,24 +100,18 @@ def deploy(name: str, *, canary: int | None = None, weight: float = 10.0, shadow
                          sticky_header=sticky_header, rollout=planned, **rest)
 
 
-def _scheduler_alive(store) -> bool:
-    from .schedule import schedulers_alive
-
-    return bool(schedulers_alive(store))
-
-
 def _latest_rollout(store, name: str) -> dict | None:
     """The deployment's latest progressive rollout with its decisions; a warning when it runs but nothing
     advances it."""
-    from .rollout import history
+    from .owners import alive
+    from .rollout import NO_CONTROLLER, history
 
     found = history(store, name, limit=1)
     if not found:
         return None
     latest = found[0]
-    if latest["status"] == "running" and not latest["settings"].get("kubernetes") and not _scheduler_alive(store):
-        latest["warning"] = ("no scheduler is running, so this rollout does not advance: start `jupyter-mlops "
-                             "scheduler`, or JupyterLab with c.JupyterMlops.scheduler = True")
+    if latest["status"] == "running" and not latest["settings"].get("kubernetes") and not alive(store, "scheduler"):
+        latest["warning"] = NO_CONTROLLER
     return latest
 
 

@@ -34,6 +34,8 @@ DEFAULT_MIN_REQUESTS = 100
 MAX_ERROR_INCREASE = 0.01  # one percentage point more of the canary's requests may fail than of the primary's
 MAX_P99_RATIO = 1.5
 P99_SLACK = 0.005  # seconds: below this a p99 difference is within the histogram's resolution
+NO_CONTROLLER = ("no scheduler is running on this workspace, so the rollout will not advance: start one with "
+                 "`jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)")
 
 
 # -- setting up --------------------------------------------------------------------------------------------------
@@ -113,8 +115,7 @@ def begin(store, planned: dict, controller_runs: bool = False) -> dict:
     started = start(store, planned)
     lines = [started["line"]]
     if not controller_runs and not alive(store, "scheduler"):
-        lines.append("warning: no scheduler is running on this workspace, so the rollout will not advance: start "
-                     "one with `jupyter-mlops scheduler` (or run JupyterLab with c.JupyterMlops.scheduler = True)")
+        lines.append(f"warning: {NO_CONTROLLER}")
     return {"id": started["id"], "lines": lines}
 
 

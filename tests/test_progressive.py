@@ -188,7 +188,7 @@ def _served_alone(ws, traffic: Traffic, version: int) -> None:
     assert set(traffic.answers[seen:]) == {("primary", str(version))}
 
 
-def test_a_healthy_canary_is_promoted_step_by_step(versions, monkeypatch):
+def test_a_healthy_canary_is_promoted_step_by_step(versions):
     ws = versions
     api.promote("digits", 1, workspace=ws.root)
     receiver = Receiver()
