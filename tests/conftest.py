@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -87,7 +88,6 @@ class JupyterServer:
     def __init__(self, root: Path, *args: str, env: dict | None = None):
         import os
         import subprocess
-        import sys
 
         self.root, self.port, self.token = root, free_port(), "test-token"
         self.url = f"http://127.0.0.1:{self.port}"
@@ -237,3 +237,16 @@ def s3():
     yield env, fs
     server.terminate()
     server.wait(30)
+
+
+@pytest.fixture(scope="session")
+def kfp_python(tmp_path_factory) -> str:
+    """A python with the kfp SDK: kfp pins kubernetes<31 and exact requests/urllib3 versions, so it gets a virtual
+    environment of its own (this environment's packages visible), built once per test session from the registry."""
+    folder = tmp_path_factory.mktemp("kfp-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)], check=True)
+    python = str(folder / "bin" / "python")
+    done = subprocess.run([python, "-m", "pip", "install", "-q", "kfp>=2.7"], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, f"pip could not install kfp: {done.stderr[-2000:]}"
+    return python

@@ -8,27 +8,15 @@ environment's packages visible), built once per test session from the package re
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import EXAMPLES
-
-
-@pytest.fixture(scope="session")
-def kfp_python(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("kfp-venv")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)], check=True)
-    python = str(folder / "bin" / "python")
-    done = subprocess.run([python, "-m", "pip", "install", "-q", "kfp>=2.7"], capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, f"pip could not install kfp: {done.stderr[-2000:]}"
-    return python
+from kfp_standin import Executor
 
 
 def _notebook(folder: Path) -> Path:
@@ -64,19 +52,22 @@ def test_the_pipeline_is_read_back_by_the_kfp_sdk(kfp_python, tmp_path):
     assert found["tasks"] == {"data": [], "train": ["data"], "evaluate": ["data", "train"], "serve": ["data", "train"]}
     types = {name: kind for name, (kind, _) in found["inputs"].items()}
     assert types == {"C": "NUMBER_DOUBLE", "gamma": "NUMBER_DOUBLE", "test_size": "NUMBER_DOUBLE",
-                     "seed": "NUMBER_INTEGER", "mlops_artifacts": "STRING"}
+                     "seed": "NUMBER_INTEGER", "mlops_artifacts": "STRING", "mlops_run_id": "STRING"}
     spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
     defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
     assert defaults["C"] == 2.0 and defaults["mlops_artifacts"] == "s3://team/mlops"  # -p C 2 became the default
     executors = spec["deploymentSpec"]["executors"]
     train = executors["exec-train"]["container"]
-    assert train["image"] == "registry.example.com/digits:1" and train["command"] == ["papermill"]
-    assert train["args"][0] == "/opt/mlops/bundle/steps/02-train.ipynb"
+    assert train["image"] == "registry.example.com/digits:1"
+    assert train["command"] == ["python", "-m", "jupyter_mlops.kube.kfp_step"]  # the step runner, in the image
+    assert train["args"][:2] == ["run", "/opt/mlops/bundle/steps/02-train.ipynb"]
     assert train["resources"]["resourceCpuLimit"] == "2" and train["resources"]["resourceMemoryLimit"] == "3Gi"
     assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in executors["exec-data"]["container"]["resources"]
     inputs = spec["components"]["comp-data"]["inputDefinitions"]["parameters"]
-    assert set(inputs) == {"artifacts", "run_id", "seed", "test_size"}  # only what the data step reads
+    assert set(inputs) == {"artifacts", "job", "run_id", "seed", "test_size"}  # only what the data step reads
+    metrics = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]["metrics"]
+    assert metrics["artifactType"]["schemaTitle"] == "system.Metrics"  # log_metrics, as KFP shows metrics
     assert all(not t.get("cachingOptions", {}).get("enableCache") for t in spec["root"]["dag"]["tasks"].values())
 
 
@@ -96,78 +87,6 @@ def test_bad_exports_are_refused_naming_the_problem(kfp_python, tmp_path):
     assert not out.exists()
 
 
-def _filled(arg: str, values: dict) -> str:
-    """A container argument as KFP's executor hands it over: Concat joined, each input parameter as its text."""
-    if arg.startswith('{"Concat"'):
-        return "".join(_filled(piece, values) for piece in json.loads(arg)["Concat"])
-
-    def text(match):
-        value = values[match[1]]
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-
-    return re.sub(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", text, arg)
-
-
-class Executor:
-    """Plays KFP's driver and launcher for a compiled pipeline: the tasks in dependency order (a ParallelFor's body
-    once per item), each task's inputs resolved, its container command run as written (outside a container: the
-    image's bundle is the one `build --context-only` writes)."""
-
-    def __init__(self, spec: dict, bundle: Path, out: Path):
-        self.spec, self.bundle, self.out = spec, bundle, out
-        self.job = uuid.uuid4().hex
-        self.ran: list[str] = []
-
-    def run(self) -> None:
-        root = self.spec["root"]
-        scope = {k: v.get("defaultValue") for k, v in root["inputDefinitions"]["parameters"].items()}
-        self._dag(root["dag"]["tasks"], scope, "")
-
-    def _value(self, given: dict, scope: dict):
-        if "componentInputParameter" not in given:
-            assert given["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
-            return self.job
-        value = scope[given["componentInputParameter"]]
-        selector = given.get("parameterExpressionSelector")
-        if selector:  # a loop item's field: parseJson(string_value)["C"]
-            value = json.loads(value)[re.fullmatch(r'parseJson\(string_value\)\["(.+)"\]', selector)[1]]
-        return value
-
-    def _dag(self, tasks: dict, scope: dict, where: str) -> None:
-        done: list[str] = []
-        while len(done) < len(tasks):
-            name = next(n for n, t in tasks.items() if n not in done and set(t.get("dependentTasks", [])) <= set(done))
-            task = tasks[name]
-            values = {k: self._value(g, scope) for k, g in task.get("inputs", {}).get("parameters", {}).items()}
-            component = self.spec["components"][task["componentRef"]["name"]]
-            if "dag" in component:  # a ParallelFor: its body once per item
-                iterator = task["parameterIterator"]
-                for i, item in enumerate(json.loads(iterator["items"]["raw"])):
-                    self._dag(component["dag"]["tasks"], {**values, iterator["itemInput"]: json.dumps(item)},
-                              f"{where}{name}-{i}/")
-            else:
-                self._container(component["executorLabel"], values, f"{where}{name}")
-            done.append(name)
-
-    def _container(self, executor: str, values: dict, name: str) -> None:
-        container = self.spec["deploymentSpec"]["executors"][executor]["container"]
-        args = [_filled(a, values).replace("/opt/mlops/bundle", str(self.bundle)) for a in container["args"]]
-        command = container["command"]
-        if command[0] == "papermill":
-            (self.out / name).parent.mkdir(parents=True, exist_ok=True)
-            args[1] = str(self.out / f"{name}.ipynb")  # each task's own output notebook, kept to read
-            command = ["-m", "papermill"]
-        else:  # python -c CODE
-            command = command[1:]
-        done = subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, (name, done.stderr[-3000:])
-        self.ran.append(name)
-
-
 def _executor(kfp_python: str, tmp_path: Path, *args: str) -> Executor:
     notebook = _notebook(tmp_path)
     done = _export(kfp_python, notebook, tmp_path / "pipeline.yaml", "--artifacts",
@@ -181,19 +100,26 @@ def _executor(kfp_python: str, tmp_path: Path, *args: str) -> Executor:
 
 
 def test_every_task_runs_as_written_and_the_steps_share_their_values(kfp_python, tmp_path):
-    """What ran for real: each task's papermill command from the YAML, in the DAG's order, on the image's bundle
-    (`build --context-only`), values passed through a file:// artifacts URL. Not run: the KFP backend itself (no
-    cluster here), so KFP's own driver and launcher are played by this test."""
+    """What ran for real: each task's command from the YAML (the step runner, papermill inside it), in the DAG's
+    order, on the image's bundle (`build --context-only`), values passed through a file:// artifacts URL. The
+    executed notebooks come home to the run's folder, and the metrics the code logged are the evaluate task's KFP
+    Metrics. Not run: the KFP backend itself (no cluster here): its driver and launcher are played (kfp_standin)."""
     import jupyter_mlops
     from jupyter_mlops.metrics import read_metrics
 
     executor = _executor(kfp_python, tmp_path, "-p", "C", "2")
     executor.run()
     assert executor.ran[:2] == ["data", "train"] and len(executor.ran) == 4
-    assert (tmp_path / "artifacts" / executor.job / "train").is_dir()  # the model, where evaluate found it
-    accuracy = read_metrics(str(tmp_path / "out" / "evaluate.ipynb"))["accuracy"]
+    run_folder = tmp_path / "artifacts" / executor.job  # no mlops_run_id given: KFP's job id names the folder
+    assert (run_folder / "train").is_dir()  # the model, where evaluate found it
+    assert sorted(p.name for p in (run_folder / "_notebooks").iterdir()) == [
+        "01-data.ipynb", "02-train.ipynb", "03-evaluate.ipynb", "04-serve.ipynb"]
+    accuracy = read_metrics(str(run_folder / "_notebooks" / "03-evaluate.ipynb"))["accuracy"]
     local = jupyter_mlops.run(_notebook(tmp_path), {"C": 2}, workspace=tmp_path / ".mlops")
     assert accuracy == pytest.approx(local["metrics"]["accuracy"])  # the same result as `jupyter-mlops run`
+    metrics = executor.outputs["evaluate"]["artifacts"]["metrics"]["artifacts"][0]
+    assert metrics["name"] == "evaluate-metrics" and metrics["metadata"]["accuracy"] == pytest.approx(accuracy)
+    assert executor.outputs["data"]["artifacts"]["metrics"]["artifacts"][0]["metadata"] == {}  # it logs none
 
 
 def test_a_sweep_is_a_parallel_for_that_shares_the_steps_no_swept_parameter_reaches(kfp_python, tmp_path):
@@ -212,8 +138,9 @@ def test_a_sweep_is_a_parallel_for_that_shares_the_steps_no_swept_parameter_reac
     for trial in trials:
         assert [n.split("/")[1] for n in executor.ran if n.startswith(trial + "/")] == \
             ["share-steps", "train", "evaluate", "serve"]
-    accuracies = [read_metrics(str(tmp_path / "out" / trial / "evaluate.ipynb"))["accuracy"] for trial in trials]
+    run_folder = tmp_path / "artifacts" / executor.job
+    accuracies = [read_metrics(str(run_folder / f"trial-{i}" / "_notebooks" / "03-evaluate.ipynb"))["accuracy"]
+                  for i in range(2)]
     assert accuracies[0] < accuracies[1]  # C=0.05 against C=5: each trial ran with its own value
-    folders = sorted(p.name for p in (tmp_path / "artifacts" / executor.job).iterdir())
-    assert folders == ["data", "trial-0", "trial-1"]
+    assert sorted(p.name for p in run_folder.iterdir()) == ["_notebooks", "data", "trial-0", "trial-1"]
     assert (tmp_path / "artifacts" / executor.job / "trial-0" / "data").is_symlink()  # shared, not recomputed

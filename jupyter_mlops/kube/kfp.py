@@ -1,9 +1,11 @@
 """`export kfp`: a tagged notebook as a Kubeflow Pipelines v2 pipeline, written by the kfp SDK's own DSL and compiler.
 
 One task per step, each a container component that runs the step's compiled notebook with papermill in the image
-`jupyter-mlops build` made (its bundle is at /opt/mlops/bundle). The tasks' order is the pipeline's edges. Steps
-exchange values through the artifacts URL (object storage every task reaches): a folder per pipeline run, named
-by KFP's job id, as `jupyter-mlops run` uses one per run. The parameters cell's parameters are the pipeline's typed
+`jupyter-mlops build` made (its bundle is at /opt/mlops/bundle), through the step runner (kube/kfp_step.py): it
+brings the executed notebook home to the run's folder and declares the step's metrics as the task's KFP Metrics.
+The tasks' order is the pipeline's edges. Steps exchange values through the artifacts URL (object storage every
+task reaches): a folder per pipeline run, named by the input `mlops_run_id` (the kfp engine's run id) or else
+KFP's job id, as `jupyter-mlops run` uses one per run. The parameters cell's parameters are the pipeline's typed
 inputs, with the notebook's defaults (or the -p values); each task gets only the parameters its step reads. KFP's
 cache is off for every task: a cached task would leave its outputs in an earlier run's folder, where the next
 task does not look. Kale's `limit:` tags (cpu, memory, nvidia.com/gpu) become each task's limits, and --cpu/--memory
@@ -22,6 +24,9 @@ from typing import Any
 from ..errors import MlopsError
 
 BUNDLE = "/opt/mlops/bundle"  # where `jupyter-mlops build` puts the compiled bundle in the image
+_RUNNER = ["python", "-m", "jupyter_mlops.kube.kfp_step"]  # the step runner, in the image with the package
+_FIXED = ["artifacts", "job", "run_id"]  # every task's first inputs: where the run's folder is
+RUN_ID_INPUT = "mlops_run_id"  # the pipeline's input naming the run's folder; "" (a run started in KFP): the job id
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
 
@@ -54,21 +59,19 @@ def _inputs(pipeline, given: dict[str, Any]) -> dict[str, tuple[type, Any]]:
 
 def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[type, Any]], trial: bool = False,
                as_json: set[str] = frozenset()):
-    """The container component of one step: papermill on its compiled notebook, with the artifacts folder of
-    this run (and trial, in a sweep's loop) and the parameters the step reads (strings raw, the others as one JSON
-    document). `as_json`: parameters given as their JSON text (a sweep's values, from the loop's items, whose
-    fields KFP types as strings)."""
+    """The container component of one step: the step runner (kube/kfp_step.py) executes its compiled notebook with
+    papermill in the run's artifacts folder (and trial's, in a sweep's loop), given the parameters the step reads
+    (strings raw, the others as one JSON document), and declares the step's metrics as the task's Metrics output.
+    `as_json`: parameters given as their JSON text (a sweep's values, from the loop's items, whose fields KFP types
+    as strings)."""
     names = [n for n in inputs if n in step.parameters]
-    fixed = ["artifacts", "run_id"] + (["trial"] if trial else [])
+    fixed = _FIXED + (["trial"] if trial else [])
     typed_as = {n: str if n in as_json else inputs[n][0] for n in names}
 
     def body(*values):
-        artifacts, run_id, *given = values
-        folder = [artifacts, "/", run_id]
-        if trial:
-            folder.append(given.pop(0))
-        args = [f"{BUNDLE}/steps/{notebook}", f"/tmp/{notebook}", "--log-output",
-                "-r", "mlops_artifacts", dsl.ConcatPlaceholder(folder)]
+        given = list(values[len(fixed):len(fixed) + len(names)])
+        args = ["run", f"{BUNDLE}/steps/{notebook}", *_where(dict(zip(fixed, values))),
+                "--executor-input", dsl.PIPELINE_TASK_EXECUTOR_INPUT_PLACEHOLDER]
         typed = [(n, v) for n, v in zip(names, given) if inputs[n][0] is not str or n in as_json]
         for name, value in zip(names, given):
             if inputs[name][0] is str and name not in as_json:
@@ -78,10 +81,17 @@ def _component(dsl, image: str, notebook: str, step, inputs: dict[str, tuple[typ
             for i, (name, value) in enumerate(typed):
                 pieces += [("" if i == 0 else ", ") + json.dumps(name) + ": ", value]
             args += ["-y", dsl.ConcatPlaceholder(pieces + ["}"])]
-        return dsl.ContainerSpec(image=image, command=["papermill"], args=args)
+        return dsl.ContainerSpec(image=image, command=_RUNNER, args=args)
 
     return dsl.container_component(_interface(body, step.name, [(n, str) for n in fixed] +
-                                              [(n, typed_as[n]) for n in names]))
+                                              [(n, typed_as[n]) for n in names] +
+                                              [("metrics", dsl.Output[dsl.Metrics])]))
+
+
+def _where(values: dict) -> list:
+    """The step runner's arguments that name the run's folder: <artifacts>/<run id or KFP job id>[/trial-i]."""
+    args = ["--artifacts", values["artifacts"], "--job", values["job"], "--run-id", values["run_id"]]
+    return args + (["--trial", values["trial"]] if "trial" in values else [])
 
 
 def _interface(body, name: str, parameters: list[tuple[str, type]], defaults: dict | None = None):
@@ -98,16 +108,11 @@ def _interface(body, name: str, parameters: list[tuple[str, type]], defaults: di
 def _share(dsl, image: str, steps: list[str]):
     """A trial's first task in a sweep: the outputs of the steps no swept parameter reaches, run once for all the
     trials, made readable in the trial's folder (artifacts.share_step)."""
-    code = ("import sys\nfrom jupyter_mlops.artifacts import share_step\n"
-            "for step in sys.argv[3:]:\n    share_step(sys.argv[1], sys.argv[2], step)")
+    def body(*values):
+        return dsl.ContainerSpec(image=image, command=_RUNNER,
+                                 args=["share", *steps, *_where(dict(zip(_FIXED + ["trial"], values)))])
 
-    def body(artifacts, run_id, trial):
-        return dsl.ContainerSpec(image=image, command=["python", "-c", code], args=[
-            dsl.ConcatPlaceholder([artifacts, "/", run_id]), dsl.ConcatPlaceholder([artifacts, "/", run_id, trial]),
-            *steps])
-
-    return dsl.container_component(_interface(body, "share-steps", [("artifacts", str), ("run_id", str),
-                                                                     ("trial", str)]))
+    return dsl.container_component(_interface(body, "share-steps", [(n, str) for n in _FIXED + ["trial"]]))
 
 
 def _resources(task, step, cpu: str, memory: str) -> None:
@@ -164,9 +169,12 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
                   for i, step in enumerate(pipeline.steps)}
     fixed = {n: v for n, v in inputs.items() if not trials or n not in swept}
 
+    def where(given: dict) -> dict:
+        return {"artifacts": given["mlops_artifacts"], "job": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                "run_id": given[RUN_ID_INPUT]}
+
     def task_of(step, given: dict, tasks: dict, **trial: Any):
-        task = components[step.name](artifacts=given["mlops_artifacts"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                     **trial, **{n: given[n] for n in inputs if n in step.parameters})
+        task = components[step.name](**where(given), **trial, **{n: given[n] for n in inputs if n in step.parameters})
         task.set_display_name(step.name).set_caching_options(False)
         for upstream in step.depends_on:
             task.after(tasks[upstream])
@@ -174,7 +182,7 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
         tasks[step.name] = task
 
     def run(*values):
-        given = dict(zip([*fixed, "mlops_artifacts"], values))
+        given = dict(zip([*fixed, "mlops_artifacts", RUN_ID_INPUT], values))
         tasks: dict[str, Any] = {}
         for step in pipeline.steps:  # in DAG order: a step's upstream tasks exist before it
             if step.name not in looped:
@@ -186,8 +194,7 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
             shared = [s.name for s in pipeline.steps if s.name not in looped]
             first = None
             if shared:
-                first = _share(dsl, image, shared)(artifacts=given["mlops_artifacts"],
-                                                   run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, trial=item.trial)
+                first = _share(dsl, image, shared)(**where(given), trial=item.trial)
                 first.set_caching_options(False).after(*(tasks[n] for n in shared))
             inner = dict(tasks)
             for step in pipeline.steps:
@@ -196,8 +203,9 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
                     if first is not None:
                         inner[step.name].after(first)
 
-    _interface(run, Path(notebook).stem, [(n, t) for n, (t, _) in fixed.items()] + [("mlops_artifacts", str)],
-               {**{n: v for n, (_, v) in fixed.items()}, "mlops_artifacts": artifacts})
+    _interface(run, Path(notebook).stem, [(n, t) for n, (t, _) in fixed.items()] + [("mlops_artifacts", str),
+                                                                                     (RUN_ID_INPUT, str)],
+               {**{n: v for n, (_, v) in fixed.items()}, "mlops_artifacts": artifacts, RUN_ID_INPUT: ""})
     name = "".join(c if c.isalnum() else "-" for c in Path(notebook).stem.lower()).strip("-") or "notebook"
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
