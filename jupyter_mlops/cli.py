@@ -964,7 +964,7 @@ def _run_or_resume(args: argparse.Namespace) -> int:
         if args.run_id_prefix:
             args.run_id = f"{args.run_id_prefix}-{os.environ.get('JOB_COMPLETION_INDEX', '0')}"
         result = api.run(args.notebook, parameters, run_id=args.run_id, workspace=args.workspace,
-                         on_update=_progress, on_log=lambda line: print(f"  pod| {line}", file=sys.stderr),
+                         on_update=_progress, on_log=lambda line: print(f"  {args.backend}| {line}", file=sys.stderr),
                          **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
                                                            fresh_kernels=args.fresh_kernels, watch_paths=args.watch,
                                                            data_checks=args.data_checks,

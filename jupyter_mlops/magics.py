@@ -149,7 +149,7 @@ def _run(args) -> RunResult:
     from .cli import _backend, _given, _parameters
 
     return RunResult(api.run(args.notebook, _parameters(args.parameter), workspace=args.workspace,
-                             on_update=_step_line, on_log=lambda line: print(f"  pod| {line}", flush=True),
+                             on_update=_step_line, on_log=lambda line: print(f"  {args.backend}| {line}", flush=True),
                              **_backend(args, "run"), **_given(max_parallel=args.parallel, timeout=args.timeout,
                                                                fresh_kernels=args.fresh_kernels)))
 

@@ -82,7 +82,8 @@ def test_the_built_in_engines_are_registered_and_listed():
     import jupyter_mlops
     from jupyter_mlops import engines
 
-    assert engines.names() == ["local", "kubernetes"]
+    assert engines.names() == ["local", "kubernetes", "kfp"]
+    assert engines.names("sweep") == ["local", "kubernetes"]  # kfp runs; its sweeps are `export kfp --sweep`
     listed = {e["name"]: e for e in jupyter_mlops.list_engines()}
     assert set(listed["local"]["verbs"]) == set(listed["kubernetes"]["verbs"]) == {"run", "sweep", "deploy", "undeploy",
                                                                                   "schedule"}
@@ -93,7 +94,7 @@ def test_the_built_in_engines_are_registered_and_listed():
 def test_a_third_engine_is_one_module_and_an_entry_point(plugin, make_notebook, tmp_path):
     notebook = small_notebook(make_notebook)
     helped = cli("run", "--help", cwd=tmp_path, site=plugin).stdout
-    assert "{local,kubernetes,whole}" in helped and "--kernel KERNEL" in helped
+    assert "{local,kubernetes,kfp,whole}" in helped and "--kernel KERNEL" in helped
     assert "--backend whole: the kernel that runs the notebook" in helped
     done = cli("run", str(notebook), "-p", "x", "5", "--backend", "whole", "--kernel", "python3", "--json",
                cwd=tmp_path, site=plugin)
@@ -115,17 +116,19 @@ def test_an_unknown_engine_or_a_setting_of_another_engine_is_named(make_notebook
     import jupyter_mlops
 
     notebook = small_notebook(make_notebook)
-    with pytest.raises(MlopsError, match=r"no engine `kfp`; the engines here are local, kubernetes"):
+    with pytest.raises(MlopsError, match=r"no engine `argo`; the engines here are local, kubernetes, kfp"):
+        jupyter_mlops.run(notebook, backend="argo")
+    with pytest.raises(MlopsError, match="--backend kfp needs --host"):
         jupyter_mlops.run(notebook, backend="kfp")
     with pytest.raises(MlopsError, match=r"the local engine's run takes no `image`.*`image` is for --backend "
-                                         r"kubernetes"):
+                                         r"kubernetes or kfp"):
         jupyter_mlops.run(notebook, image="registry.example.com/nb:1")
     with pytest.raises(MlopsError, match=r"takes no `port`.*`port` is for --backend local"):
         jupyter_mlops.deploy("digits", backend="kubernetes", image="registry.example.com/nb:1", port=9000)
     with pytest.raises(MlopsError, match="needs --image"):
         jupyter_mlops.sweep(notebook, {"x": "1,2"}, backend="kubernetes")
     done = cli("run", str(notebook), "--namespace", "ml", cwd=tmp_path, check=False)
-    assert done.returncode == 1 and "--namespace is a setting of --backend kubernetes" in done.stderr
+    assert done.returncode == 1 and "--namespace is a setting of --backend kubernetes" in done.stderr, done.stderr
     assert not (tmp_path / ".mlops" / "runs").exists()  # nothing started
 
 

@@ -87,11 +87,12 @@ def test_a_body_that_is_not_json_is_a_400_naming_it(server):
     ("schedules", {"path": "project/digits.ipynb", "name": "../x", "cron": "0 3 * * *"}, "not usable"),
     ("deployments", {"name": "--help"}, "not usable"),
     ("deployments", {"name": "digits", "sticky_header": "--x y"}, "header name"),
-    ("runs", {"path": "project/digits.ipynb", "backend": "kfp"}, "no engine `kfp`; the engines here are local"),
+    ("runs", {"path": "project/digits.ipynb", "backend": "argo"}, "no engine `argo`; the engines here are local"),
+    ("runs", {"path": "project/digits.ipynb", "backend": "kfp"}, "--backend kfp needs --host"),
     ("runs", {"path": "project/digits.ipynb", "backend": "kubernetes"}, "needs --image"),
     ("runs", {"path": "project/digits.ipynb", "settings": {"image": "x:1"}}, "takes no setting 'image'"),
     ("runs", {"path": "project/digits.ipynb", "backend": ["local"]}, "`backend` must be an engine's name"),
-    ("sweeps", {"path": "project/digits.ipynb", "space": {"C": "1,10"}, "backend": "kfp"}, "no engine `kfp`"),
+    ("sweeps", {"path": "project/digits.ipynb", "space": {"C": "1,10"}, "backend": "kfp"}, "the kfp engine cannot sweep"),
 ])
 def test_hostile_names_paths_and_bodies_are_400s_naming_the_field(server, endpoint, body, words):
     reply = server.api("POST", endpoint, json=body)
@@ -100,8 +101,9 @@ def test_hostile_names_paths_and_bodies_are_400s_naming_the_field(server, endpoi
 
 def test_the_engines_the_panel_offers_come_from_the_registry(server):
     engines = {e["name"]: e for e in server.api("GET", "engines").json()["engines"]}
-    assert list(engines) == ["local", "kubernetes"]
+    assert list(engines) == ["local", "kubernetes", "kfp"]
     assert "--image" in [o["flag"] for o in engines["kubernetes"]["options"]] and engines["local"]["options"] == []
+    assert engines["kfp"]["verbs"] == ["run"] and "--host" in [o["flag"] for o in engines["kfp"]["options"]]
 
 
 def test_deeply_nested_json_is_a_400(server):

@@ -1,5 +1,5 @@
 """The engine registry: every engine registered under the entry-point group `jupyter_mlops.engines` (this package
-declares `local` and `kubernetes` there; another package adds one the same way), by name.
+declares `local`, `kubernetes` and `kfp` there; another package adds one the same way), by name.
 
 The API, the CLI's `--backend` choices and flags, `%mlops` and the panel's choices all come from here, and so do
 the errors that name the engines there are. A plugin that fails to load is left out with a warning, never taking
@@ -17,7 +17,8 @@ from .abc import VERBS, Engine, Option  # noqa: F401 - the contract, for engines
 GROUP = "jupyter_mlops.engines"
 # the built-in engines, also found when the package runs from a source tree whose entry points are not installed
 BUILT_IN = {"local": "jupyter_mlops.engines.local:LocalEngine",
-            "kubernetes": "jupyter_mlops.engines.kubernetes:KubernetesEngine"}
+            "kubernetes": "jupyter_mlops.engines.kubernetes:KubernetesEngine",
+            "kfp": "jupyter_mlops.engines.kfp:KfpEngine"}
 
 log = logging.getLogger(__name__)
 _found: dict[str, type[Engine]] | None = None

@@ -59,6 +59,18 @@ def publish(workspace, run: dict) -> None:
         f.write(json.dumps(run, default=str))
 
 
+def shared_workspace(workspace, notebook, backend: str, credentials: str):
+    """The workspace, which this machine and the pods must both reach through its artifacts URL."""
+    from ..workspace import Workspace
+
+    ws = Workspace.locate(workspace, notebook)
+    if not ws.artifacts_url or "://" not in ws.artifacts_url:
+        raise MlopsError(f"--backend {backend} needs artifacts that this machine and the pods both reach: set "
+                         "MLOPS_ARTIFACTS_URL to an object-store URL (s3://bucket/prefix), with its credentials "
+                         f"{credentials}")
+    return ws
+
+
 _MAKES = ("run", "sweep", "deploy", "schedule")  # the verbs that make pods, and so need an image
 
 
@@ -122,16 +134,8 @@ class KubernetesEngine(Engine):
         return client.CoreV1Api(self.api)
 
     def _workspace(self, notebook=None):
-        """The workspace, which this machine and the pods must both reach through its artifacts URL."""
-        from ..workspace import Workspace
-
-        ws = Workspace.locate(self.workspace, notebook)
-        if not ws.artifacts_url or "://" not in ws.artifacts_url:
-            raise MlopsError("--backend kubernetes needs artifacts that this machine and the pods both reach: set "
-                             "MLOPS_ARTIFACTS_URL to an object-store URL (s3://bucket/prefix), with its credentials "
-                             "in a Secret given by --artifacts-secret")
-        self.ws = ws
-        return ws
+        self.ws = shared_workspace(self.workspace, notebook, "kubernetes", "in a Secret given by --artifacts-secret")
+        return self.ws
 
     def cancel(self) -> None:
         self.cancelled.set()

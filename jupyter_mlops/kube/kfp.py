@@ -30,11 +30,11 @@ RUN_ID_INPUT = "mlops_run_id"  # the pipeline's input naming the run's folder; "
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
 
-def _sdk():
+def sdk():
     try:
         from kfp import compiler, dsl
     except ImportError:
-        raise MlopsError("`export kfp` writes the pipeline with the Kubeflow Pipelines SDK: pip install "
+        raise MlopsError("Kubeflow Pipelines (`export kfp`, --backend kfp) needs the kfp SDK: pip install "
                          "'jupyter-mlops[kfp]' (kfp pins kubernetes<31: a virtual environment of its own is "
                          "the safe place)") from None
     return dsl, compiler
@@ -163,7 +163,7 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
         parameters = {**(parameters or {}), **{n: v for n, v in trials[0].items() if n not in swept}}
     inputs = _inputs(pipeline, {**(parameters or {}), **(trials[0] if trials else {})})
     looped = pipeline.reached_by(swept) if swept else set()
-    dsl, compiler = _sdk()
+    dsl, compiler = sdk()
     components = {step.name: _component(dsl, image, step_filename(i, step), step, inputs, step.name in looped,
                                         swept if step.name in looped else set())
                   for i, step in enumerate(pipeline.steps)}
