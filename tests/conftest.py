@@ -241,12 +241,13 @@ def s3():
 
 @pytest.fixture(scope="session")
 def kfp_python(tmp_path_factory) -> str:
-    """A python with the kfp SDK: kfp pins kubernetes<31 and exact requests/urllib3 versions, so it gets a virtual
-    environment of its own (this environment's packages visible), built once per test session from the registry."""
+    """A python with the kfp SDK (and the docker SDK its local DockerRunner drives): kfp pins kubernetes<31 and exact
+    requests/urllib3 versions, so it gets a virtual environment of its own (this environment's packages visible),
+    built once per test session from the registry."""
     folder = tmp_path_factory.mktemp("kfp-venv")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)], check=True)
     python = str(folder / "bin" / "python")
-    done = subprocess.run([python, "-m", "pip", "install", "-q", "kfp>=2.7"], capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([python, "-m", "pip", "install", "-q", "kfp>=2.7", "docker>=7"], capture_output=True,
+                          text=True, timeout=900)
     assert done.returncode == 0, f"pip could not install kfp: {done.stderr[-2000:]}"
     return python

@@ -8,8 +8,10 @@ environment's packages visible), built once per test session from the package re
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,10 @@ def _notebook(folder: Path) -> Path:
     return path
 
 
-def _export(python: str, notebook: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+def _export(python: str, notebook: Path, out: Path, *args: str,
+            image: str = "registry.example.com/digits:1") -> subprocess.CompletedProcess:
     return subprocess.run([python, "-m", "jupyter_mlops.cli", "export", "kfp", str(notebook), "-o", str(out),
-                           "--image", "registry.example.com/digits:1", *args], capture_output=True, text=True,
-                          timeout=300)
+                           "--image", image, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_the_pipeline_is_read_back_by_the_kfp_sdk(kfp_python, tmp_path):
@@ -144,3 +146,45 @@ def test_a_sweep_is_a_parallel_for_that_shares_the_steps_no_swept_parameter_reac
     assert accuracies[0] < accuracies[1]  # C=0.05 against C=5: each trial ran with its own value
     assert sorted(p.name for p in run_folder.iterdir()) == ["_notebooks", "data", "trial-0", "trial-1"]
     assert (tmp_path / "artifacts" / executor.job / "trial-0" / "data").is_symlink()  # shared, not recomputed
+
+
+def test_kfps_own_local_runner_runs_the_pipeline_in_the_image(kfp_python, digits_image, podman, tmp_path):
+    """Item 4, run by KFP's own code: kfp.local's DockerRunner (its SubprocessRunner takes lightweight Python
+    components only) executes the compiled YAML, each task a container of the image `jupyter-mlops build` made,
+    through podman's Docker-compatible API, offline. kfp.local resolves the placeholders, hands over the executor
+    input and reads the executor output back: the evaluate task's Metrics carry the accuracy the notebook logged."""
+    from jupyter_mlops.metrics import read_metrics
+
+    tag, _, _ = digits_image
+    env, _ = podman
+    socket = tmp_path / "podman.sock"
+    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket.exists():
+                break
+            time.sleep(0.1)
+        root = tmp_path / "root"
+        root.mkdir()
+        root.chmod(0o777)  # the image runs as a user of its own; kfp.local mounts the root at the same path
+        done = _export(kfp_python, _notebook(tmp_path), tmp_path / "pipeline.yaml", "--artifacts",
+                       f"file://{root / 'artifacts'}", "-p", "C", "2", image=tag)
+        assert done.returncode == 0, done.stderr
+        done = subprocess.run([kfp_python, "-c", (
+            "import sys\nfrom kfp import components, local\n"
+            "local.init(runner=local.DockerRunner(network_mode='none'), pipeline_root=sys.argv[2])\n"
+            "components.load_component_from_file(sys.argv[1])()"),
+            str(tmp_path / "pipeline.yaml"), str(root)], capture_output=True, text=True, timeout=900,
+            env={**env, "DOCKER_HOST": f"unix://{socket}"})
+    finally:
+        service.terminate()
+        service.wait(30)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0 and "Pipeline \x1b[95m'digits'\x1b[0m finished with status \x1b[92mSUCCESS" in said, \
+        said[-4000:]
+    (job,) = (root / "artifacts").iterdir()  # kfp.local's job id names the run's folder
+    accuracy = read_metrics(str(job / "_notebooks" / "03-evaluate.ipynb"))["accuracy"]
+    assert accuracy > 0.9
+    logged = re.search(r"uri='[^']*/evaluate/metrics',\s*metadata=\{[^}]*'accuracy': ([0-9.]+)", said)
+    assert logged and float(logged[1]) == pytest.approx(accuracy), said[-4000:]  # as kfp.local read it back

@@ -92,7 +92,8 @@ def test_a_body_that_is_not_json_is_a_400_naming_it(server):
     ("runs", {"path": "project/digits.ipynb", "backend": "kubernetes"}, "needs --image"),
     ("runs", {"path": "project/digits.ipynb", "settings": {"image": "x:1"}}, "takes no setting 'image'"),
     ("runs", {"path": "project/digits.ipynb", "backend": ["local"]}, "`backend` must be an engine's name"),
-    ("sweeps", {"path": "project/digits.ipynb", "space": {"C": "1,10"}, "backend": "kfp"}, "the kfp engine cannot sweep"),
+    ("sweeps", {"path": "project/digits.ipynb", "space": {"C": "1,10"}, "backend": "kfp"},
+     "the kfp engine cannot sweep"),
 ])
 def test_hostile_names_paths_and_bodies_are_400s_naming_the_field(server, endpoint, body, words):
     reply = server.api("POST", endpoint, json=body)
