@@ -64,6 +64,8 @@ def test_the_pipeline_is_read_back_by_the_kfp_sdk(kfp_python, tmp_path):
     assert train["command"] == ["python", "-m", "jupyter_mlops.kube.kfp_step"]  # the step runner, in the image
     assert train["args"][:2] == ["run", "/opt/mlops/bundle/steps/02-train.ipynb"]
     assert train["resources"]["resourceCpuLimit"] == "2" and train["resources"]["resourceMemoryLimit"] == "3Gi"
+    assert train["resources"]["resourceCpuRequest"] == "2" and train["resources"]["resourceMemoryRequest"] == "3Gi"
+    assert executors["exec-data"]["container"]["resources"]["resourceCpuRequest"] == "1"  # --cpu's default
     assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert "accelerator" not in executors["exec-data"]["container"]["resources"]
     inputs = spec["components"]["comp-data"]["inputDefinitions"]["parameters"]

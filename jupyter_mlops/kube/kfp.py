@@ -116,8 +116,12 @@ def _share(dsl, image: str, steps: list[str]):
 
 
 def _resources(task, step, cpu: str, memory: str) -> None:
-    task.set_cpu_request(cpu).set_memory_request(memory)
-    for key, value in step.pod.get("limits", {}).items():
+    """--cpu/--memory as the task's requests; a step's `limit:` tags as its limits, a cpu or memory limit also as
+    its request (as on the Kubernetes engine: a limit below the default request would be refused, one above it
+    would not be scheduled for what it asks)."""
+    limits = step.pod.get("limits", {})
+    task.set_cpu_request(limits.get("cpu", cpu)).set_memory_request(limits.get("memory", memory))
+    for key, value in limits.items():
         if key == "cpu":
             task.set_cpu_limit(value)
         elif key == "memory":
