@@ -116,6 +116,12 @@ def test_tag_run_and_open_the_output_from_the_panel(lab, browser):
     panel.locator('[data-testid="mlops-run-namespace"]').wait_for()
     panel.locator('[data-testid="mlops-run"]').click()
     panel.locator('[data-testid="mlops-notice"]').get_by_text("needs --image").wait_for(timeout=30_000)
+    # Kubeflow Pipelines is offered too, with its own settings (--host, --experiment)
+    panel.locator('[data-testid="mlops-run-backend"]').select_option("kfp")
+    panel.locator('[data-testid="mlops-run-experiment"]').wait_for()
+    panel.locator('[data-testid="mlops-run"]').click()
+    panel.locator('[data-testid="mlops-notice"]').get_by_text("--backend kfp needs --host").wait_for(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "panel-run-kfp.png"))
     panel.locator('[data-testid="mlops-run-backend"]').select_option("local")
 
     # run with a parameter: the notebook is saved first, the run shows up in the table and succeeds
