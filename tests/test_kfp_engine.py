@@ -109,17 +109,35 @@ def test_ctrl_c_terminates_the_kfp_run(kfp_python, tmp_path):
     notebook = _notebook(tmp_path, "digits.ipynb")
     with KfpStandIn(_bundle(notebook, tmp_path / "context"), tmp_path / "kfp") as kfp:
         process = _run(kfp_python, notebook, tmp_path, "--host", kfp.url, wait=False)
-        deadline = time.time() + 120
-        while not any(t.get("display_name") == "data" for r in kfp.runs.values()
-                      for t in r["run_details"]["task_details"]) and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(1)  # the client has seen it running
+        _first_task_running(kfp)
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=120)
         (kfp_run,) = kfp.runs.values()
         assert ("POST", f"/apis/v2beta1/runs/{kfp_run['run_id']}:terminate") in kfp.requests
     (run,) = _store(tmp_path).list_runs()
     assert run["status"] == "cancelled" and "terminated" in run["error"]
+
+
+def _first_task_running(kfp: KfpStandIn) -> None:
+    deadline = time.time() + 120
+    while not any(t.get("display_name") == "data" for r in kfp.runs.values()
+                  for t in r["run_details"]["task_details"]) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # the client has seen it running
+
+
+def test_losing_kfp_while_following_fails_the_run_and_says_so(kfp_python, tmp_path):
+    notebook = _notebook(tmp_path, "digits.ipynb")
+    with KfpStandIn(_bundle(notebook, tmp_path / "context"), tmp_path / "kfp") as kfp:
+        process = _run(kfp_python, notebook, tmp_path, "--host", kfp.url, wait=False)
+        _first_task_running(kfp)
+        kfp.server.shutdown()
+        kfp.server.server_close()  # the API is gone; the run, as far as this side knows, is not over
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and f"lost Kubeflow Pipelines at --host {kfp.url}" in stderr, stderr
+    assert "Traceback" not in stderr
+    (run,) = _store(tmp_path).list_runs()
+    assert run["status"] == "failed" and "see the run in KFP's UI" in run["error"]  # never left `running`
 
 
 def test_mistakes_are_refused_before_anything_is_recorded(kfp_python, tmp_path):

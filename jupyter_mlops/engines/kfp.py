@@ -122,6 +122,9 @@ class KfpEngine(Engine):
         follower = _Follower(self, ws, run_id, pipeline, kfp_run, on_update)
         try:
             state, error = follower.follow()
+        except MlopsError as exc:  # KFP went away while followed: the run may go on there, but not in our record
+            ws.store.finish_run(run_id, RunStatus.FAILED, f"{exc}; see the run in KFP's UI")
+            raise
         except KeyboardInterrupt:
             self._terminate(kfp_run)
             follower.collect()
@@ -137,7 +140,9 @@ class KfpEngine(Engine):
     def _submit(self, package: Path, arguments: dict, name: str, on_log: Callable | None) -> str:
         said = io.StringIO()
         try:
-            with contextlib.redirect_stdout(said):  # the SDK prints the run's link: it goes to the log instead
+            # the SDK prints the run's link: it goes to the log instead (for the moment of the call, so a print
+            # from another thread in that moment lands there too)
+            with contextlib.redirect_stdout(said):
                 result = self.client.create_run_from_pipeline_package(
                     str(package), arguments=arguments, run_name=name, experiment_name=self.experiment,
                     namespace=self.namespace, enable_caching=False)
@@ -226,8 +231,9 @@ class _Follower:
             except (FileNotFoundError, OSError):
                 continue  # the task never ran (skipped, or KFP failed it before its container started)
             result.output_notebook = str(local)
-            result.metrics = read_metrics(str(local))
-            if result.status == StepStatus.FAILED:
+            if result.status == StepStatus.SUCCEEDED:  # as a local run: a failed step's metrics are not its result
+                result.metrics = read_metrics(str(local))
+            elif result.status == StepStatus.FAILED:
                 result.cell = StepExecutor._failed_source_cell(local)
                 result.error = _notebook_error(local) or result.error
             self.ws.store.update_step(self.run_id, step.name, output_notebook=str(local), error=result.error,
