@@ -241,8 +241,8 @@ def build_pipeline(path: str | os.PathLike, nb: Any = None) -> Pipeline:
     hinted = [s for s in order if s.pod]
     if hinted:
         warnings.append("pod hints (" + "; ".join(f"step `{s.name}`: {T.pod_hints_text(s.pod)}" for s in hinted) +
-                        ") apply when the pipeline runs on Kubernetes (`--backend kubernetes`, `export k8s`); local "
-                        "runs ignore them")
+                        ") apply when the pipeline runs on Kubernetes (`--backend kubernetes` or `kfp`, `export k8s` "
+                        "or `kfp`; on Kubeflow Pipelines each step's own); local runs ignore them")
     if not order:
         problems.append(Problem("no cell is tagged as a pipeline step", fix=HOW_TO_TAG))
 
