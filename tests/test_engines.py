@@ -83,7 +83,7 @@ def test_the_built_in_engines_are_registered_and_listed():
     from jupyter_mlops import engines
 
     assert engines.names() == ["local", "kubernetes", "kfp"]
-    assert engines.names("sweep") == ["local", "kubernetes"]  # kfp runs; its sweeps are `export kfp --sweep`
+    assert engines.names("deploy") == ["local", "kubernetes"]  # kfp runs and sweeps; KFP does not serve
     listed = {e["name"]: e for e in jupyter_mlops.list_engines()}
     assert set(listed["local"]["verbs"]) == set(listed["kubernetes"]["verbs"]) == {"run", "sweep", "deploy", "undeploy",
                                                                                   "schedule"}

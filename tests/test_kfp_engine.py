@@ -41,9 +41,9 @@ def _bundle(notebook: Path, folder: Path) -> Path:
     return folder / "bundle"
 
 
-def _run(kfp_python: str, notebook: Path, tmp_path: Path, *args: str, wait: bool = True):
+def _run(kfp_python: str, notebook: Path, tmp_path: Path, *args: str, wait: bool = True, verb: str = "run"):
     env = {**os.environ, "MLOPS_ARTIFACTS_URL": f"file://{tmp_path / 'artifacts'}"}
-    command = [kfp_python, "-m", "jupyter_mlops.cli", "run", str(notebook), "--backend", "kfp", "--image", IMAGE,
+    command = [kfp_python, "-m", "jupyter_mlops.cli", verb, str(notebook), "--backend", "kfp", "--image", IMAGE,
                "--workspace", str(tmp_path / "ws"), *args]
     if not wait:
         return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,6 +116,34 @@ def test_ctrl_c_terminates_the_kfp_run(kfp_python, tmp_path):
         assert ("POST", f"/apis/v2beta1/runs/{kfp_run['run_id']}:terminate") in kfp.requests
     (run,) = _store(tmp_path).list_runs()
     assert run["status"] == "cancelled" and "terminated" in run["error"]
+
+
+def test_a_sweep_is_one_kfp_run_and_each_trial_a_run_here(kfp_python, tmp_path, monkeypatch):
+    """sweep --backend kfp: the trials are a ParallelFor in one KFP run; the data step, which C does not reach,
+    runs once; each trial is a run in the store (its steps, notebooks, metrics), the best one picked and
+    registrable like any run."""
+    import jupyter_mlops
+
+    notebook = _notebook(tmp_path, "digits.ipynb")
+    with KfpStandIn(_bundle(notebook, tmp_path / "context"), tmp_path / "kfp") as kfp:
+        done = _run(kfp_python, notebook, tmp_path, "--host", kfp.url, "-p", "C", "0.05,5", "--maximize",
+                    "accuracy", "--json", verb="sweep")
+        assert done.returncode == 0, done.stderr
+        (kfp_run,) = kfp.runs.values()
+        ran = kfp.executors[kfp_run["run_id"]].ran
+    sweep = json.loads(done.stdout)
+    assert ran.count("data") == 1 and len([n for n in ran if n.endswith("/train")]) == 2
+    assert sweep["status"] == "succeeded" and sweep["shared_steps"] == ["data"]
+    trials = sorted(sweep["trials"], key=lambda t: t["params"]["C"])
+    assert [t["params"]["C"] for t in trials] == [0.05, 5.0]
+    for trial in trials:
+        assert [(s["name"], s["status"]) for s in trial["steps"]] == [
+            ("data", "reused"), ("train", "succeeded"), ("evaluate", "succeeded"), ("serve", "succeeded")]
+        assert all(Path(s["output_notebook"]).is_file() for s in trial["steps"])
+    assert trials[0]["metrics"]["accuracy"] < trials[1]["metrics"]["accuracy"]  # each trial ran with its own C
+    assert sweep["best"]["id"] == trials[1]["id"]
+    monkeypatch.setenv("MLOPS_ARTIFACTS_URL", f"file://{tmp_path / 'artifacts'}")
+    assert jupyter_mlops.register(sweep["best"]["id"], "digits", workspace=tmp_path / "ws")["version"] == 1
 
 
 def _first_task_running(kfp: KfpStandIn) -> None:

@@ -93,7 +93,7 @@ def test_a_body_that_is_not_json_is_a_400_naming_it(server):
     ("runs", {"path": "project/digits.ipynb", "settings": {"image": "x:1"}}, "takes no setting 'image'"),
     ("runs", {"path": "project/digits.ipynb", "backend": ["local"]}, "`backend` must be an engine's name"),
     ("sweeps", {"path": "project/digits.ipynb", "space": {"C": "1,10"}, "backend": "kfp"},
-     "the kfp engine cannot sweep"),
+     "--backend kfp needs --host"),
 ])
 def test_hostile_names_paths_and_bodies_are_400s_naming_the_field(server, endpoint, body, words):
     reply = server.api("POST", endpoint, json=body)
@@ -104,7 +104,7 @@ def test_the_engines_the_panel_offers_come_from_the_registry(server):
     engines = {e["name"]: e for e in server.api("GET", "engines").json()["engines"]}
     assert list(engines) == ["local", "kubernetes", "kfp"]
     assert "--image" in [o["flag"] for o in engines["kubernetes"]["options"]] and engines["local"]["options"] == []
-    assert engines["kfp"]["verbs"] == ["run"] and "--host" in [o["flag"] for o in engines["kfp"]["options"]]
+    assert engines["kfp"]["verbs"] == ["run", "sweep"] and "--host" in [o["flag"] for o in engines["kfp"]["options"]]
 
 
 def test_deeply_nested_json_is_a_400(server):

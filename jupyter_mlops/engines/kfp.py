@@ -53,17 +53,17 @@ def _reason(exc: Exception) -> str:
 
 class KfpEngine(Engine):
     name = "kfp"
-    summary = "a Kubeflow Pipelines server (--host): a KFP run per notebook run, a task per step"
-    verbs = ("run",)
+    summary = "a Kubeflow Pipelines server (--host): a KFP run per notebook run or sweep, a task per step"
+    verbs = ("run", "sweep")
     options = (
-        Option("host", "the Kubeflow Pipelines API's URL", verbs=("run",)),
-        Option("image", "the image `jupyter-mlops build` made for the notebook", verbs=("run",)),
-        Option("cpu", "each pod's CPU request (default 1)", "1", verbs=("run",)),
-        Option("memory", "each pod's memory (default 2Gi)", "2Gi", verbs=("run",)),
-        Option("experiment", "the KFP experiment the runs go in", "jupyter-mlops", verbs=("run",)),
-        Option("namespace", "the namespace (kfp: the Kubeflow profile's, for a multi-user KFP)", verbs=("run",)),
+        Option("host", "the Kubeflow Pipelines API's URL", verbs=verbs),
+        Option("image", "the image `jupyter-mlops build` made for the notebook", verbs=verbs),
+        Option("cpu", "each pod's CPU request (default 1)", "1", verbs=verbs),
+        Option("memory", "each pod's memory (default 2Gi)", "2Gi", verbs=verbs),
+        Option("experiment", "the KFP experiment the runs go in", "jupyter-mlops", verbs=verbs),
+        Option("namespace", "the namespace (kfp: the Kubeflow profile's, for a multi-user KFP)", verbs=verbs),
         Option("client", "a kfp.Client (default: one for --host)", shown=False),
-        Option("poll", "seconds between looks at the run", 2.0, float, verbs=("run",), shown=False),
+        Option("poll", "seconds between looks at the run", 2.0, float, verbs=verbs, shown=False),
     )
 
     def __init__(self, workspace=None, *, host: str | None = None, image: str | None = None, cpu: str = "1",
@@ -137,6 +137,74 @@ class KfpEngine(Engine):
         ws.store.finish_run(run_id, state, follower.error(state, error))
         return announce(ws.store, describe_run(ws.store.get_run(run_id)))
 
+    def sweep(self, notebook: str | Path, plan, *, on_trial: Callable | None = None) -> dict:
+        """The trials as one KFP run: a ParallelFor over the points (`--parallel` at once), the steps no swept
+        parameter reaches run once before it. Trial i is run `<prefix>-i` in the store, working in that run's
+        folder, so each trial registers as any run does; the shared steps are `reused` in every trial. Points are
+        fixed up front (grid or random): a Bayesian search needs each result before its next point."""
+        from ..kube.kfp import RUN_ID_INPUT, export
+        from ..orchestration import describe_run, record_run
+        from ..trials import best_trial
+        from ..workspace import new_run_id
+        from .kubernetes import shared_workspace
+
+        if plan.search == "bayes":
+            raise MlopsError("--search bayes picks each point from the results before it: run it locally (or use a "
+                             "grid or --samples N on Kubeflow Pipelines)")
+        pipeline, points, metric, direction = plan.pipeline, plan.points.points, plan.metric, plan.direction
+        ws = shared_workspace(self.workspace, notebook, "kfp", "where the pipeline's pods get them from the cluster")
+        prefix = new_run_id()
+        sweep_id, run_ids = f"sweep-{prefix}", [f"{prefix}-{i}" for i in range(len(points))]
+        with tempfile.TemporaryDirectory(prefix="mlops-kfp-") as scratch:
+            package = export(notebook, Path(scratch) / "pipeline.yaml", self.image, trials=points,
+                             trial_folder="-{i}", parallel=plan.parallel, artifacts=ws.artifacts_url, cpu=self.cpu,
+                             memory=self.memory)
+            kfp_run = self._submit(package, {RUN_ID_INPUT: prefix}, f"{Path(notebook).stem} {sweep_id}", None)
+            ws.store.create_sweep(sweep_id, str(Path(notebook).resolve()), plan.space, len(points), metric,
+                                  direction)
+            for run_id, point in zip(run_ids, points):
+                record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id, owner=f"kfp/{kfp_run}")
+                shutil.copyfile(package, ws.run_dir(run_id) / "pipeline.yaml")
+        swept = {n for n in points[0] if len({repr(p[n]) for p in points}) > 1}
+        shared = frozenset(s.name for s in pipeline.steps if s.name not in pipeline.reached_by(swept))
+        try:
+            state, error = _Follower(self, ws, prefix, pipeline, kfp_run, None, live=False).follow()
+        except KeyboardInterrupt:
+            self._terminate(kfp_run)
+            state, error = RunStatus.CANCELLED, f"interrupted by the user; KFP run {kfp_run} terminated"
+        results = [self._end_trial(ws, run_id, pipeline, kfp_run, prefix, shared, state, error, on_trial)
+                   for run_id in run_ids]
+        best = best_trial(results, metric, direction)
+        status = state if state == RunStatus.CANCELLED else (
+            RunStatus.SUCCEEDED if any(r["status"] == RunStatus.SUCCEEDED for r in results) else RunStatus.FAILED)
+        ws.store.finish_sweep(sweep_id, status, best["id"] if best else None)
+        return {"id": sweep_id, "status": status, "metric": metric, "direction": direction,
+                "shared_steps": sorted(shared), "best": best, "trials": [describe_run(ws.store.get_run(r))
+                                                                           for r in run_ids]}
+
+    def _end_trial(self, ws, run_id: str, pipeline, kfp_run: str, prefix: str, shared: frozenset, state: str,
+                   error: str | None, on_trial: Callable | None) -> dict:
+        """A trial's steps from the notebooks its tasks left, and its status from theirs."""
+        from ..orchestration import describe_run
+
+        trial = _Follower(self, ws, run_id, pipeline, kfp_run, None, shared=prefix, live=False)
+        trial.collect(shared)
+        steps = trial.steps.values()
+        if state == RunStatus.CANCELLED:
+            outcome = RunStatus.CANCELLED
+        elif any(r.status == StepStatus.FAILED for r in steps):
+            outcome = RunStatus.FAILED
+        elif all(r.status in (StepStatus.SUCCEEDED, StepStatus.REUSED) for r in steps):
+            outcome = RunStatus.SUCCEEDED
+        else:
+            outcome, error = RunStatus.FAILED, f"the trial did not finish: {error or 'the KFP run failed'}"
+        trial.settle(outcome)
+        ws.store.finish_run(run_id, outcome, trial.error(outcome, error))
+        view = describe_run(ws.store.get_run(run_id))
+        if on_trial:
+            on_trial(view)
+        return view
+
     def _submit(self, package: Path, arguments: dict, name: str, on_log: Callable | None) -> str:
         said = io.StringIO()
         try:
@@ -165,11 +233,14 @@ class KfpEngine(Engine):
 class _Follower:
     """One KFP run followed to its end: step statuses as KFP reports them, then what the tasks left brought home."""
 
-    def __init__(self, engine: KfpEngine, ws, run_id: str, pipeline, kfp_run: str, on_update: Callable | None):
+    def __init__(self, engine: KfpEngine, ws, run_id: str, pipeline, kfp_run: str, on_update: Callable | None,
+                 shared: str | None = None, live: bool = True):
+        """`shared`: a sweep trial's: the run id whose folder holds the steps run once for every trial (they are
+        `reused` here); `live`: whether KFP's task states are this run's steps' (a sweep's tasks are many trials')."""
         from .steps import StepResult
 
         self.engine, self.ws, self.run_id, self.pipeline, self.kfp_run = engine, ws, run_id, pipeline, kfp_run
-        self.on_update = on_update
+        self.on_update, self.shared, self.live = on_update, shared, live
         self.steps = {s.name: StepResult(s.name) for s in pipeline.steps}
 
     def follow(self) -> tuple[str, str | None]:
@@ -183,7 +254,8 @@ class _Follower:
             except Exception as exc:
                 raise MlopsError(f"lost Kubeflow Pipelines at --host {self.engine.host} while following run "
                                  f"{self.kfp_run}: {_reason(exc)}") from None
-            self._tasks(run)
+            if self.live:
+                self._tasks(run)
             state = str(run.state or "")
             if state in _ENDED:
                 message = getattr(run.error, "message", None) if run.error else None
@@ -210,9 +282,11 @@ class _Follower:
             if self.on_update and status == StepStatus.RUNNING:  # how each ended is told once collected
                 self.on_update(result)
 
-    def collect(self) -> None:
+    def collect(self, shared_steps: frozenset = frozenset()) -> None:
         """The executed notebooks the tasks brought home, into the run's folder; each step's metrics and error
-        read from its notebook (a failed step's is its partial one)."""
+        read from its notebook (a failed step's is its partial one). A step whose end KFP did not report (a
+        sweep's, or a task KFP names otherwise) takes its status from its notebook. `shared_steps`: a sweep
+        trial's steps that ran once for all trials, in the folder of `self.shared`."""
         import fsspec
 
         from ..compile import step_filename
@@ -220,24 +294,29 @@ class _Follower:
         from ..metrics import read_metrics
         from .steps import StepExecutor
 
-        fs, base = fsspec.core.url_to_fs(f"{self.ws.artifacts(self.run_id)}/{NOTEBOOKS}")
         folder = self.ws.run_dir(self.run_id) / "steps"
         folder.mkdir(parents=True, exist_ok=True)
         for i, step in enumerate(self.pipeline.steps):
             result, name = self.steps[step.name], step_filename(i, step)
+            owner = self.shared if step.name in shared_steps else self.run_id
+            fs, base = fsspec.core.url_to_fs(f"{self.ws.artifacts(owner)}/{NOTEBOOKS}")
             local = folder / name
             try:
                 fs.get_file(f"{base}/{name}", str(local))
             except (FileNotFoundError, OSError):
                 continue  # the task never ran (skipped, or KFP failed it before its container started)
             result.output_notebook = str(local)
-            if result.status == StepStatus.SUCCEEDED:  # as a local run: a failed step's metrics are not its result
+            error = _notebook_error(local)
+            if result.status in (StepStatus.PENDING, StepStatus.RUNNING):
+                result.status = StepStatus.FAILED if error else (
+                    StepStatus.REUSED if step.name in shared_steps else StepStatus.SUCCEEDED)
+            if result.status in (StepStatus.SUCCEEDED, StepStatus.REUSED):  # a failed step's metrics: not results
                 result.metrics = read_metrics(str(local))
             elif result.status == StepStatus.FAILED:
                 result.cell = StepExecutor._failed_source_cell(local)
-                result.error = _notebook_error(local) or result.error
-            self.ws.store.update_step(self.run_id, step.name, output_notebook=str(local), error=result.error,
-                                      cell=result.cell)
+                result.error = error or result.error
+            self.ws.store.update_step(self.run_id, step.name, status=result.status, output_notebook=str(local),
+                                      error=result.error, cell=result.cell)
             self.ws.store.record_metrics(self.run_id, step.name, result.metrics)
 
     def report(self) -> None:

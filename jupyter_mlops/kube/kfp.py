@@ -115,6 +115,25 @@ def _share(dsl, image: str, steps: list[str]):
     return dsl.container_component(_interface(body, "share-steps", [(n, str) for n in _FIXED + ["trial"]]))
 
 
+def _trials(notebook, parameters: dict, sweep: dict | None, samples: int | None, parallel: int,
+            trials: list[dict] | None) -> tuple[list[dict], set[str], dict]:
+    """The sweep's points, the parameters whose values differ between them (the loop's items) and the parameters
+    with the values every trial shares."""
+    if sweep:
+        from ..trials import plan_sweep
+
+        plan = plan_sweep(notebook, {**parameters, **sweep}, samples=samples, search="random" if samples else "grid",
+                          parallel=parallel)
+        trials = plan.points.points
+    if not trials:
+        return [], set(), parameters
+    swept = {n for n in trials[0] if len({json.dumps(t[n], default=str) for t in trials}) > 1}
+    if not swept:
+        raise MlopsError("nothing to sweep: every trial has the same values; give a parameter several values, "
+                         "e.g. -p C 0.1,1,10")
+    return trials, swept, {**parameters, **{n: v for n, v in trials[0].items() if n not in swept}}
+
+
 def _resources(task, step, cpu: str, memory: str) -> None:
     """--cpu/--memory as the task's requests; a step's `limit:` tags as its limits, a cpu or memory limit also as
     its request (as on the Kubernetes engine: a limit below the default request would be refused, one above it
@@ -132,11 +151,13 @@ def _resources(task, step, cpu: str, memory: str) -> None:
 
 def export(notebook: str | Path, output: str | Path, image: str, parameters: dict[str, Any] | None = None,
            artifacts: str | None = None, cpu: str = "1", memory: str = "2Gi", sweep: dict[str, Any] | None = None,
-           samples: int | None = None, parallel: int = 2) -> Path:
+           samples: int | None = None, parallel: int = 2, trials: list[dict] | None = None,
+           trial_folder: str = "/trial-{i}") -> Path:
     """Write the pipeline's YAML to `output`; returns its path. Every argument is checked before kfp is asked.
     `sweep` (-p NAME 0.1,1,10 with --sweep): the trials in a KFP ParallelFor (`parallel` at once), each in a
     folder of its own under the run's; the steps no swept parameter reaches run once, before the loop, and each
-    trial reads their outputs."""
+    trial reads their outputs. `trials`: the sweep's points planned already (`sweep --backend kfp`), instead of
+    `sweep`; `trial_folder`: what trial i's folder adds to the run's."""
     import os
 
     from ..compile import step_filename
@@ -155,16 +176,7 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
                          "object-store credentials from the cluster (workload identity, a service account)")
     Target(image, artifacts_url=artifacts, cpu=cpu, memory=memory).check()  # the image's reference, the sizes
     pipeline = build_pipeline(Path(notebook))
-    trials: list[dict] = []
-    swept: set[str] = set()
-    if sweep:
-        from ..trials import plan_sweep
-
-        plan = plan_sweep(notebook, {**(parameters or {}), **sweep}, samples=samples,
-                          search="random" if samples else "grid", parallel=parallel)
-        trials = plan.points.points
-        swept = {n for n in sweep if len({json.dumps(t[n], default=str) for t in trials}) > 1}
-        parameters = {**(parameters or {}), **{n: v for n, v in trials[0].items() if n not in swept}}
+    trials, swept, parameters = _trials(notebook, parameters or {}, sweep, samples, parallel, trials)
     inputs = _inputs(pipeline, {**(parameters or {}), **(trials[0] if trials else {})})
     looped = pipeline.reached_by(swept) if swept else set()
     dsl, compiler = sdk()
@@ -193,7 +205,8 @@ def export(notebook: str | Path, output: str | Path, image: str, parameters: dic
                 task_of(step, given, tasks)
         if not trials:
             return
-        items = [{"trial": f"/trial-{i}", **{n: json.dumps(t[n]) for n in swept}} for i, t in enumerate(trials)]
+        items = [{"trial": trial_folder.format(i=i), **{n: json.dumps(t[n]) for n in swept}}
+                 for i, t in enumerate(trials)]
         with dsl.ParallelFor(items=items, parallelism=parallel) as item:
             shared = [s.name for s in pipeline.steps if s.name not in looped]
             first = None
