@@ -24,6 +24,10 @@ from test_team_store import postgres  # noqa: F401 - the PostgreSQL server fixtu
 
 DIGITS = load_digits()
 
+# for tests of the rollout's mechanics, not of its latency rule (tested on its own): tail latency on this
+# shared machine is noise, and one stall rolled a healthy canary back
+LENIENT = 1000.0
+
 
 # -- the rules ---------------------------------------------------------------------------------------------------
 def test_bad_rollout_settings_are_refused_naming_the_option():
@@ -194,7 +198,7 @@ def test_a_healthy_canary_is_promoted_step_by_step(versions):
     receiver = Receiver()
     notify.add(ws.store, webhook=receiver.url, events=["rollout.advanced", "rollout.promoted"])
     done = api.deploy("digits", canary=3, progressive=True, steps="20,50,100", interval="1s", min_requests=30,
-                      workspace=ws.root, port=0)
+                      max_p99_ratio=LENIENT, workspace=ws.root, port=0)
     traffic = Traffic(done["url"])
     try:
         assert done["lines"][-2].startswith("rolling out canary version 3 progressively: 20%, then 50%, production")
@@ -245,7 +249,7 @@ def _scheduler(ws) -> subprocess.Popen:
 def test_a_controller_killed_mid_rollout_leaves_the_last_decision_and_another_goes_on(versions):
     ws = versions
     done = api.deploy("digits", canary=3, progressive=True, steps="10,30,60,100", interval="1s", min_requests=20,
-                      workspace=ws.root, port=0)
+                      max_p99_ratio=LENIENT, workspace=ws.root, port=0)
     traffic = Traffic(done["url"])
     controller = _scheduler(ws)
     try:
