@@ -170,37 +170,6 @@ def test_a_connection_on_a_socket_bound_before_the_server_gets_no_nagle_delay(ve
         listener.close()
 
 
-def test_an_answer_leaves_in_one_send(versions):
-    """uvicorn writes an answer's status line and headers, then its body; with Nagle off, that was two sends and two
-    TCP segments per answer. Writes made in one turn of the event loop now leave together: one send per answer,
-    counted on the connection's real socket transport."""
-    server = _server(create_app(load(versions, "digits")))
-    server.config.loop = "asyncio"
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        _wait(lambda: server.started, 30, "the server")
-        with requests.Session() as session:
-            assert session.get(f"{url}/ping").status_code == 200
-            [connection] = server.server_state.connections
-            real = getattr(connection.transport, "_transport", connection.transport)
-            sends: list[int] = []
-            write = real.write
-            real.write = lambda data: (sends.append(len(data)), write(data))[1]
-            for _ in range(5):
-                answer = session.get(f"{url}/ping")
-                assert answer.status_code == 200 and answer.content
-        assert len(sends) == 5, sends  # headers and body together, once per answer
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        listener.close()
-
-
 def test_workers_must_be_a_count_of_processes(versions, capsys):
     from jupyter_mlops.cli import main
 

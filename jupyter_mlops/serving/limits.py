@@ -10,8 +10,7 @@
 The protocol also turns Nagle's algorithm off on every connection itself. asyncio does so only when the accepted
 socket says `proto == IPPROTO_TCP`, and a socket bound before the server starts (several workers sharing a port,
 uvicorn's `--workers`) says 0: each answer's last segment then waited for the client's delayed ACK, ~40 ms per
-keep-alive request (uvloop sets it either way). And it sends what one turn of the event loop writes to a connection
-at once (CoalescedWrites): an answer's headers and body in one segment, not two.
+keep-alive request (uvloop sets it either way).
 """
 from __future__ import annotations
 
@@ -52,48 +51,6 @@ def describe_size(size: int) -> str:
     return f"{size / MiB:g} MiB" if size >= MiB and size % 1024 == 0 else f"{size:,} bytes"
 
 
-class CoalescedWrites:
-    """A connection's transport whose writes in one turn of the event loop leave as one send(). uvicorn writes an
-    answer's status line and headers, then its body: two sends, and with Nagle off (above) two TCP segments for
-    every answer, each read by the client on its own. Everything but writing is the transport's own."""
-
-    def __init__(self, transport, loop):
-        self._transport, self._loop = transport, loop
-        self._pending: list[bytes] | None = None
-
-    def write(self, data) -> None:
-        if not data:
-            return
-        if self._pending is None:
-            self._pending = [bytes(data)]
-            self._loop.call_soon(self.flush)
-        else:
-            self._pending.append(bytes(data))
-
-    def writelines(self, lines) -> None:
-        for data in lines:
-            self.write(data)
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending and not self._transport.is_closing():
-            self._transport.write(b"".join(pending))
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending or ()))
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()  # the answer that came with the close goes first
-        self._transport.close()
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
-
-
 def protocol_class(header_timeout: float):
     """uvicorn's httptools protocol with a deadline on each request's headers: armed when a connection opens and
     when a new request's first byte arrives, cleared when its headers are complete."""
@@ -117,7 +74,7 @@ def protocol_class(header_timeout: float):
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
-            super().connection_made(CoalescedWrites(transport, self.loop))
+            super().connection_made(transport)
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
