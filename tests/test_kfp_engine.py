@@ -105,17 +105,19 @@ def test_a_failed_step_is_named_with_its_cell_and_its_partial_notebook_comes_hom
     assert any(o.get("ename") == "ValueError" for o in outputs)  # the partial notebook, with the error in it
 
 
-def test_ctrl_c_terminates_the_kfp_run(kfp_python, tmp_path):
+@pytest.mark.parametrize("verb, args", [("run", []), ("sweep", ["-p", "C", "0.05,5"])])
+def test_ctrl_c_terminates_the_kfp_run(kfp_python, tmp_path, verb, args):
     notebook = _notebook(tmp_path, "digits.ipynb")
     with KfpStandIn(_bundle(notebook, tmp_path / "context"), tmp_path / "kfp") as kfp:
-        process = _run(kfp_python, notebook, tmp_path, "--host", kfp.url, wait=False)
+        process = _run(kfp_python, notebook, tmp_path, "--host", kfp.url, *args, wait=False, verb=verb)
         _first_task_running(kfp)
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=120)
         (kfp_run,) = kfp.runs.values()
         assert ("POST", f"/apis/v2beta1/runs/{kfp_run['run_id']}:terminate") in kfp.requests
-    (run,) = _store(tmp_path).list_runs()
-    assert run["status"] == "cancelled" and "terminated" in run["error"]
+    runs = _store(tmp_path).list_runs()
+    assert len(runs) == (2 if verb == "sweep" else 1)  # a sweep's trials each
+    assert all(r["status"] == "cancelled" and "terminated" in r["error"] for r in runs), runs
 
 
 def test_a_sweep_is_one_kfp_run_and_each_trial_a_run_here(kfp_python, tmp_path, monkeypatch):

@@ -171,7 +171,16 @@ class KfpEngine(Engine):
             state, error = _Follower(self, ws, prefix, pipeline, kfp_run, None, live=False).follow()
         except KeyboardInterrupt:
             self._terminate(kfp_run)
-            state, error = RunStatus.CANCELLED, f"interrupted by the user; KFP run {kfp_run} terminated"
+            for run_id in run_ids:
+                self._end_trial(ws, run_id, pipeline, kfp_run, prefix, shared, RunStatus.CANCELLED,
+                                f"interrupted by the user; KFP run {kfp_run} terminated", None)
+            ws.store.finish_sweep(sweep_id, RunStatus.CANCELLED, None)
+            raise
+        except MlopsError as exc:  # KFP went away while followed: the trials are not left `running`
+            for run_id in run_ids:
+                ws.store.finish_run(run_id, RunStatus.FAILED, f"{exc}; see the run in KFP's UI")
+            ws.store.finish_sweep(sweep_id, RunStatus.FAILED, None)
+            raise
         results = [self._end_trial(ws, run_id, pipeline, kfp_run, prefix, shared, state, error, on_trial)
                    for run_id in run_ids]
         best = best_trial(results, metric, direction)
