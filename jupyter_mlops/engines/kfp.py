@@ -2,10 +2,12 @@
 submitted and followed through the kfp SDK's client, and recorded in this workspace's store like any other run.
 
 The pipeline is compiled here (kept as <run dir>/pipeline.yaml) with the run's id as its input `mlops_run_id`, so
-its tasks work in `<artifacts>/<run id>`, the folder `register` and `resume` read for any run. Each task's step
+its tasks work in `<artifacts>/<run id>`, the folder `register` reads for any run. Each task's step
 runner (kube/kfp_step.py) brings its executed notebook to `<artifacts>/<run id>/_notebooks/`; this side follows the
 KFP run's task states (each step's status as KFP reports it), and on the end copies the notebooks into the run's
 folder and reads each step's metrics and error from them, as the local engine does from its own.
+
+A sweep is one KFP run too: the trials a ParallelFor, trial i working in run `<prefix>-i`'s folder.
 
 Ctrl-C (or `cancel`) terminates the KFP run and records the run `cancelled`. An API that cannot be reached, or that
 refuses the run, is an error naming --host before anything is recorded.
