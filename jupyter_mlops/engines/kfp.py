@@ -144,7 +144,7 @@ class KfpEngine(Engine):
         parameter reaches run once before it. Trial i is run `<prefix>-i` in the store, working in that run's
         folder, so each trial registers as any run does; the shared steps are `reused` in every trial. Points are
         fixed up front (grid or random): a Bayesian search needs each result before its next point."""
-        from ..kube.kfp import RUN_ID_INPUT, export
+        from ..kube.kfp import RUN_ID_INPUT, export, swept_names
         from ..orchestration import describe_run, record_run
         from ..trials import best_trial
         from ..workspace import new_run_id
@@ -167,8 +167,7 @@ class KfpEngine(Engine):
             for run_id, point in zip(run_ids, points):
                 record_run(ws, run_id, notebook, pipeline, point, sweep_id=sweep_id, owner=f"kfp/{kfp_run}")
                 shutil.copyfile(package, ws.run_dir(run_id) / "pipeline.yaml")
-        swept = {n for n in points[0] if len({repr(p[n]) for p in points}) > 1}
-        shared = frozenset(s.name for s in pipeline.steps if s.name not in pipeline.reached_by(swept))
+        shared = frozenset(s.name for s in pipeline.steps if s.name not in pipeline.reached_by(swept_names(points)))
         try:
             state, error = _Follower(self, ws, prefix, pipeline, kfp_run, None, live=False).follow()
         except KeyboardInterrupt:

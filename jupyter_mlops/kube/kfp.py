@@ -115,6 +115,12 @@ def _share(dsl, image: str, steps: list[str]):
     return dsl.container_component(_interface(body, "share-steps", [(n, str) for n in _FIXED + ["trial"]]))
 
 
+def swept_names(trials: list[dict]) -> set[str]:
+    """The parameters whose values differ between a sweep's points: the loop's items; the steps none of them
+    reaches run once for every trial."""
+    return {n for n in trials[0] if len({json.dumps(t[n], default=str) for t in trials}) > 1} if trials else set()
+
+
 def _trials(notebook, parameters: dict, sweep: dict | None, samples: int | None, parallel: int,
             trials: list[dict] | None) -> tuple[list[dict], set[str], dict]:
     """The sweep's points, the parameters whose values differ between them (the loop's items) and the parameters
@@ -127,7 +133,7 @@ def _trials(notebook, parameters: dict, sweep: dict | None, samples: int | None,
         trials = plan.points.points
     if not trials:
         return [], set(), parameters
-    swept = {n for n in trials[0] if len({json.dumps(t[n], default=str) for t in trials}) > 1}
+    swept = swept_names(trials)
     if not swept:
         raise MlopsError("nothing to sweep: every trial has the same values; give a parameter several values, "
                          "e.g. -p C 0.1,1,10")
