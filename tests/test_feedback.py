@@ -107,3 +107,28 @@ def test_eight_concurrent_senders_lose_no_join(registered, tmp_path):
         server.stop()
     outcomes = FeedbackStore(tmp_path / "logs").outcomes()
     assert len(outcomes) == 200 and sum(o["correct"] for o in outcomes) >= 190  # the model is right ~99%
+
+
+def test_request_ids_made_here_are_time_ordered_and_unique_across_forked_workers():
+    """predictions.db indexes requests by id: ids made in time order are appended at its right edge, where uuid4's
+    random ones landed on a random page each (several times the log thread's CPU once the index outgrew the cache).
+    A worker forked from a parent must not repeat the parent's ids."""
+    import os
+
+    from jupyter_mlops.serving.feedback import request_id
+
+    made = [request_id(None) for _ in range(2000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the forked worker: its ids, sent back
+        os.write(write, " ".join(request_id(None) for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split()
+    ours = [request_id(None) for _ in range(100)]
+    assert len(theirs) == 100
+    assert {i[13:27] for i in theirs}.isdisjoint({i[13:27] for i in ours})  # each process its own tag
