@@ -109,7 +109,8 @@ class ModelServer:
         values, seconds = await self.batcher.predict(model, frame)
         self.metrics.rows(model.name, str(model.version), len(values))
         if self.request_log is not None:
-            self.request_log.put(model.variant, model.version, frame, values, seconds, REQUEST_ID.get())
+            self.request_log.put(model.variant, model.version, frame, values, seconds, REQUEST_ID.get(),
+                                 columns=model.column_index)
         if deployed.shadows and model is deployed.primary:
             self.mirror.put(deployed, frame, values, seconds)
         return values

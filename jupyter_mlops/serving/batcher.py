@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .frames import stack
+from .frames import as_frame, stack
 from .predictions import json_ready
 
 MAX_TURNS = 16  # turns of the event loop a batch may stay open while requests keep joining it
@@ -45,7 +45,7 @@ class MicroBatcher:
     def predict_now(self, model, frame) -> list:
         started = time.perf_counter()
         try:
-            result = json_ready(model.predict(frame))
+            result = json_ready(model.predict(as_frame(model, frame)))
         finally:
             self.metrics.predict_timer(model.name, str(model.version)).observe(time.perf_counter() - started)
         if len(result) != len(frame):

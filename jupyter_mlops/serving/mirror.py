@@ -163,14 +163,14 @@ class ShadowMirror:
         """The requests mirrored in the last moment: each shadow predicts all their rows in one call (in the
         shadow process when packaged, see shadow.py), then each request's rows are compared with the primary's
         answer."""
-        import pandas as pd
+        from .frames import stack
 
         by_deployment: dict[int, list[tuple]] = {}
         for item in batch:
             by_deployment.setdefault(id(item[0]), []).append(item)
         for items in by_deployment.values():
             deployed = items[0][0]
-            frame = items[0][1] if len(items) == 1 else pd.concat([i[1] for i in items], ignore_index=True)
+            frame = stack(deployed.primary, [i[1] for i in items])
             for shadow in deployed.shadows:
                 values, seconds, failure = self._predict(shadow, frame)
                 offset, share = 0, seconds / max(1, len(frame))  # the batch's time, shared out by rows

@@ -49,10 +49,6 @@ def _dumps(record: dict) -> str:
         return orjson.dumps(record, default=_plain).decode() + "\n"
 
 
-def model_columns(frame) -> list:
-    return [str(c) for c in frame.columns]
-
-
 LOG_NAME = "requests.jsonl"
 
 
@@ -114,17 +110,21 @@ class RequestLog:
         self.thread.start()
 
     def put(self, variant: str, version: int, frame: Any, values: list, seconds: float,
-            request_id: str | None = None) -> None:
+            request_id: str | None = None, columns: Any = None) -> None:
         """Never blocks: a full queue drops the record and counts it. The line is made here, a few tens of
-        microseconds: done in bursts on the writer thread instead, it held the GIL long enough to stall requests."""
+        microseconds: done in bursts on the writer thread instead, it held the GIL long enough to stall requests.
+        `frame`: a DataFrame, or a numeric request's array with its `columns` (a pandas Index)."""
         if self.queue.full():
             self.dropped += 1
             if self.dropped_counter is not None:
                 self.dropped_counter.inc()
             return
-        array = frame.to_numpy()
-        if self._names[0] is not frame.columns:  # the frames of a numeric model share its column Index
-            self._names = (frame.columns, model_columns(frame))
+        if hasattr(frame, "columns"):
+            array, columns = frame.to_numpy(), frame.columns
+        else:
+            array = frame
+        if self._names[0] is not columns:  # the requests of a numeric model share its column Index
+            self._names = (columns, [str(c) for c in columns])
         at = time.time()
         record = {"at": at, "id": request_id, "variant": variant, "version": version, "columns": self._names[1],
                   "inputs": array, "outputs": values, "latency_ms": seconds * 1000}
