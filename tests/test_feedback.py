@@ -1,6 +1,7 @@
 """Issue 20, part 1: every answer carries x-request-id, and outcomes sent later are joined to it, on a real server
 over HTTP: labels and rewards, batches, late feedback after a restart, 8 concurrent senders without a lost join."""
 import concurrent.futures
+import json
 import re
 
 import pytest
@@ -132,3 +133,22 @@ def test_request_ids_made_here_are_time_ordered_and_unique_across_forked_workers
     ours = [request_id(None) for _ in range(100)]
     assert len(theirs) == 100
     assert {i[13:27] for i in theirs}.isdisjoint({i[13:27] for i in ours})  # each process its own tag
+
+
+def test_the_request_log_writes_a_batch_of_answers_in_one_statement(tmp_path):
+    """sqlite3 lets go of the GIL around every step of a statement; `executemany` steps once per row, and each
+    time the busy serving thread kept the GIL for a switch interval: 500 rows took 2.8 s, and at 3,000 req/s the
+    request log dropped half its records. A batch is one INSERT, and every value reads back as it was given."""
+    import time
+
+    store = FeedbackStore(tmp_path)
+    statements = []
+    store._conn.set_trace_callback(statements.append)
+    at = time.time()
+    rows = [(f"id-{i}", at + i / 1000, "canary" if i % 2 else "primary", 2, [i, "label"]) for i in range(500)]
+    store.record(rows)
+    assert len([s for s in statements if "INSERT" in s]) == 1, statements[:5]
+    kept = store._conn.execute("SELECT id, at, variant, version, outputs FROM predictions ORDER BY at").fetchall()
+    assert [(i, a, v, n, json.loads(o)["v"]) for i, a, v, n, o in kept] == [(i, a, v, n, o) for i, a, v, n, o in rows]
+    assert {type(a) for _, a, _, _, _ in kept} == {float} and {type(n) for *_, n, _ in kept} == {int}
+    store.close()

@@ -99,17 +99,25 @@ class FeedbackStore:
 
     # -- the request log's side -----------------------------------------------------------------------------------
     def record(self, rows: list[tuple[str, float, str, int, Any]]) -> None:
-        """(id, at, variant, version, predictions) of answered requests, in one transaction."""
+        """(id, at, variant, version, predictions) of answered requests, in one transaction and one statement: the
+        rows go in as one JSON array that SQLite unpacks (json_each). sqlite3 lets go of the GIL around each step of
+        a statement and must take it back after; `executemany` steps once per row, and each time the serving
+        thread held the GIL for a switch interval (5 ms): 500 rows took 2.8 s against 20 ms, and at 3,000 req/s
+        the request log dropped half its records."""
         from .monitor import _dumps
 
         if not rows:
             return
-        values = [(i, at, variant, version, _dumps({"v": outputs})) for i, at, variant, version, outputs in rows]
+        values = _dumps([(i, at, variant, version, _dumps({"v": outputs}))
+                         for i, at, variant, version, outputs in rows])
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", values)
-                self._since_trim += len(values)
+                self._conn.execute("INSERT OR REPLACE INTO predictions SELECT json_extract(value, '$[0]'), "
+                                   "json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+                                   "json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?)",
+                                   (values,))
+                self._since_trim += len(rows)
                 if self._since_trim > 10_000:  # now and then, not per batch
                     self._since_trim = 0
                     self._conn.execute("DELETE FROM predictions WHERE at < (SELECT at FROM predictions ORDER BY at "
