@@ -86,12 +86,61 @@ def _bytes_elements(name: str, chunk: bytes) -> list[str]:
     return values
 
 
+ARRAYS_FROM = 4096  # bytes of JSON from which numeric tensors are read as arrays (below, orjson is as quick)
+_FLOAT_READABLE = _OIP_NUMERIC - {"BOOL"}
+
+
 def parse_oip(server, raw: bytes, headers) -> Any:
     header, binary = split_binary(raw, headers)
-    body = server.parse(header)
+    body = numeric_data_as_arrays(header) if binary is None and len(header) >= ARRAYS_FROM else None
+    if body is None:
+        body = server.parse(header)
     if binary is not None:
         attach_binary(body, binary)
     return body
+
+
+def numeric_data_as_arrays(raw: bytes) -> dict | None:
+    """The request with each numeric input's "data" read by simdjson straight into one float array, as the binary
+    extension's data is: no Python float per value (1,000 rows of 13: 0.38 ms against 1.34 ms for orjson's lists
+    put into numpy). None where it does not apply: simdjson not installed, or the body not a JSON object (orjson
+    then reads it, or names what is wrong with it). Data that is not all numbers stays a list, so its errors name
+    the column as before."""
+    try:
+        import simdjson
+    except ImportError:
+        return None
+    import numpy as np
+
+    def plain(value):
+        if isinstance(value, simdjson.Array):
+            return value.as_list()
+        return value.as_dict() if isinstance(value, simdjson.Object) else value
+
+    def tensor(t):
+        if not isinstance(t, simdjson.Object):
+            return plain(t)
+        out = {key: plain(value) for key, value in t.items() if key != "data"}
+        data = t.get("data")
+        if isinstance(data, simdjson.Array) and out.get("datatype") in _FLOAT_READABLE:
+            try:
+                out["data"] = np.frombuffer(data.as_buffer(of_type="d"), dtype=float)
+                return out
+            except (TypeError, ValueError):  # a null, a string, a number past a double: read as written
+                pass
+        if "data" in t:
+            out["data"] = plain(data)
+        return out
+
+    try:
+        doc = simdjson.Parser().parse(raw)  # a parser per body: bodies may be read on several threads
+        if not isinstance(doc, simdjson.Object):
+            return None
+        inputs = doc.get("inputs")
+        return {key: [tensor(t) for t in inputs] if key == "inputs" and isinstance(inputs, simdjson.Array)
+                else plain(value) for key, value in doc.items()}
+    except (ValueError, RuntimeError, UnicodeDecodeError):  # not valid JSON, or nested past simdjson's depth
+        return None
 
 
 def _values(data: Any):
