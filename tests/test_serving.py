@@ -428,3 +428,37 @@ def test_large_json_tensors_are_read_as_arrays_and_answered_as_orjson_would(serv
     assert [status for status, _ in quick] == [200, 200, 200, 400, 400, 400, 400, 200, 200, 200, 400, 400]
     monkeypatch.setattr(oip, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
     assert answers() == quick
+
+
+def test_predict_may_change_its_frame_in_place_whatever_the_body_format():
+    """A predict that cleans its input in place, as notebooks do (`frame.loc[...] = `, `fillna(inplace=True)`), works
+    whatever the body's format: rows read straight from the body's bytes (tritonclient's binary tensors, large JSON
+    through simdjson) are in a read-only buffer, and a frame over it would answer 500 "assignment destination is
+    read-only"."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    from jupyter_mlops.serving.app import ServedModel
+
+    def predict(frame):
+        frame.loc[frame["a"] < 0, "a"] = 0.0  # negative readings are sensor faults
+        frame.fillna(0.0, inplace=True)
+        return (frame["a"] + frame["b"]).to_numpy()
+
+    model = ServedModel("clip", 1, predict, [{"name": "a", "type": "float64", "kind": "numeric", "nullable": True},
+                                             {"name": "b", "type": "float64", "kind": "numeric"}])
+    server = serve_in_background(create_app(model))
+    try:
+        rows = np.array([[-1.0, 2.0], [3.0, 4.0]] * 300)
+        expected = [2.0, 7.0] * 300
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        tensor = triton.InferInput("x", [600, 2], "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        assert client.infer("clip", [tensor]).as_numpy("predict").tolist() == expected
+        body = {"inputs": [{"name": "x", "shape": [600, 2], "datatype": "FP64", "data": rows.tolist()}]}
+        reply = requests.post(f"{server.url}/v2/models/clip/infer", json=body)
+        assert reply.status_code == 200 and reply.json()["outputs"][0]["data"] == expected, reply.text
+        reply = requests.post(f"{server.url}/invocations", json={"inputs": [[None, 1.0], [-5.0, 2.0]]})
+        assert reply.json() == {"predictions": [1.0, 2.0]}, reply.text
+    finally:
+        server.stop()
