@@ -406,8 +406,8 @@ def test_large_json_tensors_are_read_as_arrays_and_answered_as_orjson_would(serv
               tensor(rows, outputs=[{"name": "predict", "parameters": {"binary_data": False}}]),
               tensor(with_null), tensor(with_text), tensor(rows[:59] + [rows[59][:10]]), tensor(rows, shape=(64, 60)),
               tensor(DIGITS.data[:60].ravel().tolist()),  # flat data, shaped by "shape"
-              {"id": "big", "inputs": [{"name": c, "shape": [60], "datatype": "FP32", "data": DIGITS.data[:60, i].tolist()}
-                                       for i, c in enumerate(model.columns)]},
+              {"id": "big", "inputs": [{"name": c, "shape": [60], "datatype": "FP32",
+                                        "data": DIGITS.data[:60, i].tolist()} for i, c in enumerate(model.columns)]},
               tensor([[bool(v) for v in r] for r in rows], datatype="BOOL"),
               tensor(rows, outputs=[{"name": "nope"}])]
     raws = [json.dumps(b).encode() for b in bodies] + [json.dumps(tensor(rows)).encode()[:-40]]  # cut short
