@@ -110,17 +110,22 @@ def test_eight_concurrent_senders_lose_no_join(registered, tmp_path):
     assert len(outcomes) == 200 and sum(o["correct"] for o in outcomes) >= 190  # the model is right ~99%
 
 
-def test_request_ids_made_here_are_time_ordered_and_unique_across_forked_workers():
-    """predictions.db indexes requests by id: ids made in time order are appended at its right edge, where uuid4's
-    random ones landed on a random page each (several times the log thread's CPU once the index outgrew the cache).
-    A worker forked from a parent must not repeat the parent's ids."""
+def test_request_ids_made_here_are_time_ordered_unguessable_and_unique_across_forked_workers():
+    """predictions.db indexes requests by id: ids that begin with the time are appended at its right edge, where
+    uuid4's random ones landed on a random page each (several times the log thread's CPU once the index outgrew the
+    cache). After the time they stay random: one answer's id must not tell another's, since outcomes are joined by
+    id. A worker forked from a parent must not repeat the parent's ids."""
     import os
+    import time
 
     from jupyter_mlops.serving.feedback import request_id
 
     made = [request_id(None) for _ in range(2000)]
-    assert made == sorted(made) and len(set(made)) == len(made)
-    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in made) and len(set(made)) == len(made)
+    times = [int(i[:13], 16) for i in made]
+    assert times == sorted(times) and abs(times[-1] / 1e6 - time.time()) < 60  # microseconds now
+    tails = [int(i[13:], 16) for i in made]
+    assert not any(abs(b - a) < 2 ** 40 for a, b in zip(tails, tails[1:]))  # no count to step along
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # the forked worker: its ids, sent back
@@ -131,8 +136,7 @@ def test_request_ids_made_here_are_time_ordered_and_unique_across_forked_workers
     with os.fdopen(read) as pipe:
         theirs = pipe.read().split()
     ours = [request_id(None) for _ in range(100)]
-    assert len(theirs) == 100
-    assert {i[13:27] for i in theirs}.isdisjoint({i[13:27] for i in ours})  # each process its own tag
+    assert len(theirs) == 100 and {i[13:] for i in theirs}.isdisjoint({i[13:] for i in ours})
 
 
 def test_the_request_log_writes_a_batch_of_answers_in_one_statement(tmp_path):
