@@ -462,3 +462,40 @@ def test_predict_may_change_its_frame_in_place_whatever_the_body_format():
         assert reply.json() == {"predictions": [1.0, 2.0]}, reply.text
     finally:
         server.stop()
+
+
+def test_large_mlflow_json_rows_are_read_as_arrays_and_answered_as_orjson_would(served, monkeypatch):
+    """The same for MLflow's formats: from 4 KB, a numeric model's rows (`instances`, `inputs`, `dataframe_split`)
+    are read by simdjson into one array, and every answer, right or a mistake, is the one the plain reading gives
+    (other column orders, nulls, text, ragged rows, an array within a row, a "[" in a string take the plain way)."""
+    from jupyter_mlops.serving import mlflow_scoring
+
+    url, model, _ = served
+    rows = DIGITS.data[:60].tolist()
+    with_null, with_text, nested = [list(r) for r in rows], [list(r) for r in rows], [list(r) for r in rows]
+    with_null[7][5], with_text[3][2], nested[9][4] = None, "dark[er]", [nested[9][4]]
+    reordered = list(reversed(model.columns))
+    bodies = [{"instances": rows}, {"inputs": rows}, {"dataframe_split": {"columns": model.columns, "data": rows}},
+              {"dataframe_split": {"data": rows}},
+              {"dataframe_split": {"columns": reordered, "data": [list(reversed(r)) for r in rows]}},
+              {"dataframe_split": {"columns": model.columns, "data": rows, "index": list(range(60))}},
+              {"instances": with_null}, {"instances": with_text}, {"instances": nested},
+              {"instances": rows[:59] + [rows[59][:10]]}, {"inputs": rows, "params": {"a": [1]}},
+              {"inputs": rows, "instances": rows}, {"instances": DIGITS.data[0].tolist() * 30},
+              {"dataframe_split": {"columns": model.columns[:10], "data": DIGITS.data[:300, :10].tolist()}},
+              {"inputs": [r + [0.0] for r in rows]}]
+    raws = [json.dumps(b).encode() for b in bodies] + [json.dumps({"inputs": rows}).encode()[:-30]]
+    assert all(len(raw) >= mlflow_scoring.ARRAYS_FROM for raw in raws)
+    assert type(mlflow_scoring.parse_json(None, raws[0], model)["instances"]).__name__ == "ndarray"
+
+    def answers():
+        out = []
+        for raw in raws:
+            reply = requests.post(f"{url}/invocations", data=raw, headers={"content-type": "application/json"})
+            out.append((reply.status_code, reply.json()))
+        return out
+
+    quick = answers()
+    assert [status for status, _ in quick] == [200] * 6 + [400] * 4 + [200, 400, 400, 400, 400, 400], quick
+    monkeypatch.setattr(mlflow_scoring, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
+    assert answers() == quick

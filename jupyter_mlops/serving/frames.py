@@ -31,6 +31,8 @@ def frame_of(model: ServedModel, rows: Any = None, columns: dict[str, list] | No
         if numeric_only:
             return numeric_rows(model, table, transpose=True)
         frame = pd.DataFrame(dict(zip(names, table)), columns=names)
+    elif getattr(rows, "ndim", 0) == 2 and numeric_only and rows.shape[1] == len(expected):
+        return numeric_rows(model, rows)  # rows read as one array already (mlflow_scoring.rows_as_array)
     else:
         if not isinstance(rows, list) or not rows:
             raise ClientError("no rows: send at least one row of inputs")

@@ -14,6 +14,61 @@ from .model import ClientError, Deployment, ServedModel
 from .predictions import JSONAnswer
 
 
+ARRAYS_FROM = 4096  # bytes of JSON from which a numeric model's rows are read as one array (as oip.ARRAYS_FROM)
+
+
+def parse_json(server, raw: bytes, model: ServedModel) -> Any:
+    """The body; from ARRAYS_FROM bytes, for a model whose columns are all numeric, its rows (`instances`, `inputs`,
+    `dataframe_split`'s `data`) read by simdjson straight into one float array: no Python float per value (1,000
+    rows of 13: about half of orjson's lists put into numpy). Anything else (other formats, columns in another order,
+    a value that is not a number, rows of unequal length, arrays within rows) is read by orjson as before, so
+    every answer and every mistake's message stay the same."""
+    body = rows_as_array(raw, model.columns) if model.numeric_only and model.columns and \
+        len(raw) >= ARRAYS_FROM else None
+    return server.parse(raw) if body is None else body
+
+
+def rows_as_array(raw: bytes, columns: list[str]) -> dict | None:
+    try:
+        import simdjson
+    except ImportError:
+        return None
+    import numpy as np
+
+    try:
+        doc = simdjson.Parser().parse(raw)
+        if not isinstance(doc, simdjson.Object):
+            return None
+        keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in doc]
+        if len(keys) != 1 or keys[0] == "dataframe_records":
+            return None
+        value, names, brackets = doc[keys[0]], None, 1  # the rows' own "[" and one per row
+        if keys[0] == "dataframe_split":
+            if not isinstance(value, simdjson.Object) or set(value.keys()) - {"columns", "data"}:
+                return None
+            if "columns" in value:
+                names, brackets = value["columns"], 2
+                if not isinstance(names, simdjson.Array) or names.as_list() != columns:
+                    return None
+            value = value["data"] if "data" in value else None
+        if not isinstance(value, simdjson.Array) or not len(value) or \
+                raw.count(b"[") != brackets + len(value):  # an array within a row, or a "[" in a string
+            return None
+        width = len(columns)
+        if any(not isinstance(row, simdjson.Array) or len(row) != width for row in value):
+            return None
+        array = np.frombuffer(value.as_buffer(of_type="d"), dtype=float).reshape(len(value), width)
+    except (ValueError, TypeError, RuntimeError, UnicodeDecodeError):  # not JSON, or a value that is no number
+        return None
+    rows = {"columns": columns, "data": array} if keys[0] == "dataframe_split" and names is not None else \
+        {"data": array} if keys[0] == "dataframe_split" else array
+    return {keys[0]: rows}
+
+
+def _rows(value: Any) -> bool:
+    return isinstance(value, list) or getattr(value, "ndim", 0) == 2
+
+
 def decode_mlflow(model: ServedModel, body: Any):
     if not isinstance(body, dict):
         raise ClientError('send a JSON object with one of "dataframe_split", "dataframe_records", "instances" or '
@@ -23,15 +78,15 @@ def decode_mlflow(model: ServedModel, body: Any):
         raise ClientError('send exactly one of "dataframe_split", "dataframe_records", "instances" or "inputs"')
     value = body[keys[0]]
     if keys[0] == "dataframe_split":
-        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+        if not isinstance(value, dict) or not _rows(value.get("data")):
             raise ClientError('"dataframe_split" needs "columns" and "data" (a list of rows)')
         columns = value.get("columns")
         if columns is not None:
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or \
-                    not all(isinstance(r, list) for r in value["data"]):
+                    isinstance(value["data"], list) and not all(isinstance(r, list) for r in value["data"]):
                 raise ClientError('"dataframe_split": "columns" is a list of names (strings) and "data" a list of '
                                   'rows')
-            if any(len(r) != len(columns) for r in value["data"]):
+            if isinstance(value["data"], list) and any(len(r) != len(columns) for r in value["data"]):
                 raise ClientError(f'"dataframe_split": every row needs {len(columns)} values, one per column')
             if columns == model.columns:
                 return frame_of(model, rows=value["data"])
@@ -68,7 +123,8 @@ def routes(server) -> list[Route]:
     async def invocations(request: Request, deployed: Deployment, model: ServedModel) -> Response:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind == "application/json":
-            _, frame = await server.decoded(request, model, decode_mlflow)
+            _, frame = await server.decoded(request, model, decode_mlflow,
+                                            parse=lambda server, raw, headers: parse_json(server, raw, model))
         elif kind == "text/csv":
             _, frame = await server.decoded(request, model, decode_csv, parse=parse_csv)
         else:
