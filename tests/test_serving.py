@@ -389,7 +389,7 @@ def test_large_json_tensors_are_read_as_arrays_and_answered_as_orjson_would(serv
     """From 4 KB of JSON, each numeric input's data is read by simdjson straight into one float array (no Python
     float per value: 3.5x quicker on 1,000 rows of 13). Every answer, right or a mistake, is the one the plain reading
     gives."""
-    from jupyter_mlops.serving import oip
+    from jupyter_mlops.serving import frames, oip
 
     url, model, _ = served
     rows = DIGITS.data[:60].tolist()
@@ -411,9 +411,10 @@ def test_large_json_tensors_are_read_as_arrays_and_answered_as_orjson_would(serv
               tensor([[bool(v) for v in r] for r in rows], datatype="BOOL"),
               tensor(rows, outputs=[{"name": "nope"}])]
     raws = [json.dumps(b).encode() for b in bodies] + [json.dumps(tensor(rows)).encode()[:-40]]  # cut short
-    assert all(len(raw) >= oip.ARRAYS_FROM for raw in raws)
+    assert all(len(raw) >= frames.ARRAYS_FROM for raw in raws)
     parsed = oip.parse_oip(None, raws[0], {})
     assert type(parsed["inputs"][0]["data"]).__name__ == "ndarray" and parsed["id"] == "big"
+    assert oip.parse_oip(None, raws[1], {})["inputs"][0]["data"].dtype.kind == "i"  # INT64 stays ints, as sent
 
     def answers():
         out = []
@@ -426,7 +427,7 @@ def test_large_json_tensors_are_read_as_arrays_and_answered_as_orjson_would(serv
     quick = answers()
     assert quick[0][0] == 200 and len(quick[0][1]["outputs"][0]["data"]) == 60
     assert [status for status, _ in quick] == [200, 200, 200, 400, 400, 400, 400, 200, 200, 200, 400, 400]
-    monkeypatch.setattr(oip, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
+    monkeypatch.setattr(frames, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
     assert answers() == quick
 
 
@@ -468,7 +469,7 @@ def test_large_mlflow_json_rows_are_read_as_arrays_and_answered_as_orjson_would(
     """The same for MLflow's formats: from 4 KB, a numeric model's rows (`instances`, `inputs`, `dataframe_split`)
     are read by simdjson into one array, and every answer, right or a mistake, is the one the plain reading gives
     (other column orders, nulls, text, ragged rows, an array within a row, a "[" in a string take the plain way)."""
-    from jupyter_mlops.serving import mlflow_scoring
+    from jupyter_mlops.serving import frames, mlflow_scoring
 
     url, model, _ = served
     rows = DIGITS.data[:60].tolist()
@@ -485,7 +486,7 @@ def test_large_mlflow_json_rows_are_read_as_arrays_and_answered_as_orjson_would(
               {"dataframe_split": {"columns": model.columns[:10], "data": DIGITS.data[:300, :10].tolist()}},
               {"inputs": [r + [0.0] for r in rows]}]
     raws = [json.dumps(b).encode() for b in bodies] + [json.dumps({"inputs": rows}).encode()[:-30]]
-    assert all(len(raw) >= mlflow_scoring.ARRAYS_FROM for raw in raws)
+    assert all(len(raw) >= frames.ARRAYS_FROM for raw in raws)
     assert type(mlflow_scoring.parse_json(None, raws[0], model)["instances"]).__name__ == "ndarray"
 
     def answers():
@@ -497,5 +498,5 @@ def test_large_mlflow_json_rows_are_read_as_arrays_and_answered_as_orjson_would(
 
     quick = answers()
     assert [status for status, _ in quick] == [200] * 6 + [400] * 4 + [200, 400, 400, 400, 400, 400], quick
-    monkeypatch.setattr(mlflow_scoring, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
+    monkeypatch.setattr(frames, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
     assert answers() == quick

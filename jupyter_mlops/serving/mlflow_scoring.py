@@ -9,22 +9,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import frames
 from .frames import frame_of
 from .model import ClientError, Deployment, ServedModel
 from .predictions import JSONAnswer
 
 
-ARRAYS_FROM = 4096  # bytes of JSON from which a numeric model's rows are read as one array (as oip.ARRAYS_FROM)
-
-
 def parse_json(server, raw: bytes, model: ServedModel) -> Any:
-    """The body; from ARRAYS_FROM bytes, for a model whose columns are all numeric, its rows (`instances`, `inputs`,
-    `dataframe_split`'s `data`) read by simdjson straight into one float array: no Python float per value (1,000
-    rows of 13: about half of orjson's lists put into numpy). Anything else (other formats, columns in another order,
-    a value that is not a number, rows of unequal length, arrays within rows) is read by orjson as before, so
-    every answer and every mistake's message stay the same."""
+    """The body; from frames.ARRAYS_FROM bytes, for a model whose columns are all numeric, its rows (`instances`,
+    `inputs`, `dataframe_split`'s `data`) read by simdjson straight into one float array: no Python float per value
+    (1,000 rows of 13: about half of orjson's lists put into numpy). Anything else (other formats, columns in
+    another order, a value that is not a number, rows of unequal length, arrays within rows) is read by orjson as
+    before, so every answer and every mistake's message stay the same."""
     body = rows_as_array(raw, model.columns) if model.numeric_only and model.columns and \
-        len(raw) >= ARRAYS_FROM else None
+        len(raw) >= frames.ARRAYS_FROM else None
     return server.parse(raw) if body is None else body
 
 
