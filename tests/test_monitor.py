@@ -82,6 +82,48 @@ def test_outliers_are_scored_against_the_training_data(registered):
     assert scores[0] < 6 < scores[1]
 
 
+def _bins(mean, std):
+    return {"kind": "numeric", "mean": mean, "std": std, "bin_edges": [mean - 2 * std, mean, mean + 2 * std],
+            "bin_fractions": [0.5, 0.5]}
+
+
+@pytest.mark.parametrize("schema", [
+    [("a", "numeric"), ("b", "numeric"), ("flat", "numeric")],
+    [("a", "numeric"), ("colour", "categorical"), ("b", "numeric"), ("flat", "numeric")]],
+    ids=["numbers", "with-text"])
+def test_live_outliers_are_counted_for_every_model(schema, tmp_path):
+    """mlops_outliers_total counts the served rows more than 6 deviations from a feature's training mean, for a
+    model with a text column too (its numeric columns were once read as floats together with the text, which
+    raised, and nothing was ever counted). A feature constant in training has no deviation: it never counts."""
+    from jupyter_mlops.serving.app import ServedModel
+
+    reference = {"columns": {"a": _bins(0.0, 1.0), "b": _bins(10.0, 2.0), "flat": _bins(3.0, 0.0),
+                             "colour": {"kind": "categorical", "frequencies": {"red": 0.5, "blue": 0.5}}}}
+    model = ServedModel("odd", 1, lambda frame: [0] * len(frame),
+                        [{"name": n, "type": "float64" if k == "numeric" else "object", "kind": k} for n, k in schema],
+                        reference=reference)
+
+    def row(a, b, flat=3.0):
+        values = {"a": a, "b": b, "flat": flat, "colour": "red"}
+        return {name: values[name] for name, _ in schema}
+
+    rows = [row(0.5, 11.0)] * 20 + [row(6.5, 10.0), row(0.0, -3.0), row(-7.0, 23.0), row(0.0, 10.0, flat=500.0)]
+    app = create_app(model, log_folder=tmp_path)
+    server = serve_in_background(app)
+    try:
+        with requests.Session() as session:
+            for i in range(0, len(rows), 4):
+                answer = session.post(f"{server.url}/invocations", json={"dataframe_records": rows[i:i + 4]})
+                assert answer.status_code == 200, answer.text
+        _wait_written(app.state.request_log, 6)
+        metrics = requests.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+        app.state.request_log.close()
+    assert 'mlops_outliers_total{model="odd",version="1"} 3.0' in metrics, \
+        [line for line in metrics.splitlines() if "outliers" in line]
+
+
 def test_a_full_log_queue_drops_and_counts_while_requests_succeed(registered, tmp_path):
     ws, _ = registered
     model = load(ws, "digits")

@@ -240,9 +240,14 @@ class DriftWatch:
 
         columns = model.reference["columns"]
         self.index = [i for i, c in enumerate(model.columns) if columns.get(c, {}).get("kind") == "numeric"]
+        self.every_column = self.index == list(range(len(model.columns)))
         stats_ = [columns[model.columns[i]] for i in self.index]
-        self.means = np.array([s["mean"] or 0.0 for s in stats_])
-        self.stds = np.array([s["std"] or 0.0 for s in stats_])
+        means = np.array([s["mean"] or 0.0 for s in stats_])
+        stds = np.array([s["std"] or 0.0 for s in stats_])
+        # an outlier row has a value more than OUTLIER_Z deviations from its feature's mean: two comparisons per
+        # value against bounds made once (a feature that never varied in training has none)
+        self.high = np.where(stds > 0, means + OUTLIER_Z * stds, np.inf)
+        self.low = np.where(stds > 0, means - OUTLIER_Z * stds, -np.inf)
         self.edges = [s["bin_edges"] for s in stats_]
         self.fractions = [s["bin_fractions"] for s in stats_]
         self.rows = None
@@ -259,12 +264,13 @@ class DriftWatch:
         arrays = [item[2] for item in batch if item[0] == "primary" and item[1] == model.version]
         if not arrays or not self.index:
             return
-        fresh = np.vstack(arrays).astype(float)[:, self.index]
-        varying = self.stds > 0
-        z = np.abs((fresh[:, varying] - self.means[varying]) / self.stds[varying])
-        self.metrics.outliers.labels(model.name, str(model.version)).inc(
-            int((z.max(axis=1) > OUTLIER_Z).sum()) if z.size else 0)
-        self.rows = fresh if self.rows is None else np.vstack([self.rows, fresh])[-self.window:]
+        fresh = np.vstack(arrays) if len(arrays) > 1 else arrays[0]
+        if not (self.every_column and fresh.dtype == float):  # text columns beside: only the numeric ones, as floats
+            fresh = fresh[:, self.index].astype(float)
+        outside = (fresh > self.high) | (fresh < self.low)
+        self.metrics.outliers.labels(model.name, str(model.version)).inc(int(outside.any(axis=1).sum()))
+        recent = fresh[-self.window:]  # the PSI window: only the latest rows are kept, a large batch is not copied
+        self.rows = recent.copy() if self.rows is None else np.vstack([self.rows, recent])[-self.window:]
         # the PSI of a handful of rows is noise (the first batch logged may hold one request): wait for enough
         if len(self.rows) < min(self.window, DRIFT_MIN_ROWS) or time.monotonic() - self.last < self.every:
             return
