@@ -500,3 +500,41 @@ def test_large_mlflow_json_rows_are_read_as_arrays_and_answered_as_orjson_would(
     assert [status for status, _ in quick] == [200] * 6 + [400] * 4 + [200, 400, 400, 400, 400, 400], quick
     monkeypatch.setattr(frames, "ARRAYS_FROM", 10 ** 12)  # every body read by orjson, as before
     assert answers() == quick
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_predict_returning_a_list_of_numpy_values_is_answered(kind):
+    """`list(model.predict(frame))` and `[model.predict(row)[0] for ...]`, common in notebooks' serve cells, give
+    numpy scalars, which JSON writers refuse: every request was answered 500 "not JSON serializable". They are
+    answered as the array itself would be, in both protocols and as tritonclient reads binary outputs."""
+    import numpy as np
+    import tritonclient.http as triton
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from jupyter_mlops.serving.app import ServedModel
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+    fitted = (LogisticRegression() if kind == "classifier" else LinearRegression()).fit(X, [0, 1, 0, 1])
+
+    def predict(frame):
+        return [fitted.predict(frame.iloc[[i]].to_numpy())[0] for i in range(len(frame))]
+
+    model = ServedModel("listed", 1, predict, [{"name": "a", "type": "float64", "kind": "numeric"},
+                                               {"name": "b", "type": "float64", "kind": "numeric"}])
+    expected = fitted.predict(X).tolist()
+    server = serve_in_background(create_app(model))
+    try:
+        reply = requests.post(f"{server.url}/invocations", json={"inputs": X.tolist()})
+        assert reply.status_code == 200 and reply.json() == {"predictions": expected}, reply.text
+        body = {"inputs": [{"name": "x", "shape": [4, 2], "datatype": "FP64", "data": X.ravel().tolist()}]}
+        reply = requests.post(f"{server.url}/v2/models/listed/infer", json=body)
+        assert reply.status_code == 200, reply.text
+        output = reply.json()["outputs"][0]
+        assert output["data"] == expected and output["datatype"] == ("INT64" if kind == "classifier" else "FP64")
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        tensor = triton.InferInput("x", [4, 2], "FP64")
+        tensor.set_data_from_numpy(X, binary_data=True)
+        answer = client.infer("listed", [tensor], outputs=[triton.InferRequestedOutput("predict", binary_data=True)])
+        assert answer.as_numpy("predict").tolist() == expected
+    finally:
+        server.stop()

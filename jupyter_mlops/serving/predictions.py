@@ -7,10 +7,16 @@ from starlette.responses import Response
 
 
 def json_ready(predictions: Any) -> list:
-    """A list of plain values: numpy arrays and pandas series through their `tolist`, other iterables as listed."""
+    """A list of plain values: numpy arrays and pandas series through their `tolist`, other iterables as listed,
+    with the numpy values in them made plain too: `list(model.predict(X))` and `[model.predict(row)[0] ...]` give
+    numpy scalars, which JSON writers refuse (every such request was answered 500)."""
     if hasattr(predictions, "tolist"):
-        predictions = predictions.tolist()
-    return list(predictions)
+        return list(predictions.tolist())
+    values = list(predictions)
+    kinds = set(map(type, values))
+    if any(getattr(k, "__module__", None) == "numpy" for k in kinds):
+        values = [v.tolist() if type(v).__module__ == "numpy" else v for v in values]
+    return values
 
 
 class JSONAnswer(Response):
