@@ -264,13 +264,17 @@ class DriftWatch:
         arrays = [item[2] for item in batch if item[0] == "primary" and item[1] == model.version]
         if not arrays or not self.index:
             return
-        fresh = np.vstack(arrays) if len(arrays) > 1 else arrays[0]
-        if not (self.every_column and fresh.dtype == float):  # text columns beside: only the numeric ones, as floats
-            fresh = fresh[:, self.index].astype(float)
-        outside = (fresh > self.high) | (fresh < self.low)
-        self.metrics.outliers.labels(model.name, str(model.version)).inc(int(outside.any(axis=1).sum()))
-        recent = fresh[-self.window:]  # the PSI window: only the latest rows are kept, a large batch is not copied
-        self.rows = recent.copy() if self.rows is None else np.vstack([self.rows, recent])[-self.window:]
+        if len(arrays) > 1 and sum(map(len, arrays)) < 64 * len(arrays):
+            arrays = [np.vstack(arrays)]  # small requests scored together; large ones each as it is, not copied
+        outliers, recent = 0, []
+        for fresh in arrays:
+            if not (self.every_column and fresh.dtype == float):  # text columns beside: the numeric ones, as floats
+                fresh = fresh[:, self.index].astype(float)
+            outliers += int(((fresh > self.high) | (fresh < self.low)).any(axis=1).sum())
+            recent.append(fresh[-self.window:])
+        self.metrics.outliers.labels(model.name, str(model.version)).inc(outliers)
+        # the PSI window: the latest rows only
+        self.rows = np.vstack(([] if self.rows is None else [self.rows]) + recent[-self.window:])[-self.window:]
         # the PSI of a handful of rows is noise (the first batch logged may hold one request): wait for enough
         if len(self.rows) < min(self.window, DRIFT_MIN_ROWS) or time.monotonic() - self.last < self.every:
             return
