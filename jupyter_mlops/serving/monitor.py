@@ -270,11 +270,13 @@ class DriftWatch:
         for fresh in arrays:
             if not (self.every_column and fresh.dtype == float):  # text columns beside: the numeric ones, as floats
                 fresh = fresh[:, self.index].astype(float)
-            outliers += int(((fresh > self.high) | (fresh < self.low)).any(axis=1).sum())
-            recent.append(fresh[-self.window:])
+            outside = fresh > self.high
+            outside |= fresh < self.low
+            if outside.any():  # rare: rows are counted only then
+                outliers += int(outside.any(axis=1).sum())
+            recent.append(fresh)
         self.metrics.outliers.labels(model.name, str(model.version)).inc(outliers)
-        # the PSI window: the latest rows only
-        self.rows = np.vstack(([] if self.rows is None else [self.rows]) + recent[-self.window:])[-self.window:]
+        self.rows = _latest(([] if self.rows is None else [self.rows]) + recent, self.window)  # the PSI window
         # the PSI of a handful of rows is noise (the first batch logged may hold one request): wait for enough
         if len(self.rows) < min(self.window, DRIFT_MIN_ROWS) or time.monotonic() - self.last < self.every:
             return
@@ -285,6 +287,19 @@ class DriftWatch:
             drifted += psi > PSI_DRIFT
             self.metrics.psi.labels(model.name, str(model.version), model.columns[i]).set(psi)
         self.metrics.drifted.labels(model.name, str(model.version)).set(drifted)
+
+
+def _latest(arrays: list, rows: int):
+    """The last `rows` rows of arrays stacked in order, copying no more than those."""
+    import numpy as np
+
+    tail, count = [], 0
+    for array in reversed(arrays):
+        tail.append(array[-(rows - count):])
+        count += len(tail[-1])
+        if count >= rows:
+            break
+    return np.vstack(tail[::-1])
 
 
 def _lines_backwards(path: Path, block: int = 1 << 20):
