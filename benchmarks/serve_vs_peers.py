@@ -12,10 +12,11 @@ MLflow: `inputs`) from `wrk` on 127.0.0.1, at 10 and at 50 connections, one serv
 and once with each server's own way of using --workers cores (ours: `--workers N`; MLflow: uvicorn's `--workers
 N`; MLServer: `parallel_workers: N`, its inference pool). Printed: req/s, p50, p99, errors, and ours against each
 peer with the same number of workers, and the records ours' request log dropped (a log that cannot keep up
-would flatter the figures). Ours also gets 1,000-row requests, in JSON and in the binary tensor data extension
-(tritonclient's default), against calling the packaged `predict` in-process on the same rows, back to back for as
-long as each wrk run, right after it (rows over elapsed time, as wrk counts the server's; on a shared machine
-the same minute matters: the baseline alone moved from 627,000 to 975,000 rows/s between two runs).
+would flatter the figures). Ours also gets 1,000-row requests, in OIP JSON, in the binary tensor data extension
+(tritonclient's default) and in MLflow's `inputs`, against calling the packaged `predict` in-process on the same
+rows, back to back for as long as each wrk run, right after it (rows over elapsed time, as wrk counts the server's;
+on a shared machine the same minute matters: the baseline alone moved from 627,000 to 975,000 rows/s between two
+runs).
 
     python benchmarks/serve_vs_peers.py [--seconds 10] [--workers 2] [--venvs ~/.cache/jupyter-mlops-peers]
                                         [--peers mlflow,mlserver]
@@ -136,7 +137,8 @@ def bodies(work: Path) -> dict[str, Path]:
     tensor = {"inputs": [{"name": "input-0", "shape": [1, 13], "datatype": "FP64", "data": row}]}
     big = {"inputs": [{"name": "input-0", "shape": [1000, 13], "datatype": "FP64", "data": big_rows().tolist()}]}
     out = {}
-    for name, body in (("tensor", tensor), ("inputs", {"inputs": row}), ("big", big)):
+    for name, body in (("tensor", tensor), ("inputs", {"inputs": row}), ("big", big),
+                       ("big-inputs", {"inputs": big_rows().tolist()})):
         out[name] = work / f"{name}.json"
         out[name].write_text(json.dumps(body))
     # the same 1,000 rows as tritonclient sends them by default: the binary tensor data extension
@@ -229,9 +231,12 @@ def main() -> None:
                 if name == "jupyter-mlops":
                     dropped[workers] = log_dropped(f"http://127.0.0.1:{port}")
                 if name == "jupyter-mlops":  # 1,000-row requests, two per worker at a time
-                    for form, headers in (("JSON", None), ("binary", binary_headers(body["big-binary"]))):
-                        served = wrk(f"http://127.0.0.1:{port}{path}", body["big" if form == "JSON" else "big-binary"],
-                                     2 * workers, args.seconds, headers)["rps"] * 1000
+                    for form, route, sent, headers in (
+                            ("OIP JSON", path, body["big"], None),
+                            ("OIP binary", path, body["big-binary"], binary_headers(body["big-binary"])),
+                            ("MLflow inputs", "/invocations", body["big-inputs"], None)):
+                        served = wrk(f"http://127.0.0.1:{port}{route}", sent, 2 * workers, args.seconds,
+                                     headers)["rps"] * 1000
                         big[workers, form] = served, in_process_rows_per_second(work, args.seconds)
             except Exception as exc:  # a peer that would not start: said, and the others still measured
                 print(f"{name} with {workers} workers skipped: {exc}", file=sys.stderr)
