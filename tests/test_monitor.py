@@ -124,7 +124,9 @@ def test_live_outliers_are_counted_for_every_model(schema, tmp_path):
         [line for line in metrics.splitlines() if "outliers" in line]
 
 
-def test_a_full_log_queue_drops_and_counts_while_requests_succeed(registered, tmp_path):
+def test_a_full_log_queue_drops_and_counts_while_requests_succeed(registered, tmp_path, caplog):
+    """Dropped records are counted in /metrics and said in the server's log (once here: then at most once a
+    minute), so losing them under load does not go unnoticed."""
     ws, _ = registered
     model = load(ws, "digits")
     app = create_app(model, log_folder=tmp_path / "tiny", log_capacity=1)
@@ -139,6 +141,8 @@ def test_a_full_log_queue_drops_and_counts_while_requests_succeed(registered, tm
         server.stop()
     assert log.dropped == 99
     assert "mlops_request_log_dropped_total 99.0" in metrics
+    said = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(said) == 1 and "request log" in said[0] and "monitor, live drift and feedback miss" in said[0], said
 
 
 def test_drift_of_a_categorical_feature():

@@ -7,6 +7,7 @@ flight of the live ones, and gives each drift gauge's most recent value.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -14,6 +15,29 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # fine buckets at the low end: a served prediction takes about a millisecond
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Drops:
+    """Records a full queue dropped (the request log's, the shadows'): counted in Prometheus, and said in the
+    server's log when it starts and then at most once a minute with how many since, so losing records under load
+    does not go unnoticed by whoever reads the server's output rather than its metrics."""
+
+    def __init__(self, counter, what: str, consequence: str, every: float = 60.0):
+        self.counter, self.what, self.consequence, self.every = counter, what, consequence, every
+        self.total = 0
+        self._unsaid, self._said = 0, -float("inf")
+
+    def add(self) -> None:
+        self.total += 1
+        self._unsaid += 1
+        if self.counter is not None:
+            self.counter.inc()
+        now = time.monotonic()
+        if now - self._said >= self.every:
+            logging.getLogger("jupyter_mlops.serving").warning(
+                "%s: %d record(s) dropped%s, its queue was full; %s", self.what, self._unsaid,
+                "" if self._said < 0 else f" in the last {now - self._said:.0f} s", self.consequence)
+            self._unsaid, self._said = 0, now
 
 
 class _Ages:

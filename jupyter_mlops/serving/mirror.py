@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 
+from .metrics import Drops
 from .predictions import json_ready
 from .shadow import ShadowProcess
 
@@ -102,6 +103,9 @@ class ShadowMirror:
         self.report = ShadowReport(shared=shared, worker=worker)
         self.process = ShadowProcess()
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.drops = Drops(metrics.shadow_dropped, "shadow mirror",
+                           "the shadows' comparison misses those requests (the shadows predict slower than "
+                           "requests come)")
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -131,7 +135,7 @@ class ShadowMirror:
         try:
             self.queue.put_nowait((deployed, frame, values, seconds))
         except queue.Full:
-            self.metrics.shadow_dropped.inc()
+            self.drops.add()
 
     def _forever(self) -> None:
         while True:

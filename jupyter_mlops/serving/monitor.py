@@ -96,8 +96,11 @@ class RequestLog:
         self.path = Path(folder) / name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue = queue.Queue(maxsize=capacity)
-        self.dropped = 0
-        self.dropped_counter = dropped_counter
+        from .metrics import Drops
+
+        self.drops = Drops(dropped_counter, f"request log {self.path}",
+                           "monitor, live drift and feedback miss those requests (the server is busier than the "
+                           "log's thread can write: a slow disk, or every core busy)")
         self.written = 0
         self.watch = watch  # called with each written batch, on the writer thread (live drift metrics)
         self.feedback = feedback
@@ -115,9 +118,7 @@ class RequestLog:
         microseconds: done in bursts on the writer thread instead, it held the GIL long enough to stall requests.
         `frame`: a DataFrame, or a numeric request's array with its `columns` (a pandas Index)."""
         if self.queue.full():
-            self.dropped += 1
-            if self.dropped_counter is not None:
-                self.dropped_counter.inc()
+            self.drops.add()
             return
         if hasattr(frame, "columns"):
             array, columns = frame.to_numpy(), frame.columns
@@ -142,9 +143,7 @@ class RequestLog:
             # collector's full passes long enough to stall requests
             self.queue.put_nowait((variant, version, array, (request_id, at, values), line))
         except queue.Full:
-            self.dropped += 1
-            if self.dropped_counter is not None:
-                self.dropped_counter.inc()
+            self.drops.add()
 
     def _shortened(self, record: dict, size: int) -> str:
         """A line within `max_request`: the request's first rows (as many as fit) and how many it had."""
@@ -209,6 +208,10 @@ class RequestLog:
                 self.written += len(batch)
         finally:
             f.close()
+
+    @property
+    def dropped(self) -> int:
+        return self.drops.total
 
     def wake(self) -> None:
         """Write what has gathered now rather than at the next turn."""
