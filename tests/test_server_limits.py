@@ -88,6 +88,53 @@ def test_connections_that_never_finish_their_headers_are_closed(server):
         assert [session.get(f"{server.url}/ping").status_code for _ in range(3)] == [200] * 3
 
 
+def test_an_answers_head_and_body_go_out_in_one_send():
+    """uvicorn writes an answer's head and body separately: two sends and, with Nagle off, two TCP segments per
+    answer. The connection's transport holds a write back until the next one (then both go in one vectored
+    send) or the end of the event loop's turn (a lone head: HEAD, 204), and never after a close."""
+    import asyncio
+
+    from jupyter_mlops.serving.limits import _OneSendAnswers
+
+    class Recording:
+        def __init__(self):
+            self.calls = []
+
+        def write(self, data):
+            self.calls.append(("write", data))
+
+        def writelines(self, chunks):
+            self.calls.append(("writelines", tuple(chunks)))
+
+        def close(self):
+            self.calls.append(("close",))
+
+        def is_closing(self):
+            return False
+
+        def get_extra_info(self, name):
+            return f"extra {name}"
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        answers = []
+        for steps in (["head", "body"], ["head"], ["head", "close"], ["head", "body", "more"]):
+            transport = Recording()
+            wrapped = _OneSendAnswers(transport, loop)
+            for step in steps:
+                wrapped.close() if step == "close" else wrapped.write(step.encode())
+            during = list(transport.calls)
+            await asyncio.sleep(0)  # the end of this turn of the loop
+            answers.append((during, transport.calls, wrapped.get_extra_info("peername")))
+        return answers
+
+    (both, _, extra), (lone_during, lone_after, _), (_, closed, _), (_, streamed, _) = asyncio.run(scenario())
+    assert both == [("writelines", (b"head", b"body"))] and extra == "extra peername"
+    assert lone_during == [] and lone_after == [("write", b"head")]
+    assert closed == [("write", b"head"), ("close",)]
+    assert streamed == [("writelines", (b"head", b"body")), ("write", b"more")]
+
+
 def test_limits_are_checked_and_sizes_read_as_people_write_them():
     assert parse_size("8MiB") == 8 * 1024 * 1024 and parse_size("512k") == 512 * 1024 and parse_size("100") == 100
     with pytest.raises(ValueError, match="not a size"):

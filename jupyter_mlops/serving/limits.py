@@ -74,7 +74,7 @@ def protocol_class(header_timeout: float):
                 self.transport.close()
 
         def connection_made(self, transport) -> None:
-            super().connection_made(transport)
+            super().connection_made(_OneSendAnswers(transport, self.loop))
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -93,3 +93,44 @@ def protocol_class(header_timeout: float):
             super().connection_lost(exc)
 
     return HeaderDeadlineProtocol
+
+
+class _OneSendAnswers:
+    """A connection's transport that holds each write back until the next one or the end of the event loop's
+    turn: uvicorn writes an answer's head and its body separately, which took two send calls and, with Nagle's
+    algorithm off, two TCP segments for every answer; they now go out together (writelines: one vectored send,
+    the body not copied). Everything else is the transport's own."""
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop, self._held = transport, loop, None
+
+    def write(self, data) -> None:
+        if self._held is None:
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            held, self._held = self._held, None
+            self._transport.writelines((held, data))
+
+    def writelines(self, chunks) -> None:
+        self._flush()
+        self._transport.writelines(chunks)
+
+    def _flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
