@@ -45,7 +45,11 @@ def check_gates(run: dict, gates: list[str]) -> list[str]:
     for metric, op, threshold in (parse_gate(g) for g in gates):
         value = run["metrics"].get(metric)
         if value is None:
-            failures.append(f"{metric} was not logged by run {run['id']} (required {op} {threshold:g})")
+            logged = ", ".join(sorted(run["metrics"])) or "none"
+            failures.append(f"{metric} was not logged by run {run['id']} (required {op} {threshold:g}; it logged: "
+                            f"{logged}). A variable is not a metric until it is logged: in the step that computes "
+                            f"it, `from jupyter_mlops import log_metrics; log_metrics({metric}={metric})`, or "
+                            "tag that cell `pipeline-metrics`")
         elif not _OPS[op](value, threshold):
             failures.append(f"{metric} = {value:.6g}, required {op} {threshold:g}")
     return failures
