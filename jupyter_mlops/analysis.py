@@ -350,6 +350,23 @@ def analyze_source(source: str) -> CellNames:
     return out
 
 
+def reported_names(source: str) -> list[str]:
+    """The names a cell shows at its top level, bare (`accuracy`) or printed (`print(accuracy, f1)`): what a Kale
+    `pipeline-metrics` cell lists, one metric each. Other code in the cell (computing them) is not a metric."""
+    try:
+        tree = ast.parse(to_python(source))
+    except SyntaxError:
+        return []
+    found: list[str] = []
+    for node in tree.body:
+        value = node.value if isinstance(node, ast.Expr) else None
+        if isinstance(value, ast.Name):
+            found.append(value.id)
+        elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print":
+            found += [a.id for a in value.args if isinstance(a, ast.Name)]
+    return list(dict.fromkeys(found))
+
+
 def imported_modules(source: str) -> list[str]:
     """Modules a cell imports at top level, to load into a kernel before its step runs."""
     try:

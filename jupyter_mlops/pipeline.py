@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tags as T
-from .analysis import KERNEL_NAMES, CellNames, analyze_source
+from .analysis import KERNEL_NAMES, CellNames, analyze_source, reported_names
 from .errors import NotebookError, Problem
 from .parameters import Parameter, read_parameters
 
@@ -335,8 +335,12 @@ def _resolve_steps(order: list[Step], names: dict[int, CellNames], cells: list, 
             if result.star_imports:
                 warnings.append(f"cell {i + 1}: `from {', '.join(result.star_imports)} import *` hides which "
                                 "names it defines (import them by name to get full checking)")
-            if step.kind == "metrics":
-                step.metrics += [n for n in result.reads if n not in step.metrics and n not in KERNEL_NAMES]
+            if step.kind == "metrics":  # the names it shows, as Kale reads it (not every name it reads: a model)
+                step.metrics += [n for n in reported_names(_source(cells[i]))
+                                 if n not in step.metrics and n not in KERNEL_NAMES]
+        if step.kind == "metrics" and not step.metrics and any(_code_lines(_source(cells[i])) for i in step.cells):
+            warnings.append(f"cell {step.cells[0] + 1} is tagged `pipeline-metrics` but shows no metric, so none is "
+                            "logged: end it with `print(name)` (or a bare `name`) for each metric, as Kale reads it")
         for name, i in reads:
             if name in bound_by:
                 producer, statement = bound_by[name]

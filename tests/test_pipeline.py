@@ -32,6 +32,24 @@ def test_kale_notebook_is_read(example):
     assert set(p.parameters) == {"C", "max_iter"}
 
 
+def test_a_metrics_cell_logs_the_names_it_shows_not_every_name_it_reads(make_notebook):
+    """Kale's `pipeline-metrics` cell lists `print(name)` lines. One that computes its metric first
+    (`accuracy = clf.score(X, y)` then `print(accuracy)`) logged every name it read, the model too, and the run
+    failed there ("metric `clf` must be a number") after training. It logs what it shows: printed or bare names."""
+    data = ("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)", "data")
+    train = ("from sklearn.linear_model import LogisticRegression\nclf = LogisticRegression().fit(X, y)", "train")
+    cases = [("accuracy = clf.score(X, y)\nprint(accuracy)", ["accuracy"]),
+             ("acc = clf.score(X, y)\nn = len(y)\nprint(acc, n)\nprint(f'{acc:.2f}')", ["acc", "n"]),
+             ("score = clf.score(X, y)\nscore", ["score"])]
+    for source, expected in cases:
+        p = build_pipeline(make_notebook([data, train, (source, "pipeline-metrics")]))
+        assert p.step("pipeline_metrics").metrics == expected, source
+        assert p.step("pipeline_metrics").inputs == {"X": "data", "y": "data", "clf": "train"}
+    quiet = build_pipeline(make_notebook([data, train, ("accuracy = clf.score(X, y)", "pipeline-metrics")]))
+    assert quiet.step("pipeline_metrics").metrics == []
+    assert any("shows no metric" in w and "print(name)" in w for w in quiet.warnings), quiet.warnings
+
+
 def test_untagged_cells_take_the_role_of_the_nearest_tagged_cell_above(make_notebook):
     p = build_pipeline(make_notebook([("a = 1", "data"), "b = a + 1", ("print(b)", "skip"), "print(a)",
                                       ("s = 1", "setup"), "t = s", ("d = b + t", "train")]))

@@ -133,3 +133,16 @@ def test_step_kernels_keep_no_ipython_history(make_notebook):
     for step in run["steps"][1:]:
         text = _stream(step)
         assert "history False" in text and "not unique in database" not in text
+
+
+def test_a_kale_metrics_cell_that_computes_its_metric_runs_and_logs_it(make_notebook):
+    """A data scientist's `pipeline-metrics` cell computes the score, then prints it: the run logged every name the
+    cell read and failed on the model ("metric `clf` must be a number"). It logs the printed name."""
+    nb_path = make_notebook([
+        ("from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)", "data"),
+        ("from sklearn.linear_model import LogisticRegression\nclf = LogisticRegression(max_iter=500).fit(X, y)",
+         "train"),
+        ("accuracy = clf.score(X, y)\nprint(accuracy)", "pipeline-metrics")])
+    run = jupyter_mlops.run(nb_path)
+    assert run["status"] == "succeeded", run["error"]
+    assert list(run["metrics"]) == ["accuracy"] and run["metrics"]["accuracy"] > 0.9
