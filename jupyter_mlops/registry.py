@@ -171,10 +171,10 @@ def check_predict(predict: Any, frame, run_id: str) -> None:
         raise MlopsError(f"run {run_id}'s `predict` fails on {len(sample)} rows of its training data, so every "
                          f"request would fail; nothing was registered.\n  {type(exc).__name__}: {exc}\n  fix: "
                          f"{how}") from None
-    try:  # a numpy scalar's tolist() is a plain number: not one value per row either
-        values = result.tolist() if hasattr(result, "tolist") else list(result)
-        if not isinstance(values, list):
-            raise TypeError
+    from .serving.predictions import json_ready
+
+    try:  # made ready as the server makes it; a numpy scalar's tolist() is a plain number, not one value per row
+        values = json_ready(result)
     except TypeError:
         raise MlopsError(f"run {run_id}'s `predict` returned {a(type(result).__name__)} for {len(sample)} rows, not "
                          f"one value per row; nothing was registered.\n  fix: {how}") from None

@@ -49,6 +49,27 @@ def test_a_predict_returning_one_value_for_many_rows_is_refused(make_notebook):
         jupyter_mlops.register(run["id"], "wine", workspace=ws)
 
 
+def test_a_predict_returning_a_list_of_numpy_values_registers_and_is_served(make_notebook):
+    """One answer per row built in a loop (`[model.predict(...)[0] ...]`) is a list of numpy values: register
+    refused it ("cannot send as JSON") while the server can send it as it sends an array."""
+    run, ws = _run(make_notebook, [
+        SETUP, DATA,
+        ("from sklearn.linear_model import LogisticRegression\n"
+         "model = LogisticRegression(max_iter=5000).fit(X, y)", "train"),
+        ("def predict(X):\n    return [model.predict(X.iloc[[i]])[0] for i in range(len(X))]", "serve")])
+    jupyter_mlops.register(run["id"], "wine", workspace=ws)
+    server = serve_in_background(create_app(load(Workspace(ws), "wine")))
+    try:
+        from sklearn.datasets import load_wine
+
+        wine = load_wine(as_frame=True)
+        row = {"sample_id": 0, **{c.replace("/", "_"): v for c, v in wine.data.iloc[0].items()}}
+        reply = requests.post(f"{server.url}/invocations", json={"dataframe_records": [row, row]})
+        assert reply.status_code == 200 and reply.json()["predictions"] == [int(wine.target[0])] * 2, reply.text
+    finally:
+        server.stop()
+
+
 def test_schema_asks_only_for_the_columns_the_model_reads(make_notebook):
     run, ws = _run(make_notebook, [
         SETUP, DATA,
