@@ -350,15 +350,19 @@ def analyze_source(source: str) -> CellNames:
     return out
 
 
+def _top_level(source: str) -> list:
+    """A cell's top-level statements (magics allowed); none when it does not parse."""
+    try:
+        return ast.parse(to_python(source)).body
+    except SyntaxError:
+        return []
+
+
 def reported_names(source: str) -> list[str]:
     """The names a cell shows at its top level, bare (`accuracy`) or printed (`print(accuracy, f1)`): what a Kale
     `pipeline-metrics` cell lists, one metric each. Other code in the cell (computing them) is not a metric."""
-    try:
-        tree = ast.parse(to_python(source))
-    except SyntaxError:
-        return []
     found: list[str] = []
-    for node in tree.body:
+    for node in _top_level(source):
         value = node.value if isinstance(node, ast.Expr) else None
         if isinstance(value, ast.Name):
             found.append(value.id)
@@ -369,12 +373,8 @@ def reported_names(source: str) -> list[str]:
 
 def imported_modules(source: str) -> list[str]:
     """Modules a cell imports at top level, to load into a kernel before its step runs."""
-    try:
-        tree = ast.parse(to_python(source))
-    except SyntaxError:
-        return []
     modules: list[str] = []
-    for node in tree.body:
+    for node in _top_level(source):
         if isinstance(node, ast.Import):
             modules += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
