@@ -46,10 +46,12 @@ def check_gates(run: dict, gates: list[str]) -> list[str]:
         value = run["metrics"].get(metric)
         if value is None:
             logged = ", ".join(sorted(run["metrics"])) or "none"
+            # a gate may name a metric that is no Python name (`val.loss`): then the call takes it as a string key
+            call = f"{metric}={metric}" if metric.isidentifier() else f'**{{"{metric}": value}}'
             failures.append(f"{metric} was not logged by run {run['id']} (required {op} {threshold:g}; it logged: "
                             f"{logged}). A variable is not a metric until it is logged: in the step that computes "
-                            f"it, `from jupyter_mlops import log_metrics; log_metrics({metric}={metric})`, or "
-                            "tag that cell `pipeline-metrics`")
+                            f"it, `from jupyter_mlops import log_metrics; log_metrics({call})`, or tag that cell "
+                            "`pipeline-metrics`")
         elif not _OPS[op](value, threshold):
             failures.append(f"{metric} = {value:.6g}, required {op} {threshold:g}")
     return failures

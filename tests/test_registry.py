@@ -71,6 +71,10 @@ def test_a_failed_gate_registers_nothing_and_says_why(trained):
     assert "required >= 0.9999" in text and "accuracy = 0.99" in text and "loss was not logged" in text
     # what to do about it: the metrics it did log, and how to log one
     assert "it logged: accuracy" in text and "log_metrics(loss=loss)" in text and "pipeline-metrics" in text
+    from jupyter_mlops.registry import check_gates
+
+    dotted = check_gates({"id": "r1", "metrics": {}}, ["val.loss<1"])[0]
+    assert "it logged: none" in dotted and 'log_metrics(**{"val.loss": value})' in dotted
     assert not [m for m in jupyter_mlops.models(workspace=ws) if m["name"] == "digits-b"]
     assert not (ws / "models" / "digits-b" / "v1").exists()
 
